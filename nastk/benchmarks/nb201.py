@@ -1,0 +1,256 @@
+"""The NAS-Bench-201 result table: every architecture's accuracies under explicit protocols.
+
+Two sources become one compact cached format (an ``.npz`` of float columns keyed by protocol, plus
+the benchmark's index order), converted once and then loaded in milliseconds:
+
+* the compact CSV in ``$NASTK_DATA/nb201/nb201_groundtruth.csv.gz`` (checked against the sha256 in
+  ``benchmarks_data/nb201_groundtruth.json``), the default;
+* the official ``NAS-Bench-201-v1_*.pth`` file, read through ``nas_201_api``
+  (:mod:`nastk.benchmarks.nb201_official`).
+
+Column keys are ``dataset/split/epochs/family`` (see :class:`nastk.protocol.Protocol`), plus
+``dataset/train_time_s/epochs/family`` and ``dataset/params_m``.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from nastk.architecture import Architecture
+from nastk.errors import ArchitectureError, ConfigError, CorruptDataError, DataError, MissingDataError
+from nastk.paths import atomic_write, cache_root, data_file, sha256_of, verify_sha256
+from nastk.protocol import Protocol
+
+FORMAT_VERSION = 1
+MANIFEST = Path(__file__).resolve().parents[2] / "benchmarks_data" / "nb201_groundtruth.json"
+#: When a protocol names no family, the first family the table has for it is used (and recorded).
+FAMILY_PREFERENCE = ("official", "nb201api", "v1_1", "naswot", "nats", "robot")
+#: Training-set sizes and input resolutions, used only to *estimate* times the table lacks.
+TRAIN_IMAGES = {"cifar10-valid": 25_000, "cifar10": 50_000, "cifar100": 50_000, "ImageNet16-120": 151_700}
+PIXELS = {"cifar10-valid": 32 * 32, "cifar10": 32 * 32, "cifar100": 32 * 32, "ImageNet16-120": 16 * 16}
+
+
+class NB201Table:
+    """All NB201 results of one source. Look-ups take an Architecture (or its product code)."""
+
+    def __init__(self, codes: np.ndarray, columns: Dict[str, np.ndarray], source: str):
+        from search_spaces.nb201 import NB201Space
+
+        self.space = NB201Space()
+        self.codes = np.asarray(codes, dtype=np.int64)
+        self.columns = {key: np.asarray(values, dtype=np.float64) for key, values in columns.items()}
+        self.source = source
+        self._position = np.full(len(self.space), -1, dtype=np.int64)
+        self._position[self.codes] = np.arange(len(self.codes))
+        self._resolved: Dict[Protocol, Protocol] = {}
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    # --- order --------------------------------------------------------------------------------
+    def index_of(self, code: int) -> int:
+        position = int(self._position[code])
+        if position < 0:
+            raise ArchitectureError(f"architecture {self.space.to_str(self.space.from_code(code))} is not in the NB201 table")
+        return position
+
+    def code_at(self, index: int) -> int:
+        if not 0 <= index < len(self.codes):
+            raise ArchitectureError(f"NB201 index {index} out of range 0..{len(self.codes) - 1}")
+        return int(self.codes[index])
+
+    def arch_at(self, index: int) -> Architecture:
+        return self.space.from_code(self.code_at(index))
+
+    def archs(self) -> List[Architecture]:
+        """All architectures in the benchmark's index order."""
+        return [self.space.from_code(int(code)) for code in self.codes]
+
+    def positions(self, archs: Iterable[Architecture]) -> np.ndarray:
+        positions = self._position[[self.space.code(arch) for arch in archs]]
+        if (positions < 0).any():
+            raise ArchitectureError("some architectures are not in the NB201 table")
+        return positions
+
+    # --- protocols ----------------------------------------------------------------------------
+    def protocols(self) -> List[str]:
+        """The accuracy columns this table holds, as protocol keys."""
+        return sorted(key for key in self.columns if key.split("/")[1] in ("train", "valid", "test"))
+
+    def resolve(self, protocol: Protocol) -> Protocol:
+        """The protocol with its family filled in; a clear error when the table lacks it."""
+        if protocol in self._resolved:
+            return self._resolved[protocol]
+        if protocol.family:
+            if protocol.key not in self.columns:
+                raise ConfigError(self._missing_message(protocol))
+            resolved = protocol
+        else:
+            families = [f for f in FAMILY_PREFERENCE if f"{protocol.key}/{f}" in self.columns]
+            if not families:
+                raise ConfigError(self._missing_message(protocol))
+            resolved = protocol.with_family(families[0])
+        self._resolved[protocol] = resolved
+        return resolved
+
+    def _missing_message(self, protocol: Protocol) -> str:
+        near = [k for k in self.protocols() if k.startswith(protocol.dataset + "/")]
+        return (f"the NB201 table ({self.source}) has no results for {protocol.key}; "
+                f"available for {protocol.dataset}: {', '.join(near) or 'none'}")
+
+    # --- queries ------------------------------------------------------------------------------
+    def column(self, protocol: Protocol) -> np.ndarray:
+        """Accuracy of every architecture (index order) under ``protocol``."""
+        return self.columns[self.resolve(protocol).key]
+
+    def accuracy(self, arch: Architecture, protocol: Protocol) -> float:
+        return float(self.column(protocol)[self.index_of(self.space.code(arch))])
+
+    def accuracies(self, archs: Sequence[Architecture], protocol: Protocol) -> np.ndarray:
+        """Vectorised look-up of many architectures."""
+        return self.column(protocol)[self.positions(archs)]
+
+    def train_time(self, arch: Architecture, dataset: str, epochs: int) -> Dict[str, object]:
+        """Simulated training time in seconds, and whether it is recorded or estimated.
+
+        Where the table lacks the time for (dataset, epochs), it is estimated from the recorded
+        cifar10-valid 12-epoch time, scaled by epochs, training images and pixels per image.
+        """
+        position = self.index_of(self.space.code(arch))
+        prefix = f"{dataset}/train_time_s/{epochs}/"
+        for key, values in self.columns.items():
+            if key.startswith(prefix) and math.isfinite(values[position]):
+                return {"seconds": float(values[position]), "source": key}
+        base = [k for k in self.columns if k.startswith("cifar10-valid/train_time_s/12/")]
+        if not base:
+            return {"seconds": float("nan"), "source": "unavailable"}
+        scale = (epochs / 12) * (TRAIN_IMAGES[dataset] / TRAIN_IMAGES["cifar10-valid"]) * (
+            PIXELS[dataset] / PIXELS["cifar10-valid"])
+        return {"seconds": float(self.columns[base[0]][position] * scale), "source": f"estimated from {base[0]}"}
+
+    def metrics(self, arch: Architecture, dataset: str, epochs: Optional[int] = None) -> Dict[str, float]:
+        """Every recorded number of ``arch`` on ``dataset`` (optionally one training length)."""
+        position = self.index_of(self.space.code(arch))
+        out = {}
+        for key, values in sorted(self.columns.items()):
+            parts = key.split("/")
+            if parts[0] != dataset and not (key.endswith("params_m") and dataset.startswith("cifar10")):
+                continue
+            if epochs is not None and len(parts) >= 3 and parts[2].isdigit() and int(parts[2]) != epochs:
+                continue
+            out[key] = float(values[position])
+        return out
+
+    # --- persistence --------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        arrays = {f"col:{key}": values for key, values in self.columns.items()}
+        meta = json.dumps({"format": FORMAT_VERSION, "source": self.source})
+        buffer = io.BytesIO()
+        np.savez(buffer, codes=self.codes.astype(np.int32), meta=np.array(meta), **arrays)
+        with atomic_write(path) as handle:
+            handle.write(buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: Path) -> "NB201Table":
+        try:
+            with np.load(path) as archive:
+                meta = json.loads(str(archive["meta"]))
+                if meta.get("format") != FORMAT_VERSION:
+                    raise CorruptDataError(f"{path} has cache format {meta.get('format')}, expected {FORMAT_VERSION}")
+                columns = {name[4:]: archive[name] for name in archive.files if name.startswith("col:")}
+                return cls(archive["codes"], columns, meta["source"])
+        except DataError:
+            raise
+        except Exception as error:  # zip/npz/json errors all mean the same thing here
+            raise CorruptDataError(f"cannot read NB201 cache {path}: {error}") from None
+
+
+# --- conversion ---------------------------------------------------------------------------------
+def _from_codes_and_strings(arch_strs: Sequence[str], columns, source: str) -> NB201Table:
+    from search_spaces.nb201 import NB201Space
+
+    space = NB201Space()
+    try:
+        codes = np.array([space.code(space.from_str(text)) for text in arch_strs], dtype=np.int64)
+    except ArchitectureError as error:
+        raise CorruptDataError(f"{source}: {error}") from None
+    if len(np.unique(codes)) != len(codes):
+        raise CorruptDataError(f"{source} lists some architecture twice")
+    return NB201Table(codes, columns, source)
+
+
+def convert_compact_csv(path: Path, manifest: dict) -> NB201Table:
+    """Parse the shared compact CSV after checking its sha256 and shape."""
+    verify_sha256(path, manifest["sha256"])
+    with gzip.open(path, "rt", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if len(rows) != manifest["rows"]:
+        raise CorruptDataError(f"{path} has {len(rows)} rows, expected {manifest['rows']}")
+    if [int(row["idx"]) for row in rows] != list(range(len(rows))):
+        raise CorruptDataError(f"{path} is not in NB201 index order")
+    columns = {key: np.array([float(row[name]) if row[name] else np.nan for row in rows])
+               for name, key in manifest["columns"].items()}
+    return _from_codes_and_strings([row["arch_str"] for row in rows], columns, f"compact:{path.name}")
+
+
+def convert_official(path: Path, trust_pickle: bool = False) -> NB201Table:
+    """Read the official NB201 ``.pth`` through ``nas_201_api``."""
+    from nastk.benchmarks.nb201_official import read_official
+
+    arch_strs, columns = read_official(path, trust_pickle=trust_pickle)
+    return _from_codes_and_strings(arch_strs, columns, f"official:{Path(path).name}")
+
+
+def _cached(cache_name: str, convert) -> NB201Table:
+    cache = cache_root() / cache_name
+    if cache.is_file():
+        try:
+            return NB201Table.load(cache)
+        except CorruptDataError as error:
+            warnings.warn(f"rebuilding unreadable NB201 cache: {error}")
+    table = convert()
+    table.save(cache)
+    return table
+
+
+def load_table(path: Optional[str] = None, trust_pickle: bool = False) -> NB201Table:
+    """The NB201 table from ``path`` (compact CSV or official ``.pth``), default the shared compact CSV.
+
+    The first call converts the source into nastk's cache; later calls load the cache only.
+    """
+    if path is None or str(path).endswith(".csv.gz"):
+        manifest = json.loads(MANIFEST.read_text())
+        source = Path(path) if path else data_file(manifest["file"])
+        if not source.is_file():
+            raise MissingDataError(f"NB201 table {source} not found")
+        name = f"nb201-compact-v{FORMAT_VERSION}-{manifest['sha256'][:16]}.npz"
+        return _cached(name, lambda: convert_compact_csv(source, manifest))
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise MissingDataError(f"NB201 table {source} not found")
+    if source.suffix == ".npz":
+        return NB201Table.load(source)
+    if source.suffix != ".pth":
+        raise ConfigError(f"unsupported NB201 table file {source}: expected .csv.gz, .pth (official) or .npz (nastk cache)")
+    stat = source.stat()
+    name = f"nb201-official-v{FORMAT_VERSION}-{source.stem}-{stat.st_size}-{int(stat.st_mtime)}.npz"
+    return _cached(name, lambda: convert_official(source, trust_pickle))
+
+
+@lru_cache(maxsize=None)
+def default_table() -> NB201Table:
+    return load_table()
+
+
+def default_order() -> NB201Table:
+    """The table that defines NB201's index order (the same in every NB201 release)."""
+    return default_table()

@@ -1,0 +1,57 @@
+"""The ``nastk`` command line. Each sub-command lives in :mod:`nastk.commands` and registers itself.
+
+Every :class:`~nastk.errors.NastkError` (and every usage error) becomes one line on stderr and exit
+status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from nastk.errors import NastkError
+
+#: Sub-command modules; each defines ``register(subparsers)`` and sets ``func`` on its parser.
+COMMAND_MODULES = ("query", "search", "listing", "proxies")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as a single line naming the problem (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"nastk: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="nastk", description="Neural architecture search toolkit.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"nastk.commands.{name}")
+        except ModuleNotFoundError as error:  # a command whose module is not written yet
+            if error.name == f"nastk.commands.{name}":
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        # `nastk` with no command runs the embedded default search.
+        args = parser.parse_args(["search"] + list(argv if argv is not None else sys.argv[1:]))
+    try:
+        return int(args.func(args) or 0)
+    except NastkError as error:
+        print(f"nastk: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nastk: interrupted; journaled evaluations are kept (use --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""``nastk search``: run a query strategy with an evaluator into a resumable run folder.
+
+With no arguments it runs the embedded default, which needs no download: regularized evolution over
+the NB201 cell space, each candidate trained briefly on scikit-learn's digits, and the winner
+retrained longer and reported on held-out test digits.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+from nastk.commands import print_json
+from nastk.errors import ConfigError
+from nastk.evaluators import make_evaluator
+from nastk.run import Run, run_search
+from nastk.space import get_space
+from nastk.strategy import STRATEGIES, make_strategy
+
+#: The embedded default, also the base every config file and flag overrides.
+DEFAULTS: Dict[str, Any] = {
+    "space": "nb201", "strategy": "re", "budget": 20, "seed": 0,
+    "evaluator": "train", "benchmark": None, "dataset": None, "objective": "valid12", "table": None,
+    "epochs": 3, "final_epochs": 12, "batch_size": 64, "lr": 0.1, "C": 8, "N": 1,
+    "population_size": 10, "sample_size": 3,
+}
+STRATEGY_OPTIONS = {"re": ("population_size", "sample_size")}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("search", help="search a space with a strategy (no arguments: embedded default)")
+    add = parser.add_argument
+    add("--config", help="YAML or JSON file with any of the options below (flags override it)")
+    add("--space", help="search space (default nb201)")
+    add("--strategy", help=f"query strategy: {', '.join(STRATEGIES.names())} (default re)")
+    add("--budget", type=int, help="number of evaluations (default 20)")
+    add("--seed", type=int, help="random seed (default 0)")
+    add("--benchmark", help="evaluate by look-up in this benchmark (nb201); needs --dataset")
+    add("--dataset", help="benchmark dataset (cifar10, cifar10-valid, cifar100, ImageNet16-120) or training dataset (digits, cifar10)")
+    add("--objective", help="benchmark protocol the search maximises: valid12 (NB201's search protocol, default), "
+                            "valid200, test200 (an oracle), or dataset/split/epochs[/family]")
+    add("--evaluator", help="benchmark, train, or proxy:NAME (default: benchmark with --benchmark, else train)")
+    add("--table", help="NB201 table file (compact .csv.gz, official .pth or nastk .npz)")
+    add("--epochs", type=int, help="train evaluator: epochs per candidate (default 3)")
+    add("--final-epochs", type=int, help="train evaluator: epochs to retrain the winner (default 12)")
+    add("--batch-size", type=int, help="training / proxy batch size (default 64)")
+    add("--lr", type=float, help="train evaluator: learning rate (default 0.1)")
+    add("--C", type=int, help="train/proxy evaluator: network width (default 8)")
+    add("--N", type=int, help="train/proxy evaluator: cells per stage (default 1)")
+    add("--population-size", type=int, help="re: population size (default 10)")
+    add("--sample-size", type=int, help="re: tournament size (default 3)")
+    add("--device", default="cpu", help="torch device for training or proxies (cpu, cuda, cuda:1, mps)")
+    add("--run-dir", help="run folder (default runs/<space>-<strategy>-seed<seed>-<time>)")
+    add("--resume", action="store_true", help="continue the run in --run-dir from its journal")
+    add("--format", choices=["text", "json"], default="text")
+    add("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def resolve_options(args) -> Dict[str, Any]:
+    """Defaults, then the config file, then explicitly given flags."""
+    options = dict(DEFAULTS)
+    from_file = _read_config(Path(args.config)) if args.config else {}
+    options.update(from_file)
+    for key in DEFAULTS:
+        value = getattr(args, key, None)
+        if value is not None:
+            options[key] = value
+    if args.evaluator is None and "evaluator" not in from_file:
+        options["evaluator"] = "benchmark" if options["benchmark"] else "train"
+    return options
+
+
+def _read_config(path: Path) -> Dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of option names to values")
+    data = {key.replace("-", "_"): value for key, value in data.items()}
+    unknown = sorted(set(data) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(f"config file {path} has unknown option(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
+    return data
+
+
+def run_config(options: Dict[str, Any]) -> Dict[str, Any]:
+    """The resolved, self-contained config stored in the run folder (and compared on resume)."""
+    evaluator = options["evaluator"]
+    if evaluator == "benchmark":
+        if not options["benchmark"]:
+            options["benchmark"] = "nb201"
+        if not options["dataset"]:
+            raise ConfigError("a benchmark search needs --dataset (cifar10, cifar10-valid, cifar100 or ImageNet16-120)")
+        evaluator_config = {"kind": "benchmark", "benchmark": options["benchmark"], "dataset": options["dataset"],
+                            "objective": options["objective"], "table": options["table"]}
+    elif evaluator == "train":
+        evaluator_config = {"kind": "train", "dataset": options["dataset"] or "digits", "epochs": options["epochs"],
+                            "final_epochs": options["final_epochs"], "batch_size": options["batch_size"],
+                            "lr": options["lr"], "build": {"C": options["C"], "N": options["N"]}}
+    elif str(evaluator).startswith("proxy:"):
+        dataset = options["dataset"] or "cifar10"
+        evaluator_config = {"kind": "proxy", "proxy": evaluator.split(":", 1)[1], "dataset": dataset,
+                            "batch_size": options["batch_size"],
+                            "report_dataset": dataset if options["space"] == "nb201" else None}
+    else:
+        raise ConfigError(f"unknown evaluator {evaluator!r}; use benchmark, train or proxy:NAME")
+    strategy_options = {key: options[key] for key in STRATEGY_OPTIONS.get(options["strategy"], ())}
+    return {"space": options["space"], "strategy": options["strategy"], "strategy_options": strategy_options,
+            "budget": options["budget"], "seed": options["seed"], "evaluator": evaluator_config}
+
+
+def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str = "cpu", progress: bool = True):
+    """Run a resolved config into ``run_dir``; returns the summary dict (also written to summary.json)."""
+    started = time.perf_counter()
+    space = get_space(config["space"])
+    strategy = make_strategy(config["strategy"], space, seed=config["seed"], **config["strategy_options"])
+    evaluator = make_evaluator(space, config["evaluator"], seed=config["seed"], device=device)
+    run = Run(run_dir, config, resume=resume)
+    bar = _progress_bar(config["budget"], enabled=progress)
+    outcome = run_search(strategy, evaluator, config["budget"], run,
+                         progress=lambda step, record: bar.update(1) if bar else None)
+    if bar:
+        bar.close()
+    final = evaluator.final_metrics(outcome.best_arch) or {}
+    summary = {
+        "best_arch": outcome.best_arch.to_str(),
+        "best_objective": outcome.best_result.value,
+        "test_accuracy": final.get("test_accuracy"),
+        "final_metrics": final,
+        "evaluations": len(outcome.history),
+        "replayed": outcome.replayed,
+        "evaluated_now": outcome.evaluated,
+        "cost_s": outcome.total_cost_s,
+        "wall_s": round(time.perf_counter() - started, 3),
+        "evaluator": evaluator.describe(),
+        "strategy": {"name": config["strategy"], **config["strategy_options"]},
+        "seed": config["seed"],
+        "device": str(device),
+        "run_dir": str(run.directory),
+        "trajectory": _trajectory(outcome.history),
+    }
+    run.write_summary(summary)
+    return summary
+
+
+def _trajectory(history):
+    """Best-so-far objective, its test accuracy when known, and cumulative cost after each evaluation."""
+    from nastk.strategy import objective_key
+
+    rows, best, best_key, cost = [], None, None, 0.0
+    for record in history:
+        result = record["result"]
+        value = result["metrics"].get(result["objective"])
+        cost += result["cost_s"]
+        if best_key is None or objective_key(value) > best_key:
+            best_key, best = objective_key(value), result["metrics"]
+        rows.append([round(cost, 3), best.get(result["objective"]), best.get("test_accuracy")])
+    return rows
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="search", unit="eval", disable=None, leave=False)
+
+
+def run(args) -> int:
+    options = resolve_options(args)
+    config = run_config(options)
+    run_dir = args.run_dir or f"runs/{config['space']}-{config['strategy']}-seed{config['seed']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.format == "text" and not args.resume and not args.benchmark and config["evaluator"]["kind"] == "train":
+        ev = config["evaluator"]
+        print(f"nastk: searching {config['space']} with {config['strategy']} for {config['budget']} candidates, "
+              f"each trained {ev['epochs']} epochs on {ev['dataset']} (C={ev['build']['C']}, N={ev['build']['N']}); "
+              f"the winner is retrained {ev['final_epochs']} epochs and tested. Run folder: {run_dir}")
+    summary = execute(config, run_dir, resume=args.resume, device=args.device, progress=not args.no_progress)
+    if args.format == "json":
+        print_json({key: value for key, value in summary.items() if key != "trajectory"})
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: Dict[str, Any]) -> None:
+    evaluator = summary["evaluator"]
+    print(f"best architecture : {summary['best_arch']}")
+    print(f"search objective  : {summary['best_objective']:.4f}  ({evaluator.get('objective')})")
+    if summary["test_accuracy"] is not None:
+        print(f"test accuracy     : {summary['test_accuracy']:.4f}  ({evaluator.get('report', 'retrained winner, test split')})")
+    print(f"evaluations       : {summary['evaluations']} ({summary['replayed']} replayed from the journal, "
+          f"{summary['evaluated_now']} evaluated now)")
+    print(f"cost              : {summary['cost_s']:.1f} s {'simulated' if evaluator['evaluator'] == 'benchmark' else 'measured'}, "
+          f"wall {summary['wall_s']:.1f} s")
+    print(f"run folder        : {summary['run_dir']}")

@@ -1,0 +1,105 @@
+"""Small image datasets that need no download: scikit-learn's digits and the shared CIFAR-10 subset.
+
+Every loader returns a :class:`ImageDataset` of float tensors in NCHW layout, normalised per channel,
+so networks of any space can consume them directly. CIFAR-100 and ImageNet16-120 images are not
+available offline; asking for them raises a clear error.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import torch
+
+from nastk.errors import MissingDataError, UnknownNameError
+from nastk.paths import data_file
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass
+class ImageDataset:
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def input_size(self) -> int:
+        return int(self.x_train.shape[-1])
+
+    def batch(self, size: int, seed: int = 0, split: str = "train"):
+        """A fixed random batch (for zero-cost proxies): the same for the same seed."""
+        x, y = (self.x_train, self.y_train) if split == "train" else (self.x_test, self.y_test)
+        generator = torch.Generator().manual_seed(seed)
+        index = torch.randperm(len(x), generator=generator)[:size]
+        return x[index], y[index]
+
+
+def _normalise(x: np.ndarray, mean, std) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (tensor - mean) / std
+
+
+def load_digits(test_fraction: float = 0.25, seed: int = 0, size: int = 16) -> ImageDataset:
+    """scikit-learn's 1,797 8x8 digits, upsampled to ``size`` px and repeated to 3 channels."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
+    images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    images = images.repeat(1, 3, 1, 1).numpy()
+    mean, std = float(images.mean()), float(images.std())
+    x = _normalise(images, (mean,) * 3, (std,) * 3)
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    n_test = int(round(len(x) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    return ImageDataset("digits", x[train], y[train], x[test], y[test], num_classes=10)
+
+
+def load_cifar10_subset(data_root: Optional[str] = None) -> ImageDataset:
+    """The shared real CIFAR-10 subset (5,000 train + 1,000 test), with the standard normalisation."""
+    path = data_file("images/cifar10_subset_5k1k.npz", data_root)
+    with np.load(path) as archive:
+        x_train, y_train = archive["x_train"], archive["y_train"]
+        x_test, y_test = archive["x_test"], archive["y_test"]
+    to_nchw = lambda images: images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0  # noqa: E731
+    return ImageDataset(
+        "cifar10",
+        _normalise(to_nchw(x_train), CIFAR10_MEAN, CIFAR10_STD),
+        torch.from_numpy(y_train.astype(np.int64)),
+        _normalise(to_nchw(x_test), CIFAR10_MEAN, CIFAR10_STD),
+        torch.from_numpy(y_test.astype(np.int64)),
+        num_classes=10,
+    )
+
+
+def _unavailable(name: str) -> Callable[..., ImageDataset]:
+    def loader(*_args, **_kwargs):
+        raise MissingDataError(
+            f"{name} images are not available offline (only the NB201 result tables are); "
+            "use 'cifar10' (the shared 5k/1k subset) or 'digits'"
+        )
+
+    return loader
+
+
+LOADERS: Dict[str, Callable[..., ImageDataset]] = {
+    "digits": load_digits,
+    "cifar10": load_cifar10_subset,
+    "cifar100": _unavailable("CIFAR-100"),
+    "ImageNet16-120": _unavailable("ImageNet16-120"),
+}
+
+
+def load_dataset(name: str, **options) -> ImageDataset:
+    if name not in LOADERS:
+        raise UnknownNameError(f"unknown dataset {name!r}; known: {', '.join(LOADERS)}")
+    return LOADERS[name](**options)

@@ -1,0 +1,62 @@
+"""Train-from-scratch evaluation: build the architecture, train it briefly, measure validation accuracy.
+
+The training split is divided once into train and validation parts, so strategies select on
+validation accuracy; the search's winner is then retrained on all training data for longer and
+reported on the untouched test split (:meth:`TrainingEvaluator.final_metrics`).
+"""
+from __future__ import annotations
+
+import time
+import zlib
+from typing import Any, Dict, Optional
+
+import torch
+
+from nastk.architecture import Architecture
+from nastk.datasets import ImageDataset, load_dataset
+from nastk.evaluator import Evaluator, Result
+from nastk.space import SearchSpace
+from nastk.training import TrainingConfig, accuracy, train_model
+
+
+class TrainingEvaluator(Evaluator):
+    objective = "accuracy"
+
+    def __init__(self, space: SearchSpace, dataset: str = "digits", config: TrainingConfig = TrainingConfig(),
+                 final_config: Optional[TrainingConfig] = None, valid_fraction: float = 0.2, seed: int = 0,
+                 device="cpu", build_options: Optional[Dict[str, Any]] = None):
+        space.require("build")
+        self.space, self.config, self.seed, self.device = space, config, seed, device
+        self.final_config = final_config or TrainingConfig(**{**config.__dict__, "epochs": config.epochs * 3})
+        self.build_options = dict(build_options or {})
+        self.data: ImageDataset = load_dataset(dataset)
+        n_valid = int(len(self.data.x_train) * valid_fraction)
+        self.x_fit, self.y_fit = self.data.x_train[n_valid:], self.data.y_train[n_valid:]
+        self.x_valid, self.y_valid = self.data.x_train[:n_valid], self.data.y_train[:n_valid]
+
+    def _seed_for(self, arch: Architecture) -> int:
+        """A per-architecture seed, so an architecture's result does not depend on evaluation order."""
+        return (self.seed * 1_000_003 + zlib.crc32(arch.to_str().encode())) % (2**31)
+
+    def _trained(self, arch: Architecture, x, y, config: TrainingConfig):
+        seed = self._seed_for(arch)
+        torch.manual_seed(seed)
+        model = self.space.build(arch, self.data.num_classes, **self.build_options)
+        loss = train_model(model, x, y, config, device=self.device, seed=seed)
+        return model, loss
+
+    def evaluate(self, arch: Architecture) -> Result:
+        started = time.perf_counter()
+        model, loss = self._trained(arch, self.x_fit, self.y_fit, self.config)
+        metrics = {"accuracy": accuracy(model, self.x_valid, self.y_valid, self.device), "train_loss": loss}
+        return Result(metrics, cost_s=time.perf_counter() - started, objective="accuracy",
+                      protocol={"dataset": self.data.name, "split": "valid", "epochs": self.config.epochs})
+
+    def final_metrics(self, arch: Architecture) -> Dict[str, float]:
+        model, _ = self._trained(arch, self.data.x_train, self.data.y_train, self.final_config)
+        return {"test_accuracy": accuracy(model, self.data.x_test, self.data.y_test, self.device),
+                "final_epochs": self.final_config.epochs}
+
+    def describe(self) -> Dict[str, Any]:
+        return {"evaluator": "train", "dataset": self.data.name, "epochs": self.config.epochs,
+                "final_epochs": self.final_config.epochs, "build": self.build_options, "device": str(self.device)}

@@ -1,0 +1,79 @@
+"""Where nastk finds shared benchmark data and keeps its converted caches.
+
+* ``NASTK_DATA`` points at the benchmark data folder (the project's CI uses ``../shared/benchmarks``).
+* ``NASTK_CACHE`` overrides the cache folder for converted tables; by default it is
+  ``benchmarks_data/cache`` in a source checkout, else ``~/.cache/nastk``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+from nastk.errors import CorruptDataError, MissingDataError
+
+_CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_root(explicit: Optional[str] = None) -> Path:
+    """The benchmark data folder: ``explicit``, else ``$NASTK_DATA``, else ``../shared/benchmarks``."""
+    for candidate in (explicit, os.environ.get("NASTK_DATA")):
+        if candidate:
+            return Path(candidate).expanduser()
+    return _CHECKOUT_ROOT.parent / "shared" / "benchmarks"
+
+
+def data_file(relative: str, explicit_root: Optional[str] = None) -> Path:
+    """A file under the data folder; raises :class:`MissingDataError` saying how to point at it."""
+    path = data_root(explicit_root) / relative
+    if not path.is_file():
+        raise MissingDataError(
+            f"benchmark data file {path} not found; set NASTK_DATA to the folder holding {relative}"
+        )
+    return path
+
+
+def cache_root() -> Path:
+    if os.environ.get("NASTK_CACHE"):
+        root = Path(os.environ["NASTK_CACHE"]).expanduser()
+    elif (_CHECKOUT_ROOT / "benchmarks_data").is_dir() and os.access(_CHECKOUT_ROOT / "benchmarks_data", os.W_OK):
+        root = _CHECKOUT_ROOT / "benchmarks_data" / "cache"
+    else:
+        root = Path.home() / ".cache" / "nastk"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise CorruptDataError(f"{path} has sha256 {actual[:12]}..., expected {expected[:12]}...; the file is corrupt or a different release")
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "wb") -> Iterator:
+    """Write to a temporary file beside ``path`` and rename it into place only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,139 @@
+"""Run folders and the one engine that drives every query strategy.
+
+A run folder holds ``config.json`` (the resolved configuration), ``journal.jsonl`` (one JSON line per
+evaluation, flushed and fsynced before the strategy is told) and ``summary.json``. Killing a run at
+any moment loses nothing that was journaled: ``resume`` replays the journal through the strategy
+(asking again and checking it proposes the same architectures, which it does because it is seeded)
+and evaluates only what is missing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from nastk.architecture import Architecture
+from nastk.errors import ConfigError, RunError
+from nastk.evaluator import Evaluator, Result
+from nastk.paths import atomic_write
+from nastk.strategy import Strategy, objective_key
+
+CONFIG, JOURNAL, SUMMARY = "config.json", "journal.jsonl", "summary.json"
+
+
+class Run:
+    """A run folder. ``resume=False`` refuses a folder that already holds a journal."""
+
+    def __init__(self, directory, config: Dict[str, Any], resume: bool = False):
+        self.directory = Path(directory)
+        self.config = config
+        config_path = self.directory / CONFIG
+        if config_path.exists():
+            if not resume:
+                raise RunError(f"run folder {self.directory} already holds a run; pass --resume or choose another --run-dir")
+            saved = json.loads(config_path.read_text())
+            if saved != json.loads(json.dumps(config)):
+                diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+                raise RunError(f"cannot resume {self.directory}: its config differs in {', '.join(diff)}")
+        else:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with atomic_write(config_path, "w") as handle:
+                json.dump(config, handle, indent=2)
+
+    @property
+    def journal_path(self) -> Path:
+        return self.directory / JOURNAL
+
+    def records(self) -> List[Dict[str, Any]]:
+        """Journaled evaluations; a torn last line (killed mid-write) is dropped with a warning."""
+        if not self.journal_path.exists():
+            return []
+        lines = self.journal_path.read_text().splitlines()
+        records = []
+        for number, line in enumerate(lines):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number == len(lines) - 1:
+                    warnings.warn(f"dropping a partly written last journal line in {self.journal_path}")
+                    self._truncate(len(records))
+                    break
+                raise RunError(f"journal {self.journal_path} line {number + 1} is corrupt") from None
+        return records
+
+    def _truncate(self, keep: int) -> None:
+        lines = self.journal_path.read_text().splitlines()[:keep]
+        with atomic_write(self.journal_path, "w") as handle:
+            handle.write("".join(line + "\n" for line in lines))
+
+    def append(self, record: Dict[str, Any]) -> None:
+        with open(self.journal_path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def write_summary(self, summary: Dict[str, Any]) -> None:
+        with atomic_write(self.directory / SUMMARY, "w") as handle:
+            json.dump(summary, handle, indent=2)
+
+
+@dataclass
+class SearchOutcome:
+    best_arch: Optional[Architecture]
+    best_result: Optional[Result]
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    replayed: int = 0
+    evaluated: int = 0
+
+    @property
+    def total_cost_s(self) -> float:
+        return float(sum(record["result"]["cost_s"] for record in self.history))
+
+
+def run_search(strategy: Strategy, evaluator: Evaluator, budget: int, run: Optional[Run] = None,
+               progress: Optional[Callable[[int, Dict[str, Any]], None]] = None) -> SearchOutcome:
+    """Ask, evaluate, journal, tell, ``budget`` times; replay a run's journal first.
+
+    ``progress(step, record)`` is called after every evaluation (a progress bar, a logger).
+    """
+    if budget < 1:
+        raise ConfigError(f"budget must be at least 1, got {budget}")
+    outcome = SearchOutcome(None, None)
+    best_key = None
+
+    def record_result(arch: Architecture, result: Result, record: Dict[str, Any]) -> None:
+        nonlocal best_key
+        strategy.tell(arch, result)
+        outcome.history.append(record)
+        key = objective_key(result.value)
+        if best_key is None or key > best_key:
+            best_key, outcome.best_arch, outcome.best_result = key, arch, result
+
+    journal = run.records() if run else []
+    if len(journal) > budget:
+        raise RunError(f"the journal already holds {len(journal)} evaluations, more than the budget {budget}")
+    for record in journal:
+        arch = strategy.ask()
+        if arch.to_str() != record["arch"]:
+            raise RunError(
+                f"resume diverged at evaluation {record['step']}: the strategy proposed {arch.to_str()} "
+                f"but the journal holds {record['arch']} (was the seed or code changed?)")
+        record_result(arch, Result.from_dict(record["result"]), record)
+        outcome.replayed += 1
+    for step in range(len(journal), budget):
+        arch = strategy.ask()
+        started = time.perf_counter()
+        result = evaluator.evaluate(arch)
+        record = {"step": step, "arch": arch.to_str(), "result": result.to_dict(),
+                  "wall_s": round(time.perf_counter() - started, 6)}
+        if run:
+            run.append(record)
+        outcome.evaluated += 1
+        record_result(arch, result, record)
+        if progress:
+            progress(step, record)
+    return outcome

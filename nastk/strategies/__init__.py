@@ -1,0 +1,1 @@
+"""Query strategies; each registers in :data:`nastk.strategy.STRATEGIES`."""

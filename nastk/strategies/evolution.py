@@ -1,0 +1,59 @@
+"""Regularized (aging) evolution, Real et al. 2019, with NB201's REA defaults.
+
+The first ``population_size`` architectures are random; afterwards each child is a mutation of the
+best of ``sample_size`` members drawn from the population, and the *oldest* member dies when a child
+joins, so good architectures must keep being rediscovered.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Dict
+
+from nastk.architecture import Architecture
+from nastk.errors import ConfigError
+from nastk.evaluator import Result
+from nastk.strategy import Strategy, objective_key
+
+
+class RegularizedEvolution(Strategy):
+    """Regularized (aging) evolution: tournament selection, mutation, oldest member dies."""
+
+    name = "re"
+    requires = ("mutate",)
+
+    def __init__(self, space, seed: int = 0, population_size: int = 10, sample_size: int = 3):
+        super().__init__(space, seed)
+        if population_size < 1 or not 1 <= sample_size <= population_size:
+            raise ConfigError(
+                f"regularized evolution needs population_size >= 1 and 1 <= sample_size <= population_size, "
+                f"got {population_size} and {sample_size}")
+        self.population_size = population_size
+        self.sample_size = sample_size
+        self.population: deque = deque()  # (arch, value), oldest first
+        self.asked = 0
+
+    def options(self) -> Dict[str, Any]:
+        return {"population_size": self.population_size, "sample_size": self.sample_size}
+
+    def ask(self) -> Architecture:
+        self.asked += 1
+        if self.asked <= self.population_size or not self.population:
+            return self.space.sample(self.rng)
+        picks = self.rng.choice(len(self.population), size=min(self.sample_size, len(self.population)), replace=False)
+        parent = max((self.population[i] for i in sorted(picks)), key=lambda member: objective_key(member[1]))[0]
+        return self.space.mutate(parent, self.rng)
+
+    def tell(self, arch: Architecture, result: Result) -> None:
+        self.population.append((arch, result.value))
+        if len(self.population) > self.population_size:
+            self.population.popleft()
+
+    def state_dict(self) -> Dict[str, Any]:
+        state = super().state_dict()
+        state.update(asked=self.asked, population=[[a.to_str(), v] for a, v in self.population])
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.asked = state["asked"]
+        self.population = deque((self.space.from_str(a), v) for a, v in state["population"])
