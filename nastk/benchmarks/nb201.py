@@ -95,7 +95,8 @@ class NB201Table:
                 raise ConfigError(self._missing_message(protocol))
             resolved = protocol
         else:
-            families = [f for f in FAMILY_PREFERENCE if f"{protocol.key}/{f}" in self.columns]
+            present = sorted(key.rsplit("/", 1)[1] for key in self.columns if key.rsplit("/", 1)[0] == protocol.key)
+            families = sorted(present, key=lambda f: FAMILY_PREFERENCE.index(f) if f in FAMILY_PREFERENCE else len(FAMILY_PREFERENCE))
             if not families:
                 raise ConfigError(self._missing_message(protocol))
             resolved = protocol.with_family(families[0])
@@ -185,6 +186,8 @@ def _from_codes_and_strings(arch_strs: Sequence[str], columns, source: str) -> N
         raise CorruptDataError(f"{source}: {error}") from None
     if len(np.unique(codes)) != len(codes):
         raise CorruptDataError(f"{source} lists some architecture twice")
+    # a column the source holds no value for (e.g. v1_0's 12-epoch cifar100) must not shadow another family
+    columns = {key: values for key, values in columns.items() if not np.isnan(np.asarray(values, dtype=float)).all()}
     return NB201Table(codes, columns, source)
 
 

@@ -58,5 +58,6 @@ class TrainingEvaluator(Evaluator):
                 "final_epochs": self.final_config.epochs}
 
     def describe(self) -> Dict[str, Any]:
-        return {"evaluator": "train", "dataset": self.data.name, "epochs": self.config.epochs,
+        return {"evaluator": "train", "objective": f"{self.data.name} validation accuracy after {self.config.epochs} epochs",
+                "dataset": self.data.name, "epochs": self.config.epochs,
                 "final_epochs": self.final_config.epochs, "build": self.build_options, "device": str(self.device)}
