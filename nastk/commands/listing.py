@@ -1,38 +1,46 @@
 """``nastk spaces`` and ``nastk strategies``: what exists."""
 from __future__ import annotations
 
+from typing import Callable, Dict
+
 from nastk.commands import print_json
 from nastk.space import SPACES, get_space
 from nastk.strategy import STRATEGIES
 
 
 def register(subparsers) -> None:
-    spaces = subparsers.add_parser("spaces", help="list search spaces and their capabilities")
-    spaces.add_argument("--format", choices=["text", "json"], default="text")
-    spaces.set_defaults(func=list_spaces)
-    strategies = subparsers.add_parser("strategies", help="list query strategies")
-    strategies.add_argument("--format", choices=["text", "json"], default="text")
-    strategies.set_defaults(func=list_strategies)
+    for name, help_text, rows, line in (
+        ("spaces", "list search spaces and their capabilities", space_rows,
+         lambda name, caps: f"{name:10s} {', '.join(caps)}"),
+        ("strategies", "list query strategies", strategy_rows,
+         lambda name, row: f"{name:10s} {row['doc']}  (needs: {', '.join(row['requires']) or 'nothing'})"),
+    ):
+        parser = subparsers.add_parser(name, help=help_text)
+        parser.add_argument("--format", choices=["text", "json"], default="text")
+        parser.set_defaults(func=_lister(rows, line))
 
 
-def list_spaces(args) -> int:
-    rows = {name: sorted(get_space(name).capabilities) for name in SPACES.names()}
-    if args.format == "json":
-        print_json(rows)
-    else:
-        for name, capabilities in rows.items():
-            print(f"{name:10s} {', '.join(capabilities)}")
-    return 0
+def space_rows() -> Dict[str, list]:
+    return {name: sorted(get_space(name).capabilities) for name in SPACES.names()}
 
 
-def list_strategies(args) -> int:
+def strategy_rows() -> Dict[str, dict]:
     rows = {}
     for name in STRATEGIES.names():
         cls = STRATEGIES.get(name)
-        rows[name] = {"requires": list(cls.requires), "doc": (cls.__doc__ or "").strip().splitlines()[0]}
-    if args.format == "json":
-        print_json(rows)
-    else:
-        for name, row in rows.items():
-            print(f"{name:10s} {row['doc']}  (needs: {', '.join(row['requires']) or 'nothing'})")
-    return 0
+        doc = (cls.__doc__ or "").strip().splitlines()
+        rows[name] = {"requires": list(cls.requires), "doc": doc[0] if doc else ""}
+    return rows
+
+
+def _lister(rows: Callable[[], dict], line: Callable[[str, object], str]):
+    def run(args) -> int:
+        data = rows()
+        if args.format == "json":
+            print_json(data)
+        else:
+            for name, row in data.items():
+                print(line(name, row))
+        return 0
+
+    return run
