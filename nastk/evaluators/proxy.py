@@ -1,0 +1,153 @@
+"""Zero-cost proxy evaluation of architectures of any space, with an on-disk cache.
+
+Every network is built right after ``torch.manual_seed(seed)``, so its initial weights (and hence
+every proxy value) depend only on (architecture, seed, build options), not on what ran before or on
+the device. Scores are cached in a JSON-lines file keyed by (space, proxy, architecture, dataset,
+batch size, seed, build options); the file is rewritten atomically, so an interrupted run loses at
+most the last unflushed architectures and resumes from the rest.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from nastk.architecture import Architecture
+from nastk.datasets import load_dataset
+from nastk.evaluator import Evaluator, Result
+from nastk.paths import atomic_write
+from nastk.proxies import compute_proxies, get_proxy
+from nastk.space import SearchSpace
+
+
+class ProxyCache:
+    """Proxy scores on disk, one JSON object per line; ``flush`` rewrites the file atomically."""
+
+    def __init__(self, path: Optional[Union[str, Path]]):
+        self.path = Path(path) if path else None
+        self.records: Dict[Tuple, Dict[str, Any]] = {}
+        self._dirty = False
+        if self.path and self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    self.records[self._key(record)] = record
+
+    @staticmethod
+    def _key(record: Dict[str, Any]) -> Tuple:
+        return (record["space"], record["proxy"], record["arch"], record["dataset"], record["batch_size"],
+                record["seed"], record.get("build", ""))
+
+    def get(self, **key) -> Optional[Dict[str, Any]]:
+        return self.records.get(self._key(key))
+
+    def put(self, record: Dict[str, Any]) -> None:
+        self.records[self._key(record)] = record
+        self._dirty = True
+
+    def flush(self) -> None:
+        if not (self.path and self._dirty):
+            return
+        with atomic_write(self.path, "w") as handle:
+            for record in self.records.values():
+                handle.write(json.dumps(record) + "\n")
+        self._dirty = False
+
+
+class ProxyScorer:
+    """Scores architectures of one space on one fixed batch; shared by the evaluator and batch scoring."""
+
+    def __init__(self, space: SearchSpace, dataset: str = "cifar10", batch_size: int = 64, seed: int = 0,
+                 device: str = "cpu", num_classes: Optional[int] = None, cache_path=None,
+                 build_options: Optional[Dict[str, Any]] = None):
+        data = load_dataset(dataset)
+        batch_size = batch_size or 64  # configs may carry an explicit None
+        self.space, self.dataset, self.batch_size, self.seed, self.device = space, dataset, batch_size, seed, device
+        self.num_classes = num_classes or data.num_classes
+        self.batch = data.batch(batch_size, seed)
+        self.build_options = dict(build_options or {})
+        self.cache = ProxyCache(cache_path)
+
+    def _key(self, proxy: str, arch_str: str) -> Dict[str, Any]:
+        return {"space": self.space.name, "proxy": proxy, "arch": arch_str, "dataset": self.dataset,
+                "batch_size": self.batch_size, "seed": self.seed,
+                "build": json.dumps(self.build_options, sort_keys=True) if self.build_options else ""}
+
+    def score(self, arch: Architecture, proxies: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+        """``{proxy: {"score": float, "seconds": float}}``, computing only what the cache lacks."""
+        arch_str = self.space.to_str(arch)
+        for name in proxies:
+            get_proxy(name)  # unknown names fail before any work
+        missing = [name for name in proxies if self.cache.get(**self._key(name, arch_str)) is None]
+        if missing:
+            torch.manual_seed(self.seed)
+            model = self.space.build(arch, self.num_classes, **self.build_options)
+            result = compute_proxies(model, self.batch, missing, device=self.device, seed=self.seed)
+            for name in missing:
+                seconds = result.seconds[get_proxy(name).pass_name]
+                self.cache.put({**self._key(name, arch_str), "score": result.scores[name], "seconds": seconds})
+        return {name: self.cache.get(**self._key(name, arch_str)) for name in proxies}
+
+    def protocol(self) -> Dict[str, Any]:
+        return {"dataset": self.dataset, "batch_size": self.batch_size, "seed": self.seed,
+                "num_classes": self.num_classes, "build": self.build_options,
+                "init": "torch.manual_seed(seed) before build"}
+
+
+class ProxyEvaluator(Evaluator):
+    """``evaluate(arch)`` = one zero-cost proxy of the freshly initialised network (higher is better)."""
+
+    def __init__(self, space: SearchSpace, proxy: str, dataset: str = "cifar10", batch_size: int = 64, seed: int = 0,
+                 device: str = "cpu", num_classes: Optional[int] = None, cache_path=None,
+                 build_options: Optional[Dict[str, Any]] = None):
+        self.spec = get_proxy(proxy)
+        self.proxy = self.objective = proxy
+        self.scorer = ProxyScorer(space, dataset, batch_size, seed, device, num_classes, cache_path, build_options)
+
+    def evaluate(self, arch: Architecture) -> Result:
+        record = self.scorer.score(arch, [self.proxy])[self.proxy]
+        self.scorer.cache.flush()
+        score = record["score"] if self.spec.higher_is_better else -record["score"]
+        return Result({self.proxy: score}, cost_s=float(record["seconds"]), objective=self.proxy,
+                      protocol={"proxy": self.proxy, **self.scorer.protocol()})
+
+    def describe(self) -> Dict[str, Any]:
+        return {"evaluator": "proxy", "proxy": self.proxy, **self.scorer.protocol()}
+
+
+@dataclass
+class ScoredArchitectures:
+    """``scores[proxy][i]`` is the value of architecture ``arch_strs[i]`` (NaN where it failed)."""
+
+    arch_strs: List[str]
+    scores: Dict[str, np.ndarray]
+    seconds: Dict[str, np.ndarray]
+
+
+def score_architectures(space: SearchSpace, archs: Sequence[Architecture], proxies: Sequence[str],
+                        dataset: str = "cifar10", batch_size: int = 64, seed: int = 0, device: str = "cpu",
+                        num_classes: Optional[int] = None, cache_path=None,
+                        build_options: Optional[Dict[str, Any]] = None, progress: bool = True,
+                        flush_every_s: float = 30.0) -> ScoredArchitectures:
+    """All ``proxies`` of every architecture, each network built once and scored with shared passes."""
+    from tqdm import tqdm
+
+    scorer = ProxyScorer(space, dataset, batch_size, seed, device, num_classes, cache_path, build_options)
+    scores = {name: np.full(len(archs), np.nan) for name in proxies}
+    seconds = {name: np.full(len(archs), np.nan) for name in proxies}
+    last_flush = time.monotonic()
+    try:
+        for i, arch in enumerate(tqdm(archs, desc="proxies", unit="arch", disable=not progress)):
+            for name, record in scorer.score(arch, proxies).items():
+                scores[name][i], seconds[name][i] = record["score"], record["seconds"]
+            if time.monotonic() - last_flush > flush_every_s:
+                scorer.cache.flush()
+                last_flush = time.monotonic()
+    finally:
+        scorer.cache.flush()
+    return ScoredArchitectures([space.to_str(a) for a in archs], scores, seconds)

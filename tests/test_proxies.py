@@ -1,0 +1,237 @@
+"""Zero-cost proxies: registry, determinism, layer-wise values, GradSign, SynFlow overflow, NaN handling,
+the proxy evaluator and cache, and the ``nastk proxies`` CLI. Small networks (C=8, N=1) on tiny batches."""
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nastk.cli import main
+from nastk.datasets import load_dataset
+from nastk.errors import ConfigError, UnknownNameError
+from nastk.proxies import PROXIES, compute_proxies, get_proxy, nan_last, proxy_names
+from nastk.proxies.gradsign import grad_sign_layerwise, sign_sums
+from nastk.proxies.layers import weight_layers
+from nastk.proxies.synflow import synflow_layerwise
+from nastk.space import get_space
+
+ALL = ["params", "flops", "grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow", "nwot", "zen", "l2_norm",
+       "plain", "epe_nas", "grad_sign", "grad_sign_mean"]
+ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny networks run fastest single-threaded, and the test machine's cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits_batch():
+    x, y = load_dataset("digits").batch(16, seed=0)
+    return x, y
+
+
+def small_net(arch=ARCH, seed=0):
+    space = get_space("nb201")
+    torch.manual_seed(seed)
+    return space.build(space.from_str(arch), 10, C=8, N=1)
+
+
+@pytest.fixture(scope="module")
+def all_scores(digits_batch):
+    return compute_proxies(small_net(), digits_batch, ALL, device="cpu", seed=0)
+
+
+def test_registry_and_metadata():
+    assert set(ALL) <= set(proxy_names())
+    assert get_proxy("synflow").removes_bn and not get_proxy("snip").removes_bn
+    assert get_proxy("snip").needs_labels and not get_proxy("jacob_cov").needs_labels
+    assert not get_proxy("params").needs_gradients and get_proxy("grasp").needs_gradients
+    assert all(PROXIES.get(n).higher_is_better for n in ALL)
+    with pytest.raises(UnknownNameError, match="known proxys"):
+        get_proxy("nope")
+    with pytest.raises(UnknownNameError):
+        compute_proxies(small_net(), (torch.zeros(2, 3, 16, 16), None), ["nope"])
+
+
+def test_every_proxy_finite_and_deterministic(digits_batch, all_scores):
+    again = compute_proxies(small_net(), digits_batch, ALL, device=torch.device("cpu"), seed=0)
+    for name in ALL:
+        assert math.isfinite(all_scores.scores[name]), name
+        assert all_scores.scores[name] == again.scores[name], name
+    other = compute_proxies(small_net(seed=1), digits_batch, ["snip", "zen"], seed=1).scores
+    assert other["snip"] != all_scores.scores["snip"] and other["zen"] != all_scores.scores["zen"]
+
+
+def test_layerwise_values_sum_to_scores(all_scores):
+    names = [n for n, _ in weight_layers(small_net())]
+    assert all_scores.layer_names == names
+    assert {n for n in ALL if get_proxy(n).layerwise} == set(all_scores.layerwise)
+    for name, values in all_scores.layerwise.items():
+        assert values.shape == (len(names),)
+        assert values.sum() == pytest.approx(all_scores.scores[name], rel=1e-12), name
+
+
+def test_shared_passes_equal_separate_passes(digits_batch, all_scores):
+    for name in ["grad_norm", "snip", "fisher", "grasp", "jacob_cov", "nwot", "plain", "epe_nas"]:
+        alone = compute_proxies(small_net(), digits_batch, [name]).scores[name]
+        assert alone == pytest.approx(all_scores.scores[name], rel=1e-5), name
+
+
+def test_snip_grasp_match_explicit_autograd():
+    """snip = |W * dL/dW| and grasp = -W * (H g) against a Hessian built entry by entry."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5, bias=False), nn.Tanh(), nn.Linear(5, 3, bias=False)).double()
+    x, y = torch.randn(6, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2])
+    scores = compute_proxies(model, (x, y), ["snip", "grasp"]).scores
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    shapes = [p.shape for p in model.parameters()]
+
+    def loss(vector):
+        a, b = vector[:20].view(shapes[0]), vector[20:].view(shapes[1])
+        return nn.functional.cross_entropy(torch.tanh(x @ a.T) @ b.T, y)
+
+    g = torch.autograd.functional.jacobian(loss, flat)
+    h = torch.autograd.functional.hessian(loss, flat)
+    assert scores["snip"] == pytest.approx(float((flat * g).abs().sum()), rel=1e-10)
+    assert scores["grasp"] == pytest.approx(float(-(flat * (h @ g)).sum()), rel=1e-10)
+
+
+def test_grad_sign_vectorized_equals_loop_and_is_order_invariant():
+    # float64 so that no gradient is within rounding error of zero (in float32, batched and
+    # single-example convolutions round differently and may flip the sign of a ~1e-8 gradient)
+    model = small_net().double()
+    x, y = load_dataset("digits").batch(12, seed=1)
+    x = x.double()
+    vectorized = sign_sums(model, x, y, vectorized=True, chunk=5)
+    looped = sign_sums(model, x, y, vectorized=False, chunk=5)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(3))
+    shuffled = sign_sums(model, x[order], y[order], vectorized=True, chunk=4)
+    for a, b, c in zip(vectorized, looped, shuffled):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    score, count = grad_sign_layerwise(model, x, y)
+    assert score.sum() == sum(int(s.abs().sum()) for s in looped)
+    assert count == sum(m.weight.numel() for _, m in weight_layers(model))
+
+
+def test_grad_sign_is_n_times_weights_when_all_signs_agree():
+    """Positive inputs, all labels 0: dCE/dW has the same sign for every example, coordinate by coordinate."""
+    torch.manual_seed(0)
+    model = nn.Linear(7, 2, bias=False)
+    n = 9
+    x, y = torch.rand(n, 7) + 0.1, torch.zeros(n, dtype=torch.long)
+    result = compute_proxies(model, (x, y), ["grad_sign", "grad_sign_mean"])
+    assert result.scores["grad_sign"] == n * 14
+    assert result.scores["grad_sign_mean"] == n
+    assert result.scores["grad_sign_mean"] * 14 == result.scores["grad_sign"]
+
+
+def test_grad_sign_mean_is_sum_over_weight_count(all_scores):
+    count = sum(m.weight.numel() for _, m in weight_layers(small_net()))
+    assert all_scores.scores["grad_sign_mean"] == pytest.approx(all_scores.scores["grad_sign"] / count, rel=1e-12)
+
+
+def test_synflow_finite_where_float32_overflows():
+    torch.manual_seed(0)
+    blocks = [(nn.Linear(256, 256), nn.BatchNorm1d(256), nn.ReLU()) for _ in range(50)]
+    model = nn.Sequential(*[layer for block in blocks for layer in block])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        naive = synflow_layerwise(model, (256,), dtype=torch.float32).sum()
+    assert not np.isfinite(naive)
+    result = compute_proxies(model, (torch.randn(4, 256), None), ["synflow"])
+    assert math.isfinite(result.scores["synflow"]) and result.scores["synflow"] > 1e38
+    assert all(torch.isfinite(p).all() and (p < 0).any() for p in model[0].parameters())  # caller's net untouched
+
+
+def test_non_finite_scores_become_nan_with_warning_and_rank_last():
+    x, _ = load_dataset("digits").batch(8, seed=0)
+    dead = small_net("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")  # output ignores the input
+    with pytest.warns(RuntimeWarning, match="jacob_cov.*NaN"):
+        result = compute_proxies(dead, (x, None), ["jacob_cov", "synflow"])
+    assert math.isnan(result.scores["jacob_cov"]) and math.isfinite(result.scores["synflow"])
+    ranked = nan_last([0.5, float("nan"), -3.0, 2.0])
+    assert list(np.argsort(-ranked)) == [3, 0, 2, 1]
+    assert np.argmin(nan_last([1.0, float("nan")], higher_is_better=False)) == 1
+
+
+def test_label_proxies_on_unlabeled_batch_fail_clearly():
+    x, _ = load_dataset("digits").batch(8, seed=0)
+    with pytest.raises(ConfigError, match="snip, grad_sign need labels"):
+        compute_proxies(small_net(), (x, None), ["nwot", "snip", "grad_sign"])
+    assert math.isfinite(compute_proxies(small_net(), (x, None), ["nwot", "zen"]).scores["nwot"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(digits_batch):
+    names = ["snip", "synflow", "nwot", "grad_sign", "zen"]
+    cpu = compute_proxies(small_net(), digits_batch, names, device="cpu").scores
+    gpu = compute_proxies(small_net(), digits_batch, names, device="cuda").scores
+    for name in names:
+        assert gpu[name] == pytest.approx(cpu[name], rel=1e-3), name
+
+
+def test_proxy_evaluator_result_and_cache(tmp_path, monkeypatch):
+    from nastk.evaluators import proxy as module
+
+    space = get_space("nb201")
+    arch = space.from_str(ARCH)
+    cache = tmp_path / "scores.jsonl"
+    evaluator = module.ProxyEvaluator(space, "snip", dataset="digits", batch_size=8, seed=0, cache_path=cache,
+                                      build_options={"C": 8, "N": 1})
+    result = evaluator.evaluate(arch)
+    assert result.objective == "snip" and math.isfinite(result.value) and result.cost_s > 0
+    assert result.protocol["batch_size"] == 8 and result.protocol["dataset"] == "digits"
+    assert json.loads(cache.read_text().splitlines()[0])["arch"] == ARCH
+
+    def fail(*_args, **_kwargs):
+        raise AssertionError("cached score was recomputed")
+
+    monkeypatch.setattr(module, "compute_proxies", fail)
+    again = module.ProxyEvaluator(space, "snip", dataset="digits", batch_size=8, seed=0, cache_path=cache,
+                                  build_options={"C": 8, "N": 1})
+    assert again.evaluate(arch).value == result.value
+    with pytest.raises(UnknownNameError):
+        module.ProxyEvaluator(space, "nope", dataset="digits")
+
+
+def test_score_architectures_ranks_failures_last(tmp_path):
+    from nastk.commands.proxies import sample_architectures
+    from nastk.evaluators.proxy import score_architectures
+
+    space = get_space("nb201")
+    archs = sample_architectures(space, 3, seed=0) + [space.from_str("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")]
+    with pytest.warns(RuntimeWarning):
+        scored = score_architectures(space, archs, ["jacob_cov", "params"], dataset="digits", batch_size=8,
+                                     build_options={"C": 8, "N": 1}, cache_path=tmp_path / "c.jsonl", progress=False)
+    assert np.isnan(scored.scores["jacob_cov"][3]) and np.isfinite(scored.scores["jacob_cov"][:3]).all()
+    assert np.argmin(nan_last(scored.scores["jacob_cov"])) == 3
+    assert scored.arch_strs == [space.to_str(a) for a in archs]
+
+
+def test_cli_proxies_list(capsys):
+    assert main(["proxies", "list", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert set(ALL) <= set(rows) and rows["synflow"]["removes_bn"] is True
+    assert main(["proxies", "list"]) == 0
+    assert "grad_sign" in capsys.readouterr().out
+    assert main(["proxies", "correlate", "--proxies", "snip,bogus"]) == 2
+    assert "unknown proxy 'bogus'" in capsys.readouterr().err
+
+
+def test_cli_proxies_correlate(nastk_data, capsys, tmp_path):
+    code = main(["proxies", "correlate", "--space", "nb201", "--dataset", "cifar10", "--sample", "8",
+                 "--proxies", "params,synflow,nwot,snip", "--seed", "0", "--batch-size", "16", "--C", "8", "--N", "1",
+                 "--cache", str(tmp_path / "c.jsonl"), "--format", "json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"params", "synflow", "nwot", "snip"}
+    for row in out.values():
+        assert -1 <= row["spearman"] <= 1 and -1 <= row["kendall"] <= 1 and row["n"] == 8
