@@ -1,0 +1,157 @@
+"""``nastk supernet train`` and ``nastk supernet rank``: one-shot supernet training and ranking.
+
+``train`` runs (or with ``--resume`` continues) a supernet run folder and works as is under
+``torchrun --nproc_per_node K -m nastk.cli supernet train ...``; ``rank`` scores architectures with
+the run's inherited weights and compares them with the benchmark.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nastk.commands import print_json
+from nastk.errors import ConfigError
+from nastk.paths import atomic_write
+
+#: train flags that map one-to-one onto OneShotConfig fields
+_CONFIG_FLAGS = ("space", "dataset", "sampler", "epochs", "train_size", "batch_size", "accumulate", "lr",
+                 "momentum", "weight_decay", "valid_size", "seed")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("supernet", help="train a weight-sharing supernet and rank architectures with it")
+    commands = parser.add_subparsers(dest="supernet_command", metavar="{train,rank}", parser_class=type(parser))
+    commands.required = True
+
+    train = commands.add_parser("train", help="train a supernet into a run folder (SPOS uniform or PA&DA sampling)")
+    add = train.add_argument
+    add("--space", help="search space with a supernet (default nb201)")
+    add("--sampler", choices=["uniform", "pada", "pa", "da"], help="uniform = SPOS; pada = path and data importance "
+        "sampling; pa / da = path-only / data-only ablations (default uniform)")
+    add("--dataset", help="training images: cifar10 (the shared subset), digits, or an .npz in the same layout (default cifar10)")
+    add("--epochs", type=int, help="training epochs (default 250, PA&DA's)")
+    add("--train-size", type=int, help="use this many training images (a fixed class-mixed subset; default all)")
+    add("--C", type=int, help="supernet width (default 16)")
+    add("--N", type=int, help="cells per stage (default 5)")
+    add("--batch-size", type=int, help="global batch size over all ranks (default 256)")
+    add("--accumulate", type=int, help="micro-batches per rank and step, gradients averaged (default 1); "
+        "one process with --accumulate K computes what K DDP ranks compute")
+    add("--lr", type=float, help="SGD learning rate, cosine-annealed to 0 (default 0.05)")
+    add("--momentum", type=float, help="SGD momentum (default 0.9)")
+    add("--weight-decay", type=float, help="weight decay (default 2.5e-4)")
+    add("--tau-max", type=float, help="PA&DA: cap the mixing weight tau_e = e/E (an importance floor; default 1 = as published)")
+    add("--valid-size", type=int, help="test images for the per-epoch supernet accuracy (monitoring only; default 500)")
+    add("--no-augment", action="store_true", help="no random crop / flip")
+    add("--seed", type=int, help="random seed (default 0)")
+    add("--device", default="cpu", help="torch device (cpu, cuda; under torchrun cuda means cuda:LOCAL_RANK)")
+    add("--run-dir", required=True, help="run folder (config.json, checkpoint.pt, metrics.jsonl, summary.json)")
+    add("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    add("--no-progress", action="store_true", help="no progress bar")
+    add("--format", choices=["text", "json"], default="text")
+    train.set_defaults(func=run_train)
+
+    rank = commands.add_parser("rank", help="rank architectures with a trained supernet's weights against NB201")
+    add = rank.add_argument
+    add("--run-dir", required=True, help="a folder written by 'nastk supernet train'")
+    add("--sample", type=int, default=100, help="rank this many distinct random architectures (default 100)")
+    add("--seed", type=int, default=0, help="seed of the architecture sample (default 0)")
+    add("--archs", help="file with one architecture string per line (instead of --sample)")
+    add("--eval-size", type=int, help="test images to evaluate on (default all)")
+    add("--batch-size", type=int, default=500, help="evaluation batch (BatchNorm uses batch statistics; default 500)")
+    add("--bn-calibration", type=int, default=0,
+        help="recalibrate tracked BatchNorm statistics on this many training batches per architecture")
+    add("--truth-dataset", default="cifar10",
+        help="benchmark dataset of the ground truth (default cifar10: 200-epoch test accuracy)")
+    add("--device", default="cpu")
+    add("--no-progress", action="store_true")
+    add("--format", choices=["text", "json"], default="text")
+    rank.set_defaults(func=run_rank)
+
+
+def train_config(args):
+    """Saved config (when resuming), then explicitly given flags."""
+    from nastk.oneshot.trainer import CHECKPOINT, OneShotConfig
+
+    config_path = Path(args.run_dir) / "config.json"
+    if args.resume and config_path.is_file():
+        options = json.loads(config_path.read_text())
+    elif (Path(args.run_dir) / CHECKPOINT).is_file() or config_path.is_file():
+        raise ConfigError(f"{args.run_dir} already holds a supernet run; pass --resume or choose another --run-dir")
+    else:
+        options = OneShotConfig().to_dict()
+    for flag in _CONFIG_FLAGS:
+        value = getattr(args, flag)
+        if value is not None:
+            options[flag] = value
+    for flag in ("C", "N"):
+        if getattr(args, flag) is not None:
+            options["supernet"] = {**options["supernet"], flag: getattr(args, flag)}
+    if args.tau_max is not None:
+        options["sampler_options"] = {**options["sampler_options"], "tau_max": args.tau_max}
+    if args.no_augment:
+        options["augment"] = False
+    return OneShotConfig.from_dict(options)
+
+
+def run_train(args) -> int:
+    from nastk.oneshot.trainer import train
+
+    summary = train(train_config(args), args.run_dir, resume=args.resume, device=args.device,
+                    progress=not args.no_progress)
+    if summary["world_size"] > 1 and not _is_main():
+        return 0
+    if args.format == "json":
+        print_json(summary)
+    else:
+        print(f"trained {summary['sampler']} supernet for {summary['epochs']} epochs "
+              f"(resumed from epoch {summary['resumed_from_epoch']}) in {summary['train_wall_s']:.1f} s; "
+              f"final train loss {summary['final_train_loss']:.4f}, acc {summary['final_train_acc']:.2f}")
+        print(f"run folder: {summary['run_dir']}")
+    return 0
+
+
+def _is_main() -> bool:
+    import torch.distributed as dist
+
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def run_rank(args) -> int:
+    from nastk.oneshot.data import load_images, mixed
+    from nastk.oneshot.ranking import benchmark_truth, rank, sample_architectures
+    from nastk.oneshot.trainer import load_trained
+    from nastk.space import get_space
+
+    supernet, config, epoch = load_trained(args.run_dir, args.device)
+    space = get_space(config.space)
+    if args.archs:
+        try:
+            lines = Path(args.archs).read_text().split()
+        except OSError as error:
+            raise ConfigError(f"cannot read architecture list {args.archs}: {error.strerror}") from None
+        archs = [space.from_str(line) for line in lines]
+    else:
+        archs = sample_architectures(space, args.sample, args.seed)
+    data = load_images(config.dataset)
+    x, y = mixed(data.x_test, data.y_test, args.eval_size)
+    calibration = None
+    if args.bn_calibration:
+        x_train, _ = mixed(data.x_train, data.y_train, config.train_size)
+        calibration = list(x_train[: args.bn_calibration * config.batch_size].split(config.batch_size))
+    truth, protocol = benchmark_truth(space, archs, args.truth_dataset)
+    ranking = rank(supernet, archs, x, y, truth, protocol, device=args.device, batch_size=args.batch_size,
+                   calibration=calibration, progress=not args.no_progress)
+    out = {"run_dir": str(args.run_dir), "epoch": epoch, "sampler": config.sampler, "seed": args.seed,
+           "eval_images": len(x), "bn_calibration_batches": args.bn_calibration, **ranking.to_dict()}
+    name = f"ranking-{Path(args.archs).stem if args.archs else f'sample{len(archs)}-seed{args.seed}'}.json"
+    with atomic_write(Path(args.run_dir) / name, "w") as handle:
+        json.dump(out, handle, indent=1)
+    if args.format == "json":
+        print_json(out)
+    else:
+        print(f"{out['n']} architectures, epoch {epoch}: Kendall tau {out['kendall']:.4f}, Spearman rho "
+              f"{out['spearman']:.4f}, " + ", ".join(f"P@{k} {v:.2f}" for k, v in out["precision_at"].items()))
+        for row in out["ranking"][:10]:
+            print(f"{row['rank']:4d}  {row['supernet_accuracy']:6.2f}  true {row['true_accuracy']:6.2f} "
+                  f"(#{row['true_rank']})  {row['arch']}")
+    return 0

@@ -1,0 +1,65 @@
+"""Training data for one-shot trainers: fixed subsets, class-mixed evaluation order, augmentation.
+
+The shared CIFAR-10 subset is stored sorted by class, so a "first N" subset would hold two
+classes and an evaluation batch would hold a few; with batch-statistics BatchNorm (PA&DA's
+supernet) that would change every accuracy. Subsets and evaluation sets therefore go through a
+fixed permutation that does not depend on the run's seed (every run and sampler sees the same data).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+from nastk.datasets import CIFAR10_MEAN, CIFAR10_STD, ImageDataset, _normalise, load_dataset
+from nastk.errors import MissingDataError
+
+DATA_SEED = 0
+
+
+def load_images(name: str) -> ImageDataset:
+    """A dataset known to :func:`nastk.datasets.load_dataset`, or an ``.npz`` in the CIFAR subset's layout
+    (``x_train``/``x_test`` uint8 NHWC, ``y_train``/``y_test``), e.g. the full CIFAR-10 for ``--full`` runs."""
+    if not name.endswith(".npz"):
+        return load_dataset(name)
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise MissingDataError(f"image file {path} not found")
+    with np.load(path) as archive:
+        to_nchw = lambda key: _normalise(archive[key].transpose(0, 3, 1, 2).astype(np.float32) / 255.0,  # noqa: E731
+                                         CIFAR10_MEAN, CIFAR10_STD)
+        return ImageDataset(path.stem, to_nchw("x_train"), torch.from_numpy(archive["y_train"].astype(np.int64)),
+                            to_nchw("x_test"), torch.from_numpy(archive["y_test"].astype(np.int64)),
+                            num_classes=int(archive["y_train"].max()) + 1)
+
+
+def mixed(x: torch.Tensor, y: torch.Tensor, size: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The first ``size`` examples (all by default) of a fixed, seed-independent permutation."""
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(DATA_SEED))
+    if size is not None:
+        order = order[:size]
+    return x[order], y[order]
+
+
+def crop_flip_params(n: int, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """Random (dy, dx, flip) for ``n`` images, drawn for a whole global batch so that every rank
+    (and a single process) augments an image the same way."""
+    shifts = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
+    flips = (torch.rand(n, 1, generator=generator) < 0.5).long()
+    return torch.cat([shifts, flips], dim=1)
+
+
+def crop_flip(x: torch.Tensor, params: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """Crop each zero-padded image (zero = the dataset mean after normalisation) at its (dy, dx) and
+    flip it horizontally where asked; one gather, on any device."""
+    n, channels, height, width = x.shape
+    params = params.to(x.device)
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    rows = (params[:, 0:1] + torch.arange(height, device=x.device))[:, None, :, None]
+    cols = params[:, 1:2] + torch.arange(width, device=x.device)
+    cols = torch.where(params[:, 2:3].bool(), cols.flip(1), cols)[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channel = torch.arange(channels, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]

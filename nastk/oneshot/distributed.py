@@ -1,0 +1,65 @@
+"""Data-parallel training under ``torchrun``: process group, device per rank, DDP wrapping, gathering.
+
+Outside ``torchrun`` (no ``WORLD_SIZE`` > 1 in the environment) everything degrades to a single
+process. Single-path supernets leave most parameters unused at each step, so DDP runs with
+``find_unused_parameters=True``; parameters unused on every rank keep ``grad = None``, exactly as in
+a single process. Every rank must run the same path at each step: path samplers are seeded
+identically on all ranks, and only the data is sharded.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, List
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls, device: str = "cpu") -> "Distributed":
+        """Join the process group ``torchrun`` describes (gloo on CPU, nccl on CUDA)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if str(device).startswith("cuda") else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, requested: str) -> torch.device:
+        """One GPU per process under torchrun (``cuda`` becomes ``cuda:LOCAL_RANK``)."""
+        if self.world > 1 and requested == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return torch.device(requested)
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.world <= 1:
+            return model
+        device_ids = [model_device(model).index] if model_device(model).type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
+
+    def gather(self, obj: Any) -> List[Any]:
+        """Every rank's ``obj``, in rank order (``[obj]`` in a single process)."""
+        if self.world <= 1:
+            return [obj]
+        out: List[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device

@@ -1,0 +1,130 @@
+"""Training throughput of a single-path NB201 supernet step vs the same stand-alone network.
+
+Both run the same step (zero grad, forward, mean CE, backward, grad-clip 5, SGD); the supernet step
+also selects its path, and the "trainer" row is the one-shot trainer's own step with PA&DA's
+bookkeeping (per-op gradient norms, per-example logit-gradient norms). Repetitions alternate
+between the models and the median is reported, so load from other processes hits both alike.
+
+    .venv/bin/python scripts/bench_supernet.py [--device cuda] [--threads 1] [--out docs/results/supernet_speed]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from nastk.datasets import ImageDataset
+from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer
+from nastk.space import get_space
+from search_spaces.nb201_net import NB201Network
+
+ARCHS = {
+    "best (3x conv3x3, conv1x1, skip)": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|",
+    "all conv3x3": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+    "mixed (pool, none, skip, conv1x1)": "|avg_pool_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|none~1|avg_pool_3x3~2|",
+}
+
+
+def plain_step(model, optimizer, x, y, before=None):
+    if before:
+        before()
+    optimizer.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    optimizer.step()
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench(C, N, batch, arch_str, device, reps, warmup):
+    space = get_space("nb201")
+    arch = space.from_str(arch_str)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    torch.manual_seed(0)
+    net = NB201Network(arch.choices, 10, C=C, N=N, affine=False, track_running_stats=False).to(device)
+    supernet = space.supernet(10, C=C, N=N).to(device)
+    sgd = lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=2.5e-4)  # noqa: E731
+    net_opt, super_opt = sgd(net.parameters()), sgd(supernet.parameters())
+    data = ImageDataset("bench", x.cpu(), y.cpu(), x.cpu()[:2], y.cpu()[:2], 10)
+    trainer = OneShotTrainer(OneShotConfig(supernet={"C": C, "N": N}, batch_size=batch, augment=False, valid_size=0,
+                                           sampler="pada"), device=device, data=data, progress=False)
+    choices = space.op_indices(arch)
+    indices = torch.arange(batch)
+
+    def trainer_step():
+        logits, targets, _ = trainer.forward_backward(indices, choices)
+        torch.nn.utils.clip_grad_norm_(trainer.supernet.parameters(), 5.0)
+        trainer.optimizer.step()
+        trainer.path_sampler.observe_step(trainer.supernet, choices)
+        trainer.data_sampler.observe_batch(indices.numpy(), logits, targets)
+
+    steps = {"standalone": lambda: plain_step(net, net_opt, x, y),
+             "supernet": lambda: plain_step(supernet, super_opt, x, y, lambda: supernet.set_active(arch)),
+             "trainer": trainer_step}
+    times = {name: [] for name in steps}
+    for rep in range(warmup + reps):
+        for name, step in steps.items():
+            sync(device)
+            started = time.perf_counter()
+            step()
+            sync(device)
+            if rep >= warmup:
+                times[name].append(time.perf_counter() - started)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    return {name: batch / median[name] for name in steps}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--out", default="docs/results/supernet_speed")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    settings = [(8, 1, 64), (16, 5, 64)] if device.type == "cpu" else [(16, 5, 256)]
+    rows = []
+    for C, N, batch in settings:
+        for name, arch in ARCHS.items():
+            speed = bench(C, N, batch, arch, device, args.reps, args.warmup)
+            row = {"C": C, "N": N, "batch": batch, "arch": name, "arch_str": arch, **{k: round(v, 1) for k, v in speed.items()},
+                   "overhead_supernet": round(speed["standalone"] / speed["supernet"], 3),
+                   "overhead_trainer": round(speed["standalone"] / speed["trainer"], 3)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s), device {device}"
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out + ".json").write_text(json.dumps({"machine": machine, "reps": args.reps, "rows": rows}, indent=1))
+    lines = ["# Single-path supernet training step vs the stand-alone network", "",
+             f"Command: `.venv/bin/python scripts/bench_supernet.py --threads {args.threads}"
+             f"{' --device ' + args.device if args.device != 'cpu' else ''}`  ",
+             f"Machine: {machine}. Median of {args.reps} alternating repetitions (the machine is shared, so "
+             "absolute numbers move with its load; the ratios are what matters).", "",
+             "Images/s of one training step (forward, mean CE, backward, grad-clip 5, SGD with momentum and weight "
+             "decay) on 32x32 inputs. *standalone* = `NB201Network` of the architecture (BN affine=False, batch statistics, "
+             "like the supernet); *supernet* = the NB201 supernet running that architecture as its single path; "
+             "*trainer* = the one-shot trainer's step with PA&DA's per-op and per-example gradient-norm bookkeeping. "
+             "Overhead = standalone images/s divided by the other's (goal <= 1.2x).", "",
+             "| C | N | batch | architecture | standalone img/s | supernet img/s | trainer (PA&DA) img/s | overhead supernet | overhead trainer |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['C']} | {r['N']} | {r['batch']} | {r['arch']} | {r['standalone']:.0f} | {r['supernet']:.0f} | "
+                     f"{r['trainer']:.0f} | {r['overhead_supernet']:.3f}x | {r['overhead_trainer']:.3f}x |")
+    Path(args.out + ".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
