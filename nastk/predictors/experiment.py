@@ -1,0 +1,139 @@
+"""One ParZC experiment: split a labelled pool, train a predictor on K architectures, rank the rest.
+
+Shared by ``nastk proxies fit parzc`` and ``scripts/reproduce_parzc.py`` so both report the same
+numbers. Training labels are the dataset's 200-epoch *validation* accuracy where NB201 has it
+(cifar10: cifar10-valid x-valid), else its 200-epoch test accuracy; held-out architectures are always
+scored against the 200-epoch test accuracy (Kendall tau-b, Spearman, Pearson).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from nastk.errors import ConfigError
+from nastk.metrics import kendall_tau, spearman_rho
+from nastk.predictors import layerwise_features
+from nastk.predictors.parzc import ParZC, ZCMLP, config, op_indices
+from nastk.predictors.trainer import FeatureScaler, TrainConfig, predict, train
+from nastk.protocol import Protocol
+
+#: The ablations of methods.md 8.6: loss, Bayesian layers, architecture.
+VARIANTS: Dict[str, Dict[str, object]] = {
+    "parzc": {"model": "parzc", "loss": "diffkendall", "bayesian": True},
+    "parzc-mse": {"model": "parzc", "loss": "mse", "bayesian": True},
+    "parzc-det": {"model": "parzc", "loss": "diffkendall", "bayesian": False},
+    "mlp": {"model": "mlp", "loss": "diffkendall", "bayesian": False},
+}
+TRAIN_PROTOCOL = {"cifar10": "cifar10-valid/valid/200"}
+
+
+@dataclass
+class PredictorData:
+    """A labelled pool: raw x_zc, op indices, training labels, evaluation labels, proxy baselines."""
+
+    archs: List
+    x: np.ndarray
+    ops: np.ndarray
+    train_target: np.ndarray
+    eval_target: np.ndarray
+    baselines: Dict[str, np.ndarray]
+    protocols: Dict[str, str]
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+
+def nb201_data(dataset: str = "cifar10", pool_size: Optional[int] = None, log=None) -> PredictorData:
+    """The first ``pool_size`` architectures of the cached layer-wise pool (computing missing ones
+    first; None: the whole cache) with NB201 labels. The pool's order is a fixed random permutation,
+    so any prefix is a uniform random subset and results do not depend on how far the cache has grown.
+
+    The statistics are computed on CIFAR-10 images for every dataset (as in the ParZC code for
+    ImageNet16-120); CIFAR-100 and ImageNet16-120 images are not available offline.
+    """
+    from nastk.benchmarks.nb201 import default_table
+    from nastk.space import get_space
+
+    path = layerwise_features.cache_path()
+    if pool_size:
+        pool = layerwise_features.load_pool(path) if path.is_file() else None
+        if pool is None or len(pool) < pool_size:
+            pool = layerwise_features.extend_pool(pool_size, path, log=log)
+        pool = pool.subset(np.arange(pool_size))
+    elif path.is_file():
+        pool = layerwise_features.load_pool(path)
+    else:
+        raise ConfigError(f"no layer-wise statistics cached at {path}; pass --pool-size N to compute N architectures "
+                          "(about 1 s each on one core)")
+    space, table = get_space("nb201"), default_table()
+    archs = [space.from_code(int(code)) for code in pool.codes]
+    train_protocol = table.resolve(Protocol.parse(TRAIN_PROTOCOL.get(dataset, f"{dataset}/test/200")))
+    eval_protocol = table.resolve(Protocol(dataset, "test", 200))
+    baselines = dict(pool.totals())
+    if "cifar10/params_m" in table.columns:
+        baselines["params"] = table.columns["cifar10/params_m"][table.positions(archs)]
+    return PredictorData(archs, pool.features(), op_indices(space, archs), table.accuracies(archs, train_protocol),
+                         table.accuracies(archs, eval_protocol), baselines,
+                         {"train": train_protocol.key, "eval": eval_protocol.key})
+
+
+def split(n: int, train_size: int, seed: int):
+    if not 2 <= train_size < n:
+        raise ConfigError(f"--train-size must be between 2 and {n - 1} for a pool of {n} architectures, got {train_size}")
+    order = np.random.default_rng(seed).permutation(n)
+    return order[:train_size], order[train_size:]
+
+
+def variant_spec(variant: str) -> Dict[str, object]:
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown predictor variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    return VARIANTS[variant]
+
+
+def build_model(variant: str, in_features: int, model_config: str = "small", **overrides) -> torch.nn.Module:
+    """``overrides`` change fields of the named :class:`ParZCConfig` (e.g. ``token_mixing=True``)."""
+    spec = variant_spec(variant)
+    if spec["model"] == "mlp":
+        return ZCMLP(in_features)
+    return ParZC(in_features, config(model_config, **{"bayesian": bool(spec["bayesian"]), **overrides}))
+
+
+def correlations(scores: np.ndarray, truth: np.ndarray) -> Dict[str, float]:
+    keep = np.isfinite(scores) & np.isfinite(truth)
+    return {"kendall": kendall_tau(scores, truth), "spearman": spearman_rho(scores, truth),
+            "pearson": float(np.corrcoef(scores[keep], truth[keep])[0, 1])}
+
+
+def fit_and_evaluate(data: PredictorData, train_size: int, seed: int = 0, variant: str = "parzc",
+                     model_config: str = "small", train_config: Optional[TrainConfig] = None,
+                     mc_samples: int = 20, loss: Optional[str] = None, **model_overrides) -> Dict[str, object]:
+    """Train ``variant`` on ``train_size`` random pool archs; correlations on all the others.
+
+    The variant fixes the loss (``loss`` overrides it); ``train_config`` sets everything else.
+    """
+    started = time.perf_counter()
+    train_rows, test_rows = split(len(data), train_size, seed)
+    spec = variant_spec(variant)
+    cfg = replace(train_config or TrainConfig(), loss=loss or str(spec["loss"]))
+    scaler = FeatureScaler().fit(data.x[train_rows])
+    torch.manual_seed(seed)
+    model = build_model(variant, data.x.shape[1], model_config, **model_overrides)
+    losses = train(model, scaler.transform(data.x[train_rows]), data.ops[train_rows], data.train_target[train_rows],
+                   cfg, seed)
+    mean, std = predict(model, scaler.transform(data.x[test_rows]), data.ops[test_rows], mc_samples)
+    return {"variant": variant, "train_size": int(train_size), "held_out": int(len(test_rows)), "seed": seed,
+            **correlations(mean, data.eval_target[test_rows]),
+            "mean_predictive_std": float(std.mean()), "final_train_loss": losses[-1],
+            "model": {"config": model_config, **model.cfg.to_dict()} if isinstance(model, ParZC) else "mlp",
+            "train": {**cfg.to_dict(), "epochs_run": cfg.epochs_for(train_size)},
+            "protocols": data.protocols, "pool_size": len(data), "wall_s": round(time.perf_counter() - started, 2)}
+
+
+def proxy_baselines(data: PredictorData, train_size: int, seed: int = 0) -> Dict[str, Dict[str, float]]:
+    """Each raw proxy (sum over layers) on the same held-out architectures, no training."""
+    _, test_rows = split(len(data), train_size, seed)
+    return {name: correlations(values[test_rows], data.eval_target[test_rows]) for name, values in data.baselines.items()}
