@@ -19,7 +19,7 @@ from nastk.errors import CapabilityError
 from nastk.registry import Registry
 
 #: Capability names a space may declare.
-CAPABILITIES = ("enumerate", "mutate", "neighbors", "crossover", "graph", "build", "supernet")
+CAPABILITIES = ("enumerate", "mutate", "neighbors", "crossover", "graph", "build", "supernet", "optuna")
 
 
 class SearchSpace(abc.ABC):
@@ -73,6 +73,15 @@ class SearchSpace(abc.ABC):
 
     def crossover(self, a: Architecture, b: Architecture, rng: np.random.Generator) -> Architecture:
         self.require("crossover")
+        raise NotImplementedError
+
+    def suggest(self, trial) -> Architecture:
+        """Draw an architecture through an optuna trial's ``suggest_*`` calls (capability ``optuna``).
+
+        Declaring the space's own dimensions lets optuna's samplers (TPE, GP, NSGA-II) model them
+        directly instead of a generic encoding; each call must suggest the same named parameters.
+        """
+        self.require("optuna")
         raise NotImplementedError
 
     def build(self, arch: Architecture, num_classes: int, **options):

@@ -59,6 +59,11 @@ class Strategy(abc.ABC):
 STRATEGIES: Registry[type] = Registry("strategy")
 STRATEGIES.register("random", "nastk.strategies.random_search:RandomSearch")
 STRATEGIES.register("re", "nastk.strategies.evolution:RegularizedEvolution")
+STRATEGIES.register("robot", "nastk.strategies.robot:RoBoT")
+STRATEGIES.register("bo-tpe", "nastk.strategies.optuna_search:TPESearch")
+STRATEGIES.register("bo-gp", "nastk.strategies.optuna_search:GPSearch")
+STRATEGIES.register("nsga2", "nastk.strategies.optuna_search:NSGA2Search")
+STRATEGIES.register("bo-encoding", "nastk.strategies.encoding_bo:EncodingBO")
 
 
 def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options) -> Strategy:

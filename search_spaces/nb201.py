@@ -33,7 +33,7 @@ _OP_INDEX = {op: i for i, op in enumerate(OPS)}
 
 class NB201Space(SearchSpace):
     name = "nb201"
-    capabilities = frozenset({"enumerate", "mutate", "neighbors", "crossover", "graph", "build"})
+    capabilities = frozenset({"enumerate", "mutate", "neighbors", "crossover", "graph", "build", "supernet", "optuna"})
 
     # --- codec -------------------------------------------------------------------------------
     def to_str(self, arch: Architecture) -> str:
@@ -202,6 +202,10 @@ class NB201Space(SearchSpace):
         take_a = rng.random(len(EDGES)) < 0.5
         return Architecture(self.name, tuple(x if t else y for x, y, t in zip(ops_a, ops_b, take_a)))
 
+    def suggest(self, trial) -> Architecture:
+        """Six categorical parameters, one per edge, named ``"1<-0"`` ... ``"3<-2"`` (NB201's edge order)."""
+        return Architecture(self.name, tuple(trial.suggest_categorical(f"{to}<-{source}", OPS) for to, source in EDGES))
+
     def encode(self, arch: Architecture) -> np.ndarray:
         """One-hot, 6 edges x 5 ops = 30 values, edge-major."""
         vector = np.zeros((len(EDGES), len(OPS)), dtype=np.float32)
@@ -214,6 +218,12 @@ class NB201Space(SearchSpace):
         from search_spaces.nb201_net import NB201Network
 
         return NB201Network(self._ops(arch), num_classes=num_classes, C=C, N=N, **options)
+
+    def supernet(self, num_classes: int = 10, C: int = 16, N: int = 5, **options):
+        """The weight-sharing NB201 supernet (see :mod:`search_spaces.nb201_supernet`)."""
+        from search_spaces.nb201_supernet import NB201Supernet
+
+        return NB201Supernet(self, num_classes=num_classes, C=C, N=N, **options)
 
     def cost(self, arch: Architecture, num_classes: int = 10, input_size: int = 32,
              C: int = 16, N: int = 5) -> Dict[str, float]:

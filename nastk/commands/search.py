@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from nastk.commands import print_json
 from nastk.errors import ConfigError
 from nastk.evaluators import make_evaluator
+from nastk.evaluators.multi_objective import parse_objectives, pareto_front, plot_pareto, with_objectives
 from nastk.run import Run, run_search
 from nastk.space import get_space
 from nastk.strategy import STRATEGIES, make_strategy
@@ -23,8 +24,13 @@ DEFAULTS: Dict[str, Any] = {
     "evaluator": "train", "benchmark": None, "dataset": None, "objective": "valid12", "table": None,
     "epochs": 3, "final_epochs": 12, "batch_size": 64, "lr": 0.1, "C": 8, "N": 1,
     "population_size": 10, "sample_size": 3,
+    "proxy_table": None, "proxies": None,
+    "objectives": None, "selection": "nsga2", "workers": 1, "storage": None,
 }
-STRATEGY_OPTIONS = {"re": ("population_size", "sample_size")}
+STRATEGY_OPTIONS = {"re": ("population_size", "sample_size"),
+                    "robot": ("budget", "dataset", "proxy_table", "proxies"),
+                    "bo-tpe": ("objectives",), "bo-gp": ("objectives",), "bo-encoding": ("objectives",),
+                    "nsga2": ("objectives", "population_size", "selection")}
 
 
 def register(subparsers) -> None:
@@ -49,6 +55,19 @@ def register(subparsers) -> None:
     add("--N", type=int, help="train/proxy evaluator: cells per stage (default 1)")
     add("--population-size", type=int, help="re: population size (default 10)")
     add("--sample-size", type=int, help="re: tournament size (default 3)")
+    add("--objectives", help="comma-separated objectives, acc first: acc,params,flops,latency,energy or a "
+                             "HW-NAS-Bench column (e.g. raspi4_latency); multi-objective strategies (nsga2, "
+                             "bo-tpe, bo-gp) optimise all, and the summary reports the Pareto front (default acc)")
+    add("--selection", choices=["nsga2", "eagan"], help="nsga2: survivor selection, NSGA-II's crowding "
+                                                        "(default) or EAGAN's merged-front selection")
+    add("--workers", type=int, help="parallel worker processes sharing one optuna study (journal file in "
+                                    "--run-dir); optuna strategies only (default 1: the sequential engine)")
+    add("--storage", help="database URL of a shared optuna study (e.g. postgresql://user:pw@host/db); "
+                          "machines running the same command join the same study")
+    add("--proxy-table", help="robot: CSV(.gz) of proxy values with an arch_str column (default: the shared "
+                              "NAS-Bench-Suite-Zero table covering --dataset)")
+    add("--proxies", help="robot: comma-separated proxy columns to combine "
+                          "(default grad_norm,snip,grasp,fisher,synflow,jacob_cov)")
     add("--device", default="cpu", help="torch device for training or proxies (cpu, cuda, cuda:1, mps)")
     add("--run-dir", help="run folder (default runs/<space>-<strategy>-seed<seed>-<time>)")
     add("--resume", action="store_true", help="continue the run in --run-dir from its journal")
@@ -110,21 +129,44 @@ def run_config(options: Dict[str, Any]) -> Dict[str, Any]:
                             "report_dataset": dataset if options["space"] == "nb201" else None}
     else:
         raise ConfigError(f"unknown evaluator {evaluator!r}; use benchmark, train or proxy:NAME")
+    objectives = [o.name for o in parse_objectives(options["objectives"])]
+    options = {**options, "objectives": objectives if options["objectives"] else None}
     strategy_options = {key: options[key] for key in STRATEGY_OPTIONS.get(options["strategy"], ())}
-    return {"space": options["space"], "strategy": options["strategy"], "strategy_options": strategy_options,
-            "budget": options["budget"], "seed": options["seed"], "evaluator": evaluator_config}
+    config = {"space": options["space"], "strategy": options["strategy"], "strategy_options": strategy_options,
+              "budget": options["budget"], "seed": options["seed"], "evaluator": evaluator_config}
+    if len(objectives) > 1:
+        config["objectives"] = objectives
+    if options["workers"] != 1 or options["storage"]:
+        config["engine"] = "study"  # the shared optuna study is the journal (nastk.distributed)
+    return config
 
 
-def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str = "cpu", progress: bool = True):
-    """Run a resolved config into ``run_dir``; returns the summary dict (also written to summary.json)."""
+def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str = "cpu", progress: bool = True,
+            workers: int = 1, storage: Optional[str] = None):
+    """Run a resolved config into ``run_dir``; returns the summary dict (also written to summary.json).
+
+    Configs with ``engine: study`` run on :mod:`nastk.distributed` (``workers`` processes on the run
+    folder's journal file, or on the ``storage`` database); all others on the sequential engine.
+    """
     started = time.perf_counter()
     space = get_space(config["space"])
-    strategy = make_strategy(config["strategy"], space, seed=config["seed"], **config["strategy_options"])
-    evaluator = make_evaluator(space, config["evaluator"], seed=config["seed"], device=device)
-    run = Run(run_dir, config, resume=resume)
+    evaluator = with_objectives(make_evaluator(space, config["evaluator"], seed=config["seed"], device=device),
+                                space, config)
     bar = _progress_bar(config["budget"], enabled=progress)
-    outcome = run_search(strategy, evaluator, config["budget"], run,
-                         progress=lambda step, record: bar.update(1) if bar else None)
+    extra: Dict[str, Any] = {}
+    if config.get("engine") == "study":
+        from nastk.distributed import run_study
+
+        run = Run(run_dir, config, resume=resume)
+        outcome, extra = run_study(config, run, workers=workers, storage=storage, device=device,
+                                   progress=lambda done: bar.update(done - bar.n) if bar else None)
+    else:
+        if storage:
+            raise ConfigError("--storage needs an optuna strategy's study; it is not used by the sequential engine")
+        strategy = make_strategy(config["strategy"], space, seed=config["seed"], **config["strategy_options"])
+        run = Run(run_dir, config, resume=resume)
+        outcome = run_search(strategy, evaluator, config["budget"], run,
+                             progress=lambda step, record: bar.update(1) if bar else None)
     if bar:
         bar.close()
     final = evaluator.final_metrics(outcome.best_arch) or {}
@@ -144,7 +186,14 @@ def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str =
         "device": str(device),
         "run_dir": str(run.directory),
         "trajectory": _trajectory(outcome.history),
+        **extra,
     }
+    if config.get("objectives"):
+        objectives = parse_objectives(config["objectives"])
+        summary["pareto_front"] = pareto_front(outcome.history, objectives)
+        plot_pareto(outcome.history, objectives, run.directory / "pareto.png",
+                    title=f"{config['strategy']} on {config['space']}, {len(outcome.history)} evaluations")
+        summary["pareto_plot"] = str(run.directory / "pareto.png")
     run.write_summary(summary)
     return summary
 
@@ -181,7 +230,8 @@ def run(args) -> int:
         print(f"nastk: searching {config['space']} with {config['strategy']} for {config['budget']} candidates, "
               f"each trained {ev['epochs']} epochs on {ev['dataset']} (C={ev['build']['C']}, N={ev['build']['N']}); "
               f"the winner is retrained {ev['final_epochs']} epochs and tested. Run folder: {run_dir}")
-    summary = execute(config, run_dir, resume=args.resume, device=args.device, progress=not args.no_progress)
+    summary = execute(config, run_dir, resume=args.resume, device=args.device, progress=not args.no_progress,
+                      workers=options["workers"], storage=options["storage"])
     if args.format == "json":
         print_json({key: value for key, value in summary.items() if key != "trajectory"})
     else:
@@ -199,4 +249,10 @@ def _print_summary(summary: Dict[str, Any]) -> None:
           f"{summary['evaluated_now']} evaluated now)")
     print(f"cost              : {summary['cost_s']:.1f} s {'simulated' if evaluator['evaluator'] == 'benchmark' else 'measured'}, "
           f"wall {summary['wall_s']:.1f} s")
+    if "pareto_front" in summary:
+        print(f"Pareto front      : {len(summary['pareto_front'])} architectures (plot: {summary['pareto_plot']})")
+    if "study" in summary:
+        study = summary["study"]
+        print(f"optuna study      : {study['name']} in {study['storage']} ({study['workers']} workers here, "
+              f"{study['retried']} retried after a lost worker)")
     print(f"run folder        : {summary['run_dir']}")

@@ -1,0 +1,383 @@
+"""Parallel and multi-machine search: worker processes that share one optuna study.
+
+* ``--workers N`` starts N local worker processes on a journal file in the run folder
+  (``optuna_journal.log``, optuna's ``JournalFileBackend``);
+* ``--storage postgresql://...`` (or any SQLAlchemy URL optuna's ``RDBStorage`` takes) keeps the study
+  in a database; every machine that runs the same command joins the same study.
+
+The study is the run's journal. Each worker loops ask -> evaluate -> tell: a trial is COMPLETE
+exactly when its evaluation is recorded, with the architecture and the whole :class:`Result` as trial
+attributes, so every evaluation is recorded once and the study can be joined, resumed and inspected
+with optuna's own tools (``optuna.load_study``, ``study.trials_dataframe()``, optuna-dashboard).
+The budget counts COMPLETE trials: a worker takes a new trial only while COMPLETE + RUNNING + WAITING
+trials are fewer than the budget; two workers racing for the last slot are settled by trial number,
+and the loser marks its trial FAIL (user attribute ``surplus``) without evaluating it.
+
+Killed workers. A worker killed mid-evaluation leaves its trial RUNNING. Its architecture is re-queued
+with optuna's ``RetryHeartbeatStaleTrialCallback`` (a WAITING copy that the next ``ask`` takes) after
+the trial is marked FAIL, either
+
+* by the coordinating process, which sees its own worker process die (every storage), or
+* by optuna's heartbeat on a database storage: a trial whose worker stopped beating for the grace
+  period is failed by the next ``fail_stale_trials`` of any worker on any machine.
+
+Workers are seeded from (seed, worker index, pid), so proposals differ between workers; an
+asynchronous parallel search is not reproducible run to run, unlike the sequential engine.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import socket
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from nastk.errors import ConfigError, RunError
+from nastk.evaluator import Evaluator, Result
+from nastk.run import Run, SearchOutcome
+from nastk.space import get_space
+from nastk.strategy import make_strategy, objective_key
+
+JOURNAL_FILE = "optuna_journal.log"
+ACTIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+#: A RUNNING trial without a worker label older than this is a worker that died right after asking.
+UNLABELLED_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """Where the study lives: a database URL, or None for the journal file in the run folder."""
+
+    url: Optional[str]
+    run_dir: str
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+
+    def open(self):
+        """A fresh optuna storage (each process opens its own; connections must not cross a fork)."""
+        if self.url is None:
+            from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
+
+            path = str(Path(self.run_dir) / JOURNAL_FILE)
+            # A worker killed while appending leaves the lock behind; writes take microseconds, so
+            # waiting 5 s (not optuna's default 30 s) before breaking it is safe.
+            return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path, grace_period=5)))
+        if "://" not in self.url:
+            raise ConfigError(f"--storage must be a database URL such as postgresql://user:password@host/db, got {self.url!r}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                return optuna.storages.RDBStorage(
+                    database_url(self.url), heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
+                    engine_kwargs={"pool_pre_ping": True})
+            except ModuleNotFoundError as error:
+                raise ConfigError(f"--storage {self.display()} needs the database driver {error.name!r} "
+                                  f"(PostgreSQL: pip install psycopg2-binary)") from None
+            except Exception as error:  # SQLAlchemy connection and URL errors
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise RunError(f"cannot open study storage {self.display()}: {first}") from None
+
+    @property
+    def has_heartbeat(self) -> bool:
+        return self.url is not None
+
+    def display(self) -> str:
+        """The storage without its password, for summaries and messages."""
+        if self.url is None:
+            return str(Path(self.run_dir) / JOURNAL_FILE)
+        try:
+            from sqlalchemy.engine import make_url
+
+            return make_url(database_url(self.url)).render_as_string(hide_password=True)
+        except Exception:
+            return self.url.split("@")[-1]
+
+
+def database_url(url: str) -> str:
+    """A bare ``postgresql://`` URL with the driver that is installed: SQLAlchemy 2.1 defaults to
+    psycopg 3, while nastk's ``postgres`` extra installs psycopg2. Pass the result to optuna's own
+    tools (``optuna.load_study(..., storage=database_url(url))``); summaries show it without password."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def study_name(config: Dict[str, Any]) -> str:
+    """The study of a config: the same command on any machine names (and so joins) the same study."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+    return f"nastk-{config['space']}-{config['strategy']}-seed{config['seed']}-{digest}"
+
+
+def worker_label(pid: Optional[int] = None) -> str:
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def build_evaluator(space, config: Dict[str, Any], seed: int, device: str) -> Evaluator:
+    """The run's evaluator, with the cost metrics its objectives need (the same in every worker)."""
+    from nastk.evaluators import make_evaluator
+    from nastk.evaluators.multi_objective import with_objectives
+
+    return with_objectives(make_evaluator(space, config["evaluator"], seed=seed, device=device), space, config)
+
+
+def _strategy(config: Dict[str, Any], seed: int):
+    from nastk.strategies.optuna_search import OptunaStrategy
+
+    strategy = make_strategy(config["strategy"], get_space(config["space"]), seed=seed, **config["strategy_options"])
+    if not isinstance(strategy, OptunaStrategy):
+        from nastk.strategy import STRATEGIES
+
+        optuna_names = [n for n in STRATEGIES.names() if issubclass(STRATEGIES.get(n), OptunaStrategy)]
+        raise ConfigError(f"parallel workers and --storage need a strategy driven by an optuna sampler "
+                          f"({', '.join(optuna_names)}), not {config['strategy']!r}")
+    return strategy
+
+
+# --- one worker ------------------------------------------------------------------------------------
+def work(study: optuna.Study, strategy, evaluator: Evaluator, budget: int, label: str,
+         poll_s: float = 0.2, alive: Callable[[], bool] = lambda: True) -> int:
+    """Ask, evaluate, tell until the study holds ``budget`` COMPLETE trials; returns evaluations done.
+
+    When only trials running elsewhere are left, the worker waits for them (one may be lost and
+    re-queued) unless ``alive()`` says nobody is left to re-queue it.
+    """
+    from optuna.storages._heartbeat import get_heartbeat_thread  # the heartbeat optuna's optimize() runs
+
+    evaluated = 0
+    while True:
+        _fail_stale(study)
+        trials = study.get_trials(deepcopy=False, states=ACTIVE)
+        states = [t.state for t in trials]
+        if states.count(TrialState.COMPLETE) >= budget:
+            return evaluated
+        if len(trials) >= budget and TrialState.WAITING not in states:
+            if not alive():
+                return evaluated
+            time.sleep(poll_s)
+            continue
+        trial = study.ask()
+        trial.set_user_attr("worker", label)
+        # Beat from the moment the trial exists: optuna never fails a trial that has no heartbeat.
+        with get_heartbeat_thread(trial._trial_id, study._storage):
+            arch = strategy.start(trial)
+            if not _within_budget(study, trial.number, budget):
+                trial.set_user_attr("surplus", True)
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            try:
+                result = evaluator.evaluate(arch)
+            except BaseException as error:
+                trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+        strategy.complete(study, trial, result)
+        evaluated += 1
+
+
+def _within_budget(study: optuna.Study, number: int, budget: int) -> bool:
+    numbers = sorted(t.number for t in study.get_trials(deepcopy=False, states=ACTIVE))
+    return number in numbers and numbers.index(number) < budget
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _worker_main(config, spec: StorageSpec, name: str, index: int, device: str,
+                 evaluator_factory: Optional[Callable], errors, coordinator: int) -> None:
+    """Entry point of a worker process."""
+    # This loop runs optuna's heartbeat thread itself (see work()), which optuna cannot see.
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    try:
+        seed = int(np.random.SeedSequence([config["seed"], index, os.getpid()]).generate_state(1)[0])
+        strategy = _strategy(config, seed)
+        space = get_space(config["space"])
+        evaluator = (evaluator_factory or build_evaluator)(space, config, config["seed"], device)
+        study = optuna.load_study(study_name=name, storage=spec.open(), sampler=strategy.sampler(seed))
+        # Without a heartbeat, only the coordinator can re-queue a lost worker's trial.
+        alive = (lambda: True) if spec.has_heartbeat else (lambda: _pid_alive(coordinator))
+        work(study, strategy, evaluator, config["budget"], worker_label(), alive=alive)
+    except BaseException as error:
+        errors.put((index, f"{type(error).__name__}: {error}".splitlines()[0]))
+        raise SystemExit(1)
+
+
+# --- the coordinating process ----------------------------------------------------------------------
+def recover(study: optuna.Study, owner: Optional[str] = None) -> List[int]:
+    """Fail the RUNNING trials of a dead worker (``owner``; None: every RUNNING trial) and re-queue
+    their architectures through optuna's retry callback; returns the failed trial numbers."""
+    recovered = []
+    now = time.time()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        label = trial.user_attrs.get("worker")
+        started = trial.datetime_start.timestamp() if trial.datetime_start else now
+        orphan = label is None and now - started > UNLABELLED_GRACE_S  # died between ask and labelling
+        if owner is not None and label != owner and not orphan:
+            continue
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # finished meanwhile, e.g. failed (and re-queued) by a heartbeat check elsewhere
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)(study, trial)
+        recovered.append(trial.number)
+    return recovered
+
+
+def open_study(config: Dict[str, Any], spec: StorageSpec, directions: List[str]) -> optuna.Study:
+    """Create the run's study, or join it after checking it holds the same search."""
+    name = study_name(config)
+    study = optuna.create_study(study_name=name, storage=spec.open(), directions=directions, load_if_exists=True)
+    held = study.user_attrs.get("nastk_config")
+    if held is None:
+        study.set_user_attr("nastk_config", config)
+    elif held != json.loads(json.dumps(config)):
+        raise RunError(f"study {name} in {spec.display()} holds a different search configuration")
+    if [d.name.lower() for d in study.directions] != directions:
+        raise RunError(f"study {name} in {spec.display()} optimises other directions than {directions}")
+    return study
+
+
+def run_study(config: Dict[str, Any], run: Run, workers: int = 1, storage: Optional[str] = None,
+              device: str = "cpu", progress: Optional[Callable[[int], None]] = None,
+              evaluator_factory: Optional[Callable] = None, heartbeat: Tuple[int, int] = (10, 30),
+              poll_s: float = 0.2) -> Tuple[SearchOutcome, Dict[str, Any]]:
+    """Run ``workers`` worker processes on the config's study until its budget is COMPLETE.
+
+    Returns the outcome (history in completion order, as the sequential engine's) and a description of
+    the study for the summary. ``evaluator_factory(space, config, seed, device)`` (a picklable,
+    module-level callable) replaces the config's evaluator, e.g. in tests.
+    """
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    strategy = _strategy(config, config["seed"])  # validates the strategy before any process starts
+    spec = StorageSpec(storage, str(run.directory), *heartbeat)
+    study = open_study(config, spec, strategy.directions)
+    name = study.study_name
+    if not spec.has_heartbeat:
+        # Only this process runs workers on a run folder's journal, so RUNNING trials there were left
+        # by an earlier invocation that was killed.
+        recover(study)
+    before = _complete(study)
+    started = time.perf_counter()
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["nastk.distributed", "nastk.strategies.optuna_search", "nastk.evaluators.benchmark"])
+    errors = context.Queue()
+    processes = []
+    for index in range(workers):
+        process = context.Process(target=_worker_main, name=f"nastk-worker-{index}",
+                                  args=(config, spec, name, index, device, evaluator_factory, errors, os.getpid()))
+        process.start()
+        processes.append(process)
+    failures: List[str] = []
+    try:
+        failures = _supervise(study, processes, errors, progress, poll_s)
+    except BaseException:
+        _stop(study, processes)
+        raise
+    done = _complete(study)
+    if failures:
+        raise RunError(f"{len(failures)} worker(s) failed; first: {failures[0]} "
+                       f"({done}/{config['budget']} evaluations recorded; fix and --resume)")
+    if done < config["budget"]:
+        raise RunError(f"all workers stopped after {done}/{config['budget']} evaluations; continue with --resume")
+    outcome = outcome_from_study(study, before)
+    trials = study.get_trials(deepcopy=False)
+    info = {"study": {"name": name, "storage": spec.display(), "workers": workers,
+                      "wall_s": round(time.perf_counter() - started, 3),
+                      "failed": sum(t.state == TrialState.FAIL and not t.user_attrs.get("surplus") for t in trials),
+                      "retried": sum(t.state == TrialState.COMPLETE and "failed_trial" in t.system_attrs for t in trials),
+                      "surplus": sum(bool(t.user_attrs.get("surplus")) for t in trials)}}
+    return outcome, info
+
+
+def _supervise(study, processes, errors, progress, poll_s) -> List[str]:
+    """Wait for the workers; re-queue the trials of any that dies; stop all on a worker error."""
+    seen, failures, reported = set(), [], -1
+    while len(seen) < len(processes):
+        for process in processes:
+            if process.pid in seen or process.is_alive():
+                continue
+            seen.add(process.pid)
+            if process.exitcode != 0:  # negative: killed by a signal, a lost worker
+                recover(study, worker_label(process.pid))
+        while not errors.empty():
+            index, message = errors.get()
+            failures.append(f"worker {index}: {message}")
+        if failures and len(seen) < len(processes):
+            _stop(study, processes)
+            continue
+        if progress:
+            done = _complete(study)
+            if done != reported:
+                progress(done)
+                reported = done
+        time.sleep(poll_s)
+    while not errors.empty():
+        index, message = errors.get()
+        failures.append(f"worker {index}: {message}")
+    crashed = [p.exitcode for p in processes if p.exitcode and p.exitcode > 0]
+    if crashed and not failures:
+        failures.append(f"a worker exited with status {crashed[0]} before it could report why (see its output above)")
+    return failures
+
+
+def _stop(study, processes) -> None:
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join()
+        if process.exitcode != 0:
+            recover(study, worker_label(process.pid))
+
+
+def _complete(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def outcome_from_study(study: optuna.Study, replayed: int = 0) -> SearchOutcome:
+    """The study's COMPLETE trials as the engine's history, in completion order."""
+    trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                    key=lambda t: (t.datetime_complete, t.number))
+    space = get_space(study.user_attrs["nastk_config"]["space"])
+    outcome = SearchOutcome(None, None, replayed=replayed, evaluated=len(trials) - replayed)
+    best_key = None
+    for step, trial in enumerate(trials):
+        result = Result.from_dict(trial.user_attrs["result"])
+        record = {"step": step, "arch": trial.user_attrs["arch"], "result": result.to_dict(),
+                  "wall_s": round((trial.datetime_complete - trial.datetime_start).total_seconds(), 6),
+                  "trial": trial.number, "worker": trial.user_attrs.get("worker")}
+        outcome.history.append(record)
+        key = objective_key(result.value)
+        if best_key is None or key > best_key:
+            best_key, outcome.best_result = key, result
+            outcome.best_arch = space.from_str(record["arch"])
+    return outcome

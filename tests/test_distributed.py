@@ -1,0 +1,249 @@
+"""Parallel workers on one optuna study: every evaluation recorded exactly once, lost workers recovered,
+studies joined and resumed, on a journal file and on a real PostgreSQL server (NASTK_TEST_POSTGRES)."""
+import collections
+import functools
+import json
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import uuid
+
+import optuna
+import pytest
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+from nastk.commands.search import DEFAULTS, run_config
+from nastk.distributed import JOURNAL_FILE, StorageSpec, database_url, run_study, study_name
+from nastk.errors import ConfigError, RunError
+from nastk.evaluator import Evaluator
+from nastk.run import Run
+
+HEARTBEAT = (1, 2)  # seconds: beat interval, grace before a silent trial is failed
+
+
+class LoggedSlowEvaluator(Evaluator):
+    """The benchmark look-up, made slow (so workers overlap and can be killed mid-evaluation), logging
+    each finished evaluation with a unique id that also goes into the result."""
+
+    def __init__(self, inner, log_path, delay_s):
+        self.inner, self.log_path, self.delay_s = inner, log_path, delay_s
+
+    def evaluate(self, arch):
+        time.sleep(self.delay_s)
+        result = self.inner.evaluate(arch)
+        eval_id = uuid.uuid4().hex
+        with open(self.log_path, "a") as handle:
+            handle.write(json.dumps({"id": eval_id, "pid": os.getpid(), "arch": arch.to_str()}) + "\n")
+        result.metrics["eval_id"] = eval_id
+        return result
+
+    def final_metrics(self, arch):
+        return self.inner.final_metrics(arch)
+
+
+def slow_factory(log_path, delay_s, space, config, seed, device):
+    """Module-level (picklable for spawned workers): the config's evaluator, slowed and logged."""
+    from nastk.distributed import build_evaluator
+
+    return LoggedSlowEvaluator(build_evaluator(space, config, seed, device), log_path, delay_s)
+
+
+def make_config(budget, seed=0, strategy="bo-tpe"):
+    options = {**DEFAULTS, "strategy": strategy, "budget": budget, "seed": seed, "evaluator": "benchmark",
+               "benchmark": "nb201", "dataset": "cifar10", "workers": 2}
+    return run_config(options)
+
+
+def journal_study(run_dir, config):
+    storage = JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
+    return optuna.load_study(study_name=study_name(config), storage=storage)
+
+
+def logged(log_path):
+    if not log_path.exists():
+        return []
+    return [json.loads(line) for line in log_path.read_text().splitlines()]
+
+
+def assert_recorded_exactly_once(study, log_path, budget, killed_pids=()):
+    """COMPLETE == budget; each COMPLETE trial is one logged evaluation; every logged evaluation of a
+    live worker is in the study (a killed worker may have logged one it never got to tell)."""
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == budget
+    ids = [t.user_attrs["result"]["metrics"]["eval_id"] for t in complete]
+    assert len(set(ids)) == budget
+    log = {row["id"]: row for row in logged(log_path)}
+    assert set(ids) <= set(log)
+    for trial in complete:
+        assert log[trial.user_attrs["result"]["metrics"]["eval_id"]]["arch"] == trial.user_attrs["arch"]
+    lost = [row for eval_id, row in log.items() if eval_id not in set(ids)]
+    assert all(row["pid"] in killed_pids for row in lost)
+    assert all(n <= 1 for n in collections.Counter(row["pid"] for row in lost).values())
+
+
+def run_in_thread(**kwargs):
+    box = {}
+
+    def target():
+        try:
+            box["value"] = run_study(**kwargs)
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            box["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def wait_for(predicate, timeout=60.0, poll=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError("timed out waiting")
+
+
+def running_trial(study, exclude_pids=()):
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        if worker and int(worker.split(":")[1]) not in exclude_pids and "arch" in trial.user_attrs:
+            return trial
+    return None
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------------
+@pytest.fixture
+def postgres_url():
+    """A fresh database on the server NASTK_TEST_POSTGRES points at (CI: scripts/ci_postgres.sh)."""
+    base = os.environ.get("NASTK_TEST_POSTGRES")
+    if not base:
+        pytest.skip("NASTK_TEST_POSTGRES is not set (CI starts a server with scripts/ci_postgres.sh)")
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base)
+    name = f"nastk_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(base)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+# --- tests ----------------------------------------------------------------------------------------------
+def test_two_workers_on_a_journal_file_record_each_evaluation_once(nastk_data, tmp_path):
+    config = make_config(budget=8)
+    log = tmp_path / "evaluations.jsonl"
+    outcome, info = run_study(config, Run(tmp_path / "run", config), workers=2,
+                              evaluator_factory=functools.partial(slow_factory, str(log), 0.1))
+    study = journal_study(tmp_path / "run", config)  # inspectable with optuna's own tools
+    assert_recorded_exactly_once(study, log, budget=8)
+    workers = {t.user_attrs["worker"] for t in study.trials}
+    assert len(workers) == 2 and info["study"]["workers"] == 2 and info["study"]["surplus"] == 0
+    assert len(outcome.history) == 8 and outcome.evaluated == 8
+    assert outcome.best_result.value == max(t.values[0] for t in study.get_trials(states=(TrialState.COMPLETE,)))
+
+
+def test_sigkilled_worker_is_recovered_by_the_coordinator(nastk_data, tmp_path):
+    config = make_config(budget=6)
+    log = tmp_path / "evaluations.jsonl"
+    thread, box = run_in_thread(config=config, run=Run(tmp_path / "run", config), workers=2,
+                                evaluator_factory=functools.partial(slow_factory, str(log), 0.3), poll_s=0.05)
+    study = wait_for(lambda: (tmp_path / "run" / JOURNAL_FILE).exists() and journal_study(tmp_path / "run", config))
+    victim = wait_for(lambda: running_trial(study))
+    pid = int(victim.user_attrs["worker"].split(":")[1])
+    os.kill(pid, signal.SIGKILL)
+    thread.join(120)
+    assert "error" not in box, box.get("error")
+    outcome, info = box["value"]
+    assert study.trials[victim.number].state == TrialState.FAIL
+    retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == victim.params
+    assert info["study"]["retried"] == 1 and len(outcome.history) == 6
+    assert_recorded_exactly_once(study, log, budget=6, killed_pids=(pid,))
+
+
+def test_run_stopped_by_killing_every_worker_resumes(nastk_data, tmp_path):
+    config = make_config(budget=6, seed=1)
+    log = tmp_path / "evaluations.jsonl"
+    factory = functools.partial(slow_factory, str(log), 0.2)
+    thread, box = run_in_thread(config=config, run=Run(tmp_path / "run", config), workers=2,
+                                evaluator_factory=factory, poll_s=0.05)
+    study = wait_for(lambda: (tmp_path / "run" / JOURNAL_FILE).exists() and journal_study(tmp_path / "run", config))
+    wait_for(lambda: len(study.get_trials(states=(TrialState.COMPLETE,))) >= 2)
+    pids = {child.pid for child in multiprocessing.active_children() if child.name.startswith("nastk-worker")}
+    assert len(pids) == 2
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    thread.join(120)
+    assert isinstance(box.get("error"), RunError) and "--resume" in str(box["error"])
+    with pytest.raises(RunError, match="--resume"):
+        Run(tmp_path / "run", config)
+    outcome, _ = run_study(config, Run(tmp_path / "run", config, resume=True), workers=2, evaluator_factory=factory)
+    assert outcome.replayed >= 2 and outcome.replayed + outcome.evaluated == 6
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert_recorded_exactly_once(study, log, budget=6, killed_pids=pids)
+
+
+def test_non_optuna_strategies_cannot_run_in_parallel(tmp_path):
+    config = make_config(budget=4, strategy="re")
+    with pytest.raises(ConfigError, match="optuna sampler"):
+        run_study(config, Run(tmp_path, config), workers=2)
+
+
+def test_two_workers_on_postgres_record_each_evaluation_once(nastk_data, tmp_path, postgres_url):
+    config = make_config(budget=8, seed=2)
+    log = tmp_path / "evaluations.jsonl"
+    outcome, info = run_study(config, Run(tmp_path / "run", config), workers=2, storage=postgres_url,
+                              evaluator_factory=functools.partial(slow_factory, str(log), 0.1))
+    study = optuna.load_study(study_name=study_name(config), storage=database_url(postgres_url))
+    assert_recorded_exactly_once(study, log, budget=8)
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2
+    assert "nastk:nastk@" not in info["study"]["storage"] and "***" in info["study"]["storage"]  # no password
+
+
+def _machine(config, run_dir, url, log_path):
+    """A second 'machine': its own coordinator and one worker on the shared database."""
+    run_study(config, Run(run_dir, config), workers=1, storage=url, heartbeat=HEARTBEAT,
+              evaluator_factory=functools.partial(slow_factory, log_path, 0.4), poll_s=0.05)
+
+
+def test_lost_machine_is_recovered_by_heartbeat_and_the_study_joined(nastk_data, tmp_path, postgres_url):
+    """Machine B dies outright (coordinator and worker SIGKILLed); machine A joins the study, optuna's
+    heartbeat fails B's silent trial and A re-runs it: the study completes with nothing lost."""
+    config = make_config(budget=5, seed=3)
+    log = tmp_path / "evaluations.jsonl"
+    machine_b = multiprocessing.get_context("spawn").Process(
+        target=_machine, args=(config, tmp_path / "b", postgres_url, str(log)))
+    machine_b.start()
+    storage = StorageSpec(postgres_url, str(tmp_path)).open()
+    study = wait_for(lambda: _load(storage, config), timeout=60, poll=0.2)
+    victim = wait_for(lambda: running_trial(study))
+    os.kill(machine_b.pid, signal.SIGKILL)
+    os.kill(int(victim.user_attrs["worker"].split(":")[1]), signal.SIGKILL)
+    machine_b.join(10)
+    outcome, info = run_study(config, Run(tmp_path / "a", config), workers=1, storage=postgres_url,
+                              heartbeat=HEARTBEAT, poll_s=0.05,
+                              evaluator_factory=functools.partial(slow_factory, str(log), 0.05))
+    study = optuna.load_study(study_name=study_name(config), storage=database_url(postgres_url))
+    assert study.trials[victim.number].state == TrialState.FAIL
+    retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == victim.params
+    assert info["study"]["retried"] == 1 and len(outcome.history) == 5
+    assert_recorded_exactly_once(study, log, budget=5,
+                                 killed_pids=(int(victim.user_attrs["worker"].split(":")[1]),))
+
+
+def _load(storage, config):
+    try:
+        return optuna.load_study(study_name=study_name(config), storage=storage)
+    except KeyError:  # not created yet
+        return None
