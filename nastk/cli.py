@@ -13,7 +13,7 @@ from typing import List, Optional
 from nastk.errors import NastkError
 
 #: Sub-command modules; each defines ``register(subparsers)`` and sets ``func`` on its parser.
-COMMAND_MODULES = ("query", "search", "listing", "proxies", "supernet")
+COMMAND_MODULES = ("query", "search", "listing", "proxies", "supernet", "reproduce")
 
 
 class OneLineParser(argparse.ArgumentParser):
