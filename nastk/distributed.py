@@ -8,7 +8,7 @@
 The study is the run's journal. Each worker loops ask -> evaluate -> tell: a trial is COMPLETE
 exactly when its evaluation is recorded, with the architecture and the whole :class:`Result` as trial
 attributes, so every evaluation is recorded once and the study can be joined, resumed and inspected
-with optuna's own tools (``optuna.load_study``, ``study.trials_dataframe()``, optuna-dashboard).
+with optuna's own tools (``optuna.load_study``, ``optuna.get_all_study_summaries``, optuna-dashboard).
 The budget counts COMPLETE trials: a worker takes a new trial only while COMPLETE + RUNNING + WAITING
 trials are fewer than the budget; two workers racing for the last slot are settled by trial number,
 and the loser marks its trial FAIL (user attribute ``surplus``) without evaluating it.
@@ -21,8 +21,10 @@ the trial is marked FAIL, either
 * by optuna's heartbeat on a database storage: a trial whose worker stopped beating for the grace
   period is failed by the next ``fail_stale_trials`` of any worker on any machine.
 
-Workers are seeded from (seed, worker index, pid), so proposals differ between workers; an
-asynchronous parallel search is not reproducible run to run, unlike the sequential engine.
+Workers are processes started by multiprocessing's forkserver (no fork of a process that may hold
+torch or database threads; nastk and optuna are imported once, in the server). They are seeded from
+(seed, worker index, pid), so proposals differ between workers; an asynchronous parallel search is
+not reproducible run to run, unlike the sequential engine.
 """
 from __future__ import annotations
 
@@ -173,11 +175,11 @@ def work(study: optuna.Study, strategy, evaluator: Evaluator, budget: int, label
         trial.set_user_attr("worker", label)
         # Beat from the moment the trial exists: optuna never fails a trial that has no heartbeat.
         with get_heartbeat_thread(trial._trial_id, study._storage):
-            arch = strategy.start(trial)
             if not _within_budget(study, trial.number, budget):
                 trial.set_user_attr("surplus", True)
                 study.tell(trial, state=TrialState.FAIL)
                 continue
+            arch = strategy.start(trial)
             try:
                 result = evaluator.evaluate(arch)
             except BaseException as error:

@@ -306,9 +306,9 @@ def markdown(report: Dict[str, Any], command: str, plot_name: str) -> str:
     lines += ["", "Notes:", "",
               "- The published NB201 numbers come from a different setting (their own simulated time budget and "
               "seed count) and are shown for orientation only; they are recalled from the paper, not checked.",
-              "- BO-GP and NSGA-II use optuna's defaults (GP: 10 random start-up trials, log EI, noise-free "
-              "objective; NSGA-II: population 10, uniform crossover, mutation 1/6); BO-TPE 10 start-up trials; "
-              "REA population 10, tournament 3 (NB201's settings).",
+              "- Settings: BO-TPE and BO-GP start with 10 random trials (optuna's default); the GP (log EI) is told "
+              "the objective is noise-free (a table look-up is); NSGA-II has population 10 with optuna's uniform "
+              "crossover (prob. 0.9) and mutation (1/6 per edge); REA population 10, tournament 3 (NB201's settings).",
               "- Runs stopped at max_queries before spending T: "
               + (", ".join(f"{d}: {v}" for d, v in capped.items() if v) or "none") + "."]
     return "\n".join(lines) + "\n"

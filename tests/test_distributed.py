@@ -15,6 +15,7 @@ import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
+from nastk.cli import main
 from nastk.commands.search import DEFAULTS, run_config
 from nastk.distributed import JOURNAL_FILE, StorageSpec, database_url, run_study, study_name
 from nastk.errors import ConfigError, RunError
@@ -247,3 +248,21 @@ def _load(storage, config):
         return optuna.load_study(study_name=study_name(config), storage=storage)
     except KeyError:  # not created yet
         return None
+
+
+def test_cli_parallel_search_and_resume(capsys, nastk_data, tmp_path):
+    argv = ["search", "--space", "nb201", "--strategy", "nsga2", "--benchmark", "nb201", "--dataset", "cifar10",
+            "--budget", "12", "--seed", "0", "--workers", "2", "--run-dir", str(tmp_path / "run"), "--format", "json",
+            "--no-progress"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["evaluations"] == 12 and first["evaluated_now"] == 12 and first["study"]["workers"] == 2
+    assert first["study"]["storage"].endswith(JOURNAL_FILE) and first["test_accuracy"] > 50
+    assert main(argv + ["--resume"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["replayed"] == 12 and again["evaluated_now"] == 0 and again["best_arch"] == first["best_arch"]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    trials = journal_study(tmp_path / "run", config).trials
+    assert config["engine"] == "study" and sum(t.state == TrialState.COMPLETE for t in trials) == 12
+    # two workers racing for the last slot: the loser's trial is FAIL, marked surplus, never evaluated
+    assert all(t.user_attrs.get("surplus") and "result" not in t.user_attrs for t in trials if t.state != TrialState.COMPLETE)

@@ -33,7 +33,7 @@ def archs(outcome):
 
 @pytest.mark.parametrize("name", sorted(FAST))
 def test_same_seed_same_proposals_other_seed_others(nb201, evaluator, name):
-    budget = 8 if name == "bo-gp" else 20
+    budget = 7 if name == "bo-gp" else 20
     first, again, other = (run_search(make_strategy(name, nb201, seed=s, **FAST[name]), evaluator, budget)
                            for s in (3, 3, 4))
     assert archs(first) == archs(again)
@@ -144,8 +144,8 @@ def test_bo_encoding_searches_a_space_optuna_cannot_express():
     assert strategy.project(np.array([13.6, 5.4])) == min(
         strategy.pool, key=lambda a: (a.choices[0] - 13.6) ** 2 + (a.choices[1] - 5.4) ** 2)
     best_in_pool = max(Bowl().evaluate(a).value for a in strategy.pool)
-    outcome = run_search(strategy, Bowl(), 25)
-    assert outcome.best_result.value >= best_in_pool - 2  # a step or so from the best of 400+ candidates
+    outcome = run_search(strategy, Bowl(), 16)
+    assert outcome.best_result.value >= best_in_pool - 5  # two steps or so from the best of 400+ candidates
 
 
 # --- multi-objective ------------------------------------------------------------------------------
@@ -168,7 +168,8 @@ def test_objective_metrics_match_the_benchmarks(nb201, nb201_table, evaluator):
     assert first["edgegpu_latency"] == pytest.approx(5.807418537139893) and first["fpga_energy"] == pytest.approx(18.01072)
     wrapped_in16 = ObjectivesEvaluator(evaluator, nb201, "ImageNet16-120", parse_objectives("acc,flops"))
     assert wrapped_in16.evaluate(nb201.from_index(0)).metrics["flops_m"] < first["flops_m"]  # 16x16 inputs
-    missing = [i for i in range(40) if math.isnan(wrapped.evaluate(nb201.from_index(i)).metrics["edgetpu_latency"])]
+    hardware = ObjectivesEvaluator(evaluator, nb201, "cifar10", parse_objectives("acc,edgetpu_latency"))
+    missing = [i for i in range(40) if math.isnan(hardware.evaluate(nb201.from_index(i)).metrics["edgetpu_latency"])]
     assert missing  # the source's -1 ("not measured") became NaN
 
 
@@ -178,13 +179,14 @@ def dominates(a, b, signs):
 
 
 def test_nsga2_pareto_front_is_the_non_dominated_set(nb201, evaluator):
-    objectives = parse_objectives("acc,params")
+    objectives = parse_objectives("acc,latency")
     wrapped = ObjectivesEvaluator(evaluator, nb201, "cifar10", objectives)
     for selection in ("nsga2", "eagan"):
-        outcome = run_search(make_strategy("nsga2", nb201, seed=1, objectives="acc,params", population_size=8,
+        outcome = run_search(make_strategy("nsga2", nb201, seed=1, objectives="acc,latency", population_size=8,
                                            selection=selection), wrapped, 40)
         front = pareto_front(outcome.history, objectives)
-        points = {r["arch"]: (r["result"]["metrics"]["accuracy"], r["result"]["metrics"]["params_m"]) for r in outcome.history}
+        points = {r["arch"]: (r["result"]["metrics"]["accuracy"], r["result"]["metrics"]["edgegpu_latency"])
+                  for r in outcome.history}
         signs = np.array([-1.0, 1.0])
         on = {row["arch"] for row in front}
         assert front and len(on) == len(front)
@@ -217,11 +219,11 @@ def test_eagan_merged_fronts_and_selection():
 
 def test_cli_multi_objective_search_reports_the_front(capsys, nastk_data, tmp_path):
     code = main(["search", "--space", "nb201", "--strategy", "nsga2", "--benchmark", "nb201", "--dataset", "cifar100",
-                 "--budget", "30", "--seed", "0", "--objectives", "acc,params,latency", "--run-dir", str(tmp_path / "r"),
+                 "--budget", "20", "--seed", "0", "--objectives", "acc,params,latency", "--run-dir", str(tmp_path / "r"),
                  "--format", "json", "--no-progress"])
     out, _ = capsys.readouterr()
     summary = json.loads(out)
-    assert code == 0 and summary["evaluations"] == 30 and summary["strategy"]["objectives"] == ["acc", "params", "latency"]
+    assert code == 0 and summary["evaluations"] == 20 and summary["strategy"]["objectives"] == ["acc", "params", "latency"]
     assert summary["pareto_front"] and {"acc", "params", "latency", "test_accuracy"} <= set(summary["pareto_front"][0])
     assert (tmp_path / "r" / "pareto.png").stat().st_size > 10_000
 

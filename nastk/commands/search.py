@@ -191,9 +191,12 @@ def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str =
     if config.get("objectives"):
         objectives = parse_objectives(config["objectives"])
         summary["pareto_front"] = pareto_front(outcome.history, objectives)
-        plot_pareto(outcome.history, objectives, run.directory / "pareto.png",
-                    title=f"{config['strategy']} on {config['space']}, {len(outcome.history)} evaluations")
-        summary["pareto_plot"] = str(run.directory / "pareto.png")
+        try:
+            plot_pareto(outcome.history, objectives, run.directory / "pareto.png",
+                        title=f"{config['strategy']} on {config['space']}, {len(outcome.history)} evaluations")
+            summary["pareto_plot"] = str(run.directory / "pareto.png")
+        except ModuleNotFoundError:  # matplotlib is the optional `plot` extra
+            summary["pareto_plot"] = None
     run.write_summary(summary)
     return summary
 
@@ -250,7 +253,7 @@ def _print_summary(summary: Dict[str, Any]) -> None:
     print(f"cost              : {summary['cost_s']:.1f} s {'simulated' if evaluator['evaluator'] == 'benchmark' else 'measured'}, "
           f"wall {summary['wall_s']:.1f} s")
     if "pareto_front" in summary:
-        print(f"Pareto front      : {len(summary['pareto_front'])} architectures (plot: {summary['pareto_plot']})")
+        print(f"Pareto front      : {len(summary['pareto_front'])} architectures (plot: {summary['pareto_plot'] or 'needs matplotlib'})")
     if "study" in summary:
         study = summary["study"]
         print(f"optuna study      : {study['name']} in {study['storage']} ({study['workers']} workers here, "
