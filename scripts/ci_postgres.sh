@@ -5,7 +5,7 @@
 # which exports NASTK_TEST_POSTGRES=postgresql://nastk:nastk@127.0.0.1:PORT/nastk (the tests create
 # and drop one database per test, so the role may create databases). Installs the Debian package
 # `postgresql` when its binaries are missing (needs root). Diagnostics go to stderr; stdout carries
-# only the export line. Stop the server with: pg_ctl -D "$NASTK_PG_DATA" stop
+# only the export line. `scripts/ci_postgres.sh stop` stops the server that NASTK_PG_DATA names.
 set -euo pipefail
 
 log() { echo "ci_postgres: $*" >&2; }
@@ -37,6 +37,13 @@ if [ "$(id -u)" = 0 ]; then
   as_pg() { runuser -u postgres -- "$@"; }
 else
   as_pg() { "$@"; }
+fi
+
+if [ "${1:-}" = stop ]; then
+  [ -n "${NASTK_PG_DATA:-}" ] || { log "NASTK_PG_DATA is not set: no server to stop"; exit 1; }
+  as_pg "$BIN/pg_ctl" -D "$NASTK_PG_DATA" -m fast -w stop >&2
+  rm -rf "$NASTK_PG_DATA"
+  exit 0
 fi
 
 DATA="$(mktemp -d /tmp/nastk-pg.XXXXXX)"
