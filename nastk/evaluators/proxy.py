@@ -142,7 +142,7 @@ def score_architectures(space: SearchSpace, archs: Sequence[Architecture], proxi
     seconds = {name: np.full(len(archs), np.nan) for name in proxies}
     last_flush = time.monotonic()
     try:
-        for i, arch in enumerate(tqdm(archs, desc="proxies", unit="arch", disable=not progress)):
+        for i, arch in enumerate(tqdm(archs, desc="proxies", unit="arch", disable=None if progress else True)):
             for name, record in scorer.score(arch, proxies).items():
                 scores[name][i], seconds[name][i] = record["score"], record["seconds"]
             if time.monotonic() - last_flush > flush_every_s:

@@ -103,7 +103,7 @@ def inherited_accuracies(supernet, archs: Sequence[Architecture], x: torch.Tenso
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(archs, desc="ranking", leave=False, dynamic_ncols=True)
+        iterator = tqdm(archs, desc="ranking", leave=False, dynamic_ncols=True, disable=None)  # None: only on a terminal
     for i, arch in enumerate(iterator):
         supernet.set_active(arch)
         if calibration:

@@ -48,8 +48,26 @@ def _rng(seed: int, epoch: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, stream])
 
 
+# --- the epoch and state hooks both kinds of sampler share --------------------------------------------
+class SamplerHooks:
+    """Per-epoch update, logging and checkpoint hooks; the uniform samplers need none of them."""
+
+    def end_epoch(self, epoch: int, epochs: int, gather: Gather = lambda obj: [obj]) -> None:
+        """Update the distribution for epoch ``epoch + 1`` from what this epoch observed."""
+
+    def summary(self) -> Dict[str, Any]:
+        """What to log per epoch."""
+        return {}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        pass
+
+
 # --- path samplers ----------------------------------------------------------------------------------
-class PathSampler:
+class PathSampler(SamplerHooks):
     """Draws one option per decision of a supernet for each training step."""
 
     name = ""
@@ -72,19 +90,6 @@ class PathSampler:
         return draw_paths(self.probabilities(), self.rng, 1)[0]
 
     def observe_step(self, supernet, choices: Sequence[int]) -> None:
-        pass
-
-    def end_epoch(self, epoch: int, epochs: int, gather: Gather = lambda obj: [obj]) -> None:
-        pass
-
-    def summary(self) -> Dict[str, Any]:
-        """What to log per epoch."""
-        return {}
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
         pass
 
 
@@ -161,7 +166,7 @@ class PADAPathSampler(PathSampler):
 
 
 # --- data samplers ----------------------------------------------------------------------------------
-class DataSampler:
+class DataSampler(SamplerHooks):
     """Chooses the list of training-example indices of each epoch (the trainer shuffles it)."""
 
     name = ""
@@ -181,17 +186,6 @@ class DataSampler:
     def observe_batch(self, indices: np.ndarray, logits: torch.Tensor, targets: torch.Tensor) -> None:
         pass
 
-    def end_epoch(self, epoch: int, epochs: int, gather: Gather = lambda obj: [obj]) -> None:
-        pass
-
-    def summary(self) -> Dict[str, Any]:
-        return {}
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        pass
 
 
 class UniformDataSampler(DataSampler):

@@ -373,7 +373,7 @@ def _bar(total: int, description: str, enabled: bool):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=description, leave=False, dynamic_ncols=True, disable=None)  # None: only on a terminal
 
 
 def _bar_write(line: str) -> None:
