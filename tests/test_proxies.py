@@ -13,7 +13,7 @@ from nastk.cli import main
 from nastk.datasets import load_dataset
 from nastk.errors import ConfigError, UnknownNameError
 from nastk.proxies import PROXIES, compute_proxies, get_proxy, nan_last, proxy_names
-from nastk.proxies.gradsign import grad_sign_layerwise, sign_sums
+from nastk.proxies.gradsign import grad_sign_layerwise, resolve_method, sign_sums
 from nastk.proxies.layers import weight_layers
 from nastk.proxies.synflow import synflow_layerwise
 from nastk.space import get_space
@@ -104,21 +104,91 @@ def test_snip_grasp_match_explicit_autograd():
     assert scores["grasp"] == pytest.approx(float(-(flat * (h @ g)).sum()), rel=1e-10)
 
 
-def test_grad_sign_vectorized_equals_loop_and_is_order_invariant():
+def test_grad_sign_methods_equal_loop_and_are_order_invariant():
     # float64 so that no gradient is within rounding error of zero (in float32, batched and
     # single-example convolutions round differently and may flip the sign of a ~1e-8 gradient)
     model = small_net().double()
     x, y = load_dataset("digits").batch(12, seed=1)
     x = x.double()
-    vectorized = sign_sums(model, x, y, vectorized=True, chunk=5)
-    looped = sign_sums(model, x, y, vectorized=False, chunk=5)
+    assert resolve_method(model) == "hooks"
+    looped = sign_sums(model, x, y, method="loop")
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(3))
-    shuffled = sign_sums(model, x[order], y[order], vectorized=True, chunk=4)
-    for a, b, c in zip(vectorized, looped, shuffled):
-        assert torch.equal(a, b) and torch.equal(a, c)
+    for method, chunk, perm in [("hooks", None, None), ("hooks", 5, order), ("vmap", 5, None), ("vmap", 4, order)]:
+        xs, ys = (x, y) if perm is None else (x[perm], y[perm])
+        for a, b in zip(sign_sums(model, xs, ys, method=method, chunk=chunk), looped):
+            assert torch.equal(a, b), (method, chunk)
+    assert any(s.abs().sum() < len(x) * s.numel() for s in looped)  # not trivially all-agreeing
     score, count = grad_sign_layerwise(model, x, y)
     assert score.sum() == sum(int(s.abs().sum()) for s in looped)
     assert count == sum(m.weight.numel() for _, m in weight_layers(model))
+
+
+class _Custom(nn.Module):
+    """Stride/padding/dilation/groups convs, BatchNorm1d on (N, C, L), BN without affine, a Linear on
+    (N, L, C), a layer called twice, in-place ReLUs on conv outputs and a layer whose gradient is unused."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, stride=2, padding=2, dilation=2, bias=True)
+        self.bn = nn.BatchNorm2d(6, affine=False)
+        self.grouped = nn.Conv2d(6, 6, 3, padding=1, groups=3, bias=False)
+        self.strided = nn.Conv2d(6, 6, 1, stride=2)
+        self.bn1d = nn.BatchNorm1d(6)
+        self.shared = nn.Linear(6, 6)
+        self.unused = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 4, bias=False)
+
+    def forward(self, x):
+        h = self.bn(self.conv(x).relu_())
+        h = self.strided(self.grouped(h).relu_()).flatten(2)  # (N, C, L)
+        h = self.bn1d(h).transpose(1, 2)  # (N, L, C)
+        h = self.shared(torch.tanh(self.shared(h))).mean(1)
+        self.unused(h)
+        return self.head(h)
+
+
+def test_grad_sign_hooks_equal_loop_on_custom_net():
+    torch.manual_seed(0)
+    model = _Custom().double()
+    x, y = torch.randn(7, 3, 9, 9, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 0, 1, 2])
+    assert resolve_method(model) == "hooks"
+    hooked, looped = sign_sums(model, x, y, method="hooks", chunk=3), sign_sums(model, x, y, method="loop")
+    for name, a, b in zip([n for n, _ in weight_layers(model)], hooked, looped):
+        assert torch.equal(a, b), name
+    assert looped[4].abs().sum() == 0 and looped[3].abs().sum() > 0  # unused layer: zeros; shared: counted
+    assert model.bn.running_mean.abs().sum() == 0  # the caller's network is untouched
+
+
+def test_grad_sign_method_choice_and_nan_gradients():
+    conv1d = nn.Sequential(nn.Conv1d(2, 3, 3), nn.Flatten(), nn.Linear(12, 2))
+    assert resolve_method(conv1d) == "vmap"
+    with pytest.raises(ConfigError, match="'hooks' supports"):
+        resolve_method(conv1d, "hooks")
+    with pytest.raises(ConfigError, match="unknown GradSign method"):
+        resolve_method(conv1d, "fast")
+    x, y = torch.randn(5, 2, 6), torch.tensor([0, 1, 0, 1, 1])
+    for a, b in zip(sign_sums(conv1d, x, y), sign_sums(conv1d, x, y, method="loop")):
+        assert torch.equal(a, b)
+    class InPlace(nn.Module):  # modifies a layer's input after the layer used it
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 2)
+
+        def forward(self, x):
+            h = self.a(x)
+            out = self.b(h)
+            h.mul_(2.0)
+            return out
+
+    with pytest.raises(RuntimeError, match="modified in place"):
+        sign_sums(InPlace(), torch.randn(2, 3), torch.tensor([0, 1]), method="hooks")
+    model = nn.Sequential(nn.Linear(3, 4, bias=False), nn.ReLU(), nn.Linear(4, 2, bias=False))
+    x, y = torch.randn(4, 3), torch.tensor([0, 1, 0, 1])
+    x[1, 0] = float("nan")  # one example's gradients are all NaN: it counts as 0
+    for method in ("hooks", "loop"):
+        expected = sign_sums(model, x[[0, 2, 3]], y[[0, 2, 3]], method=method)
+        for a, b in zip(sign_sums(model, x, y, method=method), expected):
+            assert torch.equal(a, b), method
 
 
 def test_grad_sign_is_n_times_weights_when_all_signs_agree():
