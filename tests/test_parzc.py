@@ -1,5 +1,4 @@
 """ParZC: losses, Bayesian layers, the model, layer-wise features and the fit command."""
-import argparse
 import json
 
 import numpy as np
@@ -110,18 +109,15 @@ def test_layerwise_slots_and_resumable_cache(tmp_path):
 
 
 def test_fit_command_on_a_cached_pool(nastk_data, tmp_path, monkeypatch, capsys):
-    from nastk.commands.parzc import register_fit
+    from nastk.cli import main
 
     monkeypatch.setenv("NASTK_CACHE", str(tmp_path))
     rng = np.random.default_rng(0)
     codes = lw.pool_order()[:40]
     values = {name: np.exp(rng.normal(size=(40, 98))) for name in lw.STATISTICS}
     lw.save_pool(lw.LayerwisePool(codes, values, np.zeros(40), {}), lw.cache_path())
-    parser = argparse.ArgumentParser()
-    register_fit(parser.add_subparsers())
-    args = parser.parse_args(["fit", "parzc", "--train-size", "20", "--epochs", "2", "--mc-samples", "2",
-                              "--seed", "1", "--format", "json"])
-    assert args.func(args) == 0
+    assert main(["proxies", "fit", "parzc", "--train-size", "20", "--epochs", "2", "--mc-samples", "2",
+                 "--seed", "1", "--format", "json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["held_out"] == 20 and -1 <= result["kendall"] <= 1 and -1 <= result["spearman"] <= 1
     assert result["protocols"]["eval"].startswith("cifar10/test/200") and "params" in result["proxies"]

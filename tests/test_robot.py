@@ -127,6 +127,14 @@ def test_proxy_table_reader(nastk_data, tmp_path):
     plain = tmp_path / "mine.csv"
     plain.write_text("arch_str,score\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,1.5\n")
     assert read_proxy_table(plain).names == ["score"]
+    # NASLib's failure value (-1e8) and -inf are missing values, not scores
+    assert np.isnan(suite.column("jacob_cov")).sum() == 1 and np.nanmin(suite.column("jacob_cov")) > -1e7
+    assert np.isnan(early.column("nwot")).sum() == 1
+    # nastk's own score files spell jacob_cov as nastk does; the alias is only a fallback
+    own = tmp_path / "own.csv"
+    own.write_text("arch_str,jacob_cov,synflow\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,-100000000.0,2\n")
+    table = read_proxy_table(own, names=["synflow", "jacob_cov"])
+    assert table.names == ["synflow", "jacob_cov"] and np.isnan(table.values[0, 1]) and table.values[0, 0] == 2
     with pytest.raises(ConfigError, match="no rows"):
         read_proxy_table(nastk_data / "nb201" / "nb201_zc_proxies_nbsuitezero.csv.gz", dataset="cifar100")
     with pytest.raises(CorruptDataError, match="arch_str"):
@@ -155,3 +163,54 @@ def test_registered_and_clear_errors(nb201, nastk_data):
         make_strategy("robot", nb201, budget=0, dataset="cifar10")
     with pytest.raises(ConfigError, match="no column|lacks"):
         make_strategy("robot", nb201, dataset="cifar10", proxies="synflow,nope")
+
+
+def _script(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reproduce_script_reads_nastks_proxy_csv(nb201, tmp_path):
+    """nastk's CSV spells jacob_cov as nastk does; the script's pool takes the six proxies by name."""
+    script = _script("reproduce_robot")
+    archs = [nb201.from_code(c) for c in (5, 17, 99)]
+    csv = tmp_path / "scores.csv"
+    csv.write_text("nb201_index,arch_str,cifar10_test_200,fisher,grad_norm,grasp,jacob_cov,snip,synflow,zen\n" + "".join(
+        f"{i},{a.to_str()},90,{i},{2 * i},{-i},{'nan' if i == 1 else i},{i},{10 * i},7\n" for i, a in enumerate(archs)))
+    pool, info, values = script.load_nastk_pool(nb201, csv)
+    assert pool.archs == archs and pool.names == list(script.DEFAULT_PROXIES)
+    assert info["rows"] == 3 and info["nan"]["jacob_cov"] == 1
+    np.testing.assert_allclose(values[:, pool.names.index("synflow")], [0, 10, 20])
+    assert pool.normalised[1, pool.names.index("jacob_cov")] == 0.0  # NaN contributes 0
+    two, info, _ = script.load_nastk_pool(nb201, csv, rows=2)
+    assert len(two) == 2 and info["rows_in_file"] == 3
+    with pytest.raises(ConfigError, match="has 3 rows"):
+        script.load_nastk_pool(nb201, csv, rows=4)
+
+
+def test_published_robot_numbers_are_one_nb201_architecture(nastk_data):
+    script = _script("reproduce_robot")
+    match = script.published_match(script.BenchmarkEvaluator("cifar10", script.OBJECTIVE))
+    assert [m["idx"] for m in match] == [9930] and match[0]["objective_rank"] == 2
+
+
+def test_library_maximize_loop_matches_the_strategy(nb201):
+    """scripts/robot_bo_versions.py's loop (the library's own maximize) and nastk's ask/tell RoBoT agree."""
+    loop = _script("robot_bo_versions")
+    archs, proxies, evaluator = synthetic(nb201, size=300, seed=7)
+    strategy = robot(nb201, archs, proxies, seed=4, budget=8)
+    outcome = run_search(strategy, evaluator, 8)
+    objective = np.array([evaluator.values[a] for a in archs])
+    pool = {"normalised": strategy.pool.normalised, "objective": objective, "test": objective,
+            "cost": np.ones(len(archs)), "names": np.array(strategy.pool.names),
+            "arch": np.array([a.to_str() for a in archs])}
+    run = loop.robot_loop(pool, seed=4, budget=8, keys_mode="index")
+    assert [archs[row].to_str() for row in run["queried"]] == [record["arch"] for record in outcome.history]
+    assert run["bo_distinct"] == strategy.distinct_bo_queries
+    assert run["objective"] == pytest.approx(outcome.best_result.value)

@@ -6,7 +6,9 @@ either from nastk's own proxies or from published tables such as NAS-Bench-Suite
 ImageNet16-120) and its earlier 725-arch sample (``nb201_zc_proxies_naslib_early_sample.csv.gz``,
 the only one with cifar100). Any CSV (optionally gzip) with an ``arch_str`` column, numeric proxy
 columns and optionally a ``dataset`` column is read the same way, without pandas. Missing values
-stay NaN: what to do with them is the consumer's decision.
+stay NaN: what to do with them is the consumer's decision. Suite-Zero (NASLib) writes a failed
+computation as -1e8 (or -inf); those are read as NaN too, so a failure is never mistaken for a score
+(min-max normalisation over a pool would otherwise squash every real value of that column to ~1).
 """
 from __future__ import annotations
 
@@ -24,8 +26,11 @@ from nastk.paths import data_file
 
 SUITE_ZERO = "nb201/nb201_zc_proxies_nbsuitezero.csv.gz"
 EARLY_SAMPLE = "nb201/nb201_zc_proxies_naslib_early_sample.csv.gz"
-#: nastk / RoBoT proxy names that the NAS-Bench-Suite-Zero files spell differently.
+#: nastk / RoBoT proxy names that the NAS-Bench-Suite-Zero files spell differently (used when a
+#: table lacks the nastk spelling, so nastk's own score files are read under their own names).
 ALIASES = {"jacob_cov": "jacov", "naswot": "nwot"}
+#: NASLib's value for a proxy whose computation failed.
+FAILED = -1e8
 #: Dataset names as the NB-Suite-Zero files write them (cifar10-valid searches use cifar10's proxies).
 TABLE_DATASET = {"cifar10": "cifar10", "cifar10-valid": "cifar10", "cifar100": "cifar100",
                  "ImageNet16-120": "ImageNet16-120"}
@@ -44,7 +49,7 @@ class ProxyTable:
         return len(self.arch_strs)
 
     def column(self, name: str) -> np.ndarray:
-        key = ALIASES.get(name, name)
+        key = _column_name(name, self.names)
         if key not in self.names:
             raise ConfigError(f"proxy table {self.source} has no column {name!r}; it has {', '.join(self.names)}")
         return self.values[:, self.names.index(key)]
@@ -57,11 +62,16 @@ def default_table_path(dataset: str) -> Path:
     return data_file(EARLY_SAMPLE if TABLE_DATASET[dataset] == "cifar100" else SUITE_ZERO)
 
 
+def _column_name(name: str, header: Sequence[str]) -> str:
+    return name if name in header else ALIASES.get(name, name)
+
+
 def _float(text: str) -> float:
     try:
-        return float(text) if text not in ("", "nan", "NaN", "None") else math.nan
+        value = float(text) if text not in ("", "nan", "NaN", "None") else math.nan
     except ValueError:
         return math.nan
+    return math.nan if value == FAILED or math.isinf(value) else value
 
 
 def read_proxy_table(path: Union[str, Path], dataset: Optional[str] = None,
@@ -92,7 +102,7 @@ def read_proxy_table(path: Union[str, Path], dataset: Optional[str] = None,
             raise ConfigError(f"proxy table {path} has no rows for {dataset!r}; it covers {', '.join(present)}")
     identifiers = {"dataset", "idx", "arch_str", "naslib_tuple", "naslib_sample_idx"}
     available = [c for c in header if c not in identifiers and not c.endswith("_time_s")]
-    columns = [ALIASES.get(n, n) for n in names] if names else available
+    columns = [_column_name(n, header) for n in names] if names else available
     missing = [c for c in columns if c not in header]
     if missing:
         raise ConfigError(f"proxy table {path} lacks column(s) {', '.join(missing)}; it has {', '.join(available)}")

@@ -1,5 +1,6 @@
 """``nastk proxies list`` and ``nastk proxies correlate``: zero-cost proxies and their rank correlation
-with NAS-Bench-201's 200-epoch test accuracy."""
+with NAS-Bench-201's 200-epoch test accuracy; ``nastk proxies fit parzc`` lives in
+:mod:`nastk.commands.parzc`."""
 from __future__ import annotations
 
 from typing import Dict, List, Sequence
@@ -15,7 +16,9 @@ GROUND_TRUTH_DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("proxies", help="zero-cost proxies: list them, correlate them with NB201")
+    from nastk.commands.parzc import register_fit
+
+    parser = subparsers.add_parser("proxies", help="zero-cost proxies: list, correlate with NB201, fit ParZC")
     commands = parser.add_subparsers(dest="proxies_command", metavar="SUBCOMMAND")
     lister = commands.add_parser("list", help="proxies and their metadata")
     lister.add_argument("--format", choices=["text", "json"], default="text")
@@ -35,6 +38,7 @@ def register(subparsers) -> None:
     correlate.add_argument("--N", type=int, default=5, help="cells per stage (NB201: 5)")
     correlate.add_argument("--format", choices=["json"], default="json")
     correlate.set_defaults(func=run_correlate)
+    register_fit(commands)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
