@@ -74,9 +74,10 @@ NOTES = """Notes on the columns and on definitions that differ:
 
 VALID_NOTE = """* *Spearman vs cifar10-valid run*: the same scores against the 200-epoch test accuracy of NB201's
   `cifar10-valid` training run (25k training images, `cifar10-valid/test/200`). Our correlations with the
-  `cifar10` run are uniformly 0.01-0.09 above the published full-space values, while against this run they
-  fall within +-0.05 of them for all six classic proxies; which run the published notebook correlated with is not
-  recorded in the material we have, so both are shown. *bootstrap std*: spread of the Spearman rho over 200
+  `cifar10` run are 0.01-0.09 above the published full-space values for all six classic proxies (fisher +0.09,
+  synflow +0.05 are outside or at the edge of +-0.05), while against this run five of six fall within +-0.04 of
+  them and fisher is +0.054; which run the published notebook correlated with is not recorded in the material
+  we have, so both are shown. *bootstrap std*: spread of the Spearman rho over 200
   resamples of the 1,000 architectures (sampling noise of a subset).
 """
 
