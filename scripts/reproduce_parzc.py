@@ -20,6 +20,8 @@ import argparse
 import json
 import os
 import platform
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ from nastk.predictors.experiment import fit_and_evaluate, nb201_data, proxy_base
 from nastk.predictors.trainer import TrainConfig
 
 #: PINAT (ParZC's backbone) on NB201, recalled in methods.md 8.5 (not verified).
+DEFAULT_OUT = "docs/results/parzc_nb201"
 PINAT_RECALLED = {78: 0.55, 156: 0.63, 469: 0.71, 781: 0.76, 1563: 0.78}
 LABELS = {"parzc": "ParZC (DiffKendall)", "parzc-mse": "ParZC, MSE loss", "parzc-det": "ParZC, no Bayesian layers",
           "mlp": "plain MLP on x_zc"}
@@ -44,7 +47,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--max-steps", type=int, default=2400)
     parser.add_argument("--config", default="small")
-    parser.add_argument("--out", default="docs/results/parzc_nb201")
+    parser.add_argument("--out", default=DEFAULT_OUT)
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out + ".json")
@@ -76,8 +79,10 @@ def write_markdown(results, args):
     setup, runs = results["setup"], results["runs"]
     train = setup["train"]
     lines = [f"# ParZC on NB201 (CIFAR-10): Kendall tau vs training-set size, pool of {setup['pool']} architectures", "",
-             "Commands: `NASTK_DATA=../shared/benchmarks nice -n 10 .venv/bin/python scripts/reproduce_parzc.py`, then "
-             "the same with `--variants parzc-det --seeds 0` (the no-Bayesian ablation, one seed for CPU time)  ",
+             ("Commands: `NASTK_DATA=../shared/benchmarks nice -n 10 .venv/bin/python scripts/reproduce_parzc.py`, then "
+              "the same with `--variants parzc-det --seeds 0` (the no-Bayesian ablation, one seed for CPU time)  "
+              if args.out == DEFAULT_OUT else "Command: `NASTK_DATA=../shared/benchmarks nice -n 10 .venv/bin/python "
+              "scripts/reproduce_parzc.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "`  "),
              f"Machine: {setup['machine']}.", "",
              f"Each cell: Kendall tau-b on the pool's other {setup['pool']} - K architectures, mean ± std over seeds "
              f"(number of seeds). Labels for training: `{setup['protocols']['train']}`; scored against "
@@ -117,8 +122,11 @@ def write_markdown(results, args):
         f"{v} {np.mean([r['wall_s'] for k, r in runs.items() if k.startswith(v + '/')]):.0f}" for v in variants) + ".",
         "", "## What differs from the paper", "",
         f"* **Pool**: {setup['pool']} random architectures with computed layer-wise statistics, not all 15,625; "
-        "held-out = the rest of the pool, not the whole space. K=1563 is left out: it would leave too few held-out "
-        "architectures in this pool.",
+        "held-out = the rest of the pool, not the whole space (the first N of one fixed random order, so a larger "
+        "pool extends a smaller one). "
+        + ("K=1563 is left out here: it would leave too few held-out architectures in this pool; "
+           "`--pool 2000 --sizes 1563 --out docs/results/parzc_nb201_k1563` runs it on 2,000 (437 held out)."
+           if 1563 not in sizes else f"K=1563 leaves {setup['pool'] - 1563} held-out architectures."),
         "* **Model `small`** (CPU): d_model 128, 4 heads, 2 transformer layers, FFN 256, mixer width 128 with 2 blocks "
         "(published: d_model 765, 6 heads, 4 layers, FFN 338, mixer width 512, 4 blocks; `--config full` builds that, "
         "with d_model 768). The released mixer variant (both MLPs on the feature dimension) is used.",
