@@ -86,12 +86,20 @@ NOTES = """Notes:
 
 
 def best_of(repeats, fn):
-    best, value = float("inf"), None
+    """Minimum wall-clock and minimum process CPU seconds over ``repeats`` runs (CPU time is what the
+    other jobs on a shared machine disturb least), and the last value."""
+    wall, cpu, value = float("inf"), float("inf"), None
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         value = fn()
-        best = min(best, time.perf_counter() - started)
-    return best, value
+        wall, cpu = min(wall, time.perf_counter() - started), min(cpu, time.process_time() - started_cpu)
+    return wall, cpu, value
+
+
+def floor_pass(model, x, y):
+    """The cost floor: one plain forward+backward of the cross-entropy on the batch."""
+    model.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
 
 
 def main(argv=None):
@@ -117,16 +125,13 @@ def main(argv=None):
         torch.manual_seed(args.seed)
         model = space.build(arch, 10).to(args.device)
 
-        def floor():
-            model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-
-        floor()  # warm-up
-        row = {"arch": space.to_str(arch), "floor_s": best_of(args.repeats + 1, floor)[0], "alone_s": {}}
+        floor_pass(model, x, y)  # warm-up
+        row = {"arch": space.to_str(arch), "floor_s": best_of(args.repeats + 1, lambda: floor_pass(model, x, y))[0],
+               "alone_s": {}}
         for name in names:
             row["alone_s"][name] = best_of(args.repeats, lambda: compute_proxies(model, (x, y), [name], args.device))[0]
         if not args.grad_sign_only:
-            row["together_s"], together = best_of(args.repeats, lambda: compute_proxies(model, (x, y), CLASSIC, args.device))
+            row["together_s"], _, together = best_of(args.repeats, lambda: compute_proxies(model, (x, y), CLASSIC, args.device))
             row["together_passes_s"] = together.seconds
         row.update(grad_sign_row(model, x, y, args.repeats))
         rows.append(row)
@@ -158,28 +163,13 @@ def grad_sign_sums(model, x, y, method):
     return reference_style_sign_sums(model, x, y) if method == "reference" else sign_sums(model, x, y, method)
 
 
-def best_wall_and_cpu(repeats, fn):
-    """Minimum wall-clock and minimum process CPU seconds over ``repeats`` runs (CPU time is what the
-    other jobs on a shared machine disturb least), and the last value."""
-    wall, cpu, value = float("inf"), float("inf"), None
-    for _ in range(repeats):
-        started, started_cpu = time.perf_counter(), time.process_time()
-        value = fn()
-        wall, cpu = min(wall, time.perf_counter() - started), min(cpu, time.process_time() - started_cpu)
-    return wall, cpu, value
-
-
 def grad_sign_row(model, x, y, repeats) -> dict:
     """Seconds (wall and CPU) of every GradSign implementation and of the floor timed alongside them,
     and how far each one's sign sums are from our loop's."""
-    def floor():
-        model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-
     wall, cpu, sums = {}, {}, {}
-    wall["floor"], cpu["floor"], _ = best_wall_and_cpu(repeats + 1, floor)
+    wall["floor"], cpu["floor"], _ = best_of(repeats + 1, lambda: floor_pass(model, x, y))
     for method in GRAD_SIGN:
-        wall[method], cpu[method], sums[method] = best_wall_and_cpu(repeats, lambda: grad_sign_sums(model, x, y, method))
+        wall[method], cpu[method], sums[method] = best_of(repeats, lambda: grad_sign_sums(model, x, y, method))
     model.zero_grad(set_to_none=True)
     return {"grad_sign_s": wall, "grad_sign_cpu_s": cpu,
             "grad_sign_weights": int(sum(s.numel() for s in sums["loop"])),
