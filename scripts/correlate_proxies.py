@@ -146,7 +146,7 @@ def scatter(path, truth, scores):
         values = scores[name]
         finite = np.isfinite(values)
         shown = values[finite]
-        if name in ("synflow", "params", "flops", "grad_sign", "snip", "grad_norm", "fisher") and (shown > 0).all():
+        if name in ("synflow", "params", "flops", "grad_sign", "snip", "grad_norm", "fisher", "fisher_channel_sum") and (shown > 0).all():
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
         elif name in ("grasp", "jacob_cov"):  # heavy-tailed, both signs

@@ -19,7 +19,7 @@ from nastk.proxies.synflow import synflow_layerwise
 from nastk.space import get_space
 
 ALL = ["params", "flops", "grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow", "nwot", "zen", "l2_norm",
-       "plain", "epe_nas", "grad_sign", "grad_sign_mean"]
+       "plain", "epe_nas", "grad_sign", "grad_sign_mean", "fisher_channel_sum"]
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 
 
@@ -102,6 +102,56 @@ def test_snip_grasp_match_explicit_autograd():
     h = torch.autograd.functional.hessian(loss, flat)
     assert scores["snip"] == pytest.approx(float((flat * g).abs().sum()), rel=1e-10)
     assert scores["grasp"] == pytest.approx(float(-(flat * (h @ g)).sum()), rel=1e-10)
+
+
+def _reference_style_fisher(model, x, y):
+    """fisher written the way its reference defines it, independently of nastk's pass: keep every
+    Conv/Linear output's gradient, reduce each channel to 0.5 * mean_batch(sum_spatial a * g)^2, fill
+    a tensor of the layer's per-channel weight shape with that value, and sum everything."""
+    model.train()
+    outputs = {}
+
+    def keep(module, _inputs, out):
+        out.retain_grad()
+        outputs[module] = out
+
+    hooks = [m.register_forward_hook(keep) for _, m in weight_layers(model)]
+    nn.functional.cross_entropy(model(x), y).backward()
+    for h in hooks:
+        h.remove()
+    total = 0.0
+    for _, layer in weight_layers(model):
+        a = outputs[layer]
+        g_nk = (a * a.grad).sum(dim=tuple(range(2, a.dim()))) if a.dim() > 2 else a * a.grad
+        per_channel = 0.5 * g_nk.pow(2).mean(0)
+        total += float(torch.stack([torch.full(layer.weight.shape[1:], float(v)) for v in per_channel]).sum())
+    model.zero_grad(set_to_none=True)
+    return total
+
+
+def test_fisher_is_the_reference_definition(digits_batch):
+    """fisher spreads each channel's value over that channel's weights (layer l counts
+    prod(W.shape[1:]) times); fisher_channel_sum is the unweighted sum, a different ranking."""
+    model = small_net()
+    scores = compute_proxies(model, digits_batch, ["fisher", "fisher_channel_sum"])
+    assert scores.scores["fisher"] == pytest.approx(_reference_style_fisher(model, *digits_batch), rel=1e-5)
+    counts = np.array([m.weight[0].numel() for _, m in weight_layers(model)])
+    assert np.allclose(scores.layerwise["fisher"], scores.layerwise["fisher_channel_sum"] * counts, rtol=1e-12)
+    assert (counts > 1).any() and scores.scores["fisher"] > scores.scores["fisher_channel_sum"]
+    assert get_proxy("fisher").version == 2 and get_proxy("fisher_channel_sum").version == 1
+
+
+def test_cache_never_serves_an_old_definition(tmp_path):
+    """A cache line written under fisher's old definition (no version field) is not reused."""
+    from nastk.evaluators.proxy import ProxyScorer
+    space = get_space("nb201")
+    arch = space.from_str(ARCH)
+    cache = tmp_path / "scores.jsonl"
+    scorer = ProxyScorer(space, "digits", batch_size=8, seed=0, cache_path=cache, build_options={"C": 8, "N": 1})
+    key = {k: v for k, v in scorer._key("fisher", ARCH).items() if k != "version"}
+    cache.write_text(json.dumps({**key, "score": -123.0, "seconds": 0.0}) + "\n")
+    fresh = ProxyScorer(space, "digits", batch_size=8, seed=0, cache_path=cache, build_options={"C": 8, "N": 1})
+    assert fresh.score(arch, ["fisher"])["fisher"]["score"] != -123.0
 
 
 def test_grad_sign_methods_equal_loop_and_are_order_invariant():

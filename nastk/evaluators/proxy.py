@@ -2,8 +2,8 @@
 
 Every network is built right after ``torch.manual_seed(seed)``, so its initial weights (and hence
 every proxy value) depend only on (architecture, seed, build options), not on what ran before or on
-the device. Scores are cached in a JSON-lines file keyed by (space, proxy, architecture, dataset,
-batch size, seed, build options); the file is rewritten atomically, so an interrupted run loses at
+the device. Scores are cached in a JSON-lines file keyed by (space, proxy, the proxy's definition version,
+architecture, dataset, batch size, seed, build options); the file is rewritten atomically, so an interrupted run loses at
 most the last unflushed architectures and resumes from the rest.
 """
 from __future__ import annotations
@@ -40,8 +40,8 @@ class ProxyCache:
 
     @staticmethod
     def _key(record: Dict[str, Any]) -> Tuple:
-        return (record["space"], record["proxy"], record["arch"], record["dataset"], record["batch_size"],
-                record["seed"], record.get("build", ""))
+        return (record["space"], record["proxy"], record.get("version", 1), record["arch"], record["dataset"],
+                record["batch_size"], record["seed"], record.get("build", ""))
 
     def get(self, **key) -> Optional[Dict[str, Any]]:
         return self.records.get(self._key(key))
@@ -74,7 +74,8 @@ class ProxyScorer:
         self.cache = ProxyCache(cache_path)
 
     def _key(self, proxy: str, arch_str: str) -> Dict[str, Any]:
-        return {"space": self.space.name, "proxy": proxy, "arch": arch_str, "dataset": self.dataset,
+        return {"space": self.space.name, "proxy": proxy, "version": get_proxy(proxy).version, "arch": arch_str,
+                "dataset": self.dataset,
                 "batch_size": self.batch_size, "seed": self.seed,
                 "build": json.dumps(self.build_options, sort_keys=True) if self.build_options else ""}
 

@@ -6,7 +6,8 @@ requested proxies need is done:
 * nwot: ReLU codes collected by hooks during the forward (no backward);
 * jacob_cov, epe_nas: dsum(logits)/dx, a backward to the input;
 * grad_norm, snip, plain: dL/dW of the cross-entropy L, one backward to the weights;
-* fisher: the same backward, also to the Conv/Linear outputs a (captured by forward hooks);
+* fisher, fisher_channel_sum: the same backward, also to the Conv/Linear outputs a (captured by
+  forward hooks);
 * grasp: the same backward kept differentiable, then H g = d(g . stopgrad(g))/dW by double backward.
 """
 from __future__ import annotations
@@ -21,7 +22,8 @@ from nastk.proxies.layers import ProxyInput, per_layer
 from nastk.proxies.nwot import CodeKernel
 
 JACOBIAN = ("jacob_cov", "epe_nas")
-LOSS = ("grad_norm", "snip", "plain", "fisher", "grasp")
+LOSS = ("grad_norm", "snip", "plain", "fisher", "fisher_channel_sum", "grasp")
+FISHER = ("fisher", "fisher_channel_sum")
 
 
 def _zeros_for_unused(grads, like):
@@ -36,8 +38,13 @@ def _hessian_gradient(weights, grads) -> List[torch.Tensor]:
     return _zeros_for_unused(torch.autograd.grad(z, weights, allow_unused=True), weights)
 
 
-def _fisher(outputs: Dict[str, List[torch.Tensor]], output_grads, names, device) -> List[torch.Tensor]:
-    """Per layer: sum over channels of 0.5 * mean_batch(sum_spatial a * dL/da)^2 (0 if never called)."""
+def _fisher_per_channel(outputs: Dict[str, List[torch.Tensor]], output_grads, names,
+                        device) -> List[torch.Tensor]:
+    """Per layer: the sum over its output channels c of 0.5 * mean_batch(sum_spatial a_c * dL/da_c)^2.
+
+    A layer called several times (a shared module) adds up its calls, as the reference's hook does;
+    a layer never called contributes 0.
+    """
     values, position = [], 0
     for name in names:
         total = torch.zeros((), dtype=torch.float64, device=device)
@@ -48,6 +55,16 @@ def _fisher(outputs: Dict[str, List[torch.Tensor]], output_grads, names, device)
             total = total + 0.5 * per_channel.double().pow(2).mean(0).sum()
         values.append(total)
     return values
+
+
+def fisher_layer_weights(weights: Sequence[torch.Tensor]) -> List[int]:
+    """How many weights each output channel's Fisher value is spread over in the reference fisher.
+
+    The zero-cost-nas definition (Abdelfattah et al. 2021, carried unchanged into NASLib) assigns a
+    channel's value to every weight of that channel (``reshape_elements`` expands it to the weight's
+    shape) before summing, so layer l counts prod(weight.shape[1:]) times; ``fisher`` is that sum.
+    """
+    return [int(w[0].numel()) if w.dim() > 0 and len(w) else 0 for w in weights]
 
 
 def run(inp: ProxyInput, names: Sequence[str]) -> Dict[str, object]:
@@ -65,7 +82,7 @@ def run(inp: ProxyInput, names: Sequence[str]) -> Dict[str, object]:
     if "nwot" in names:
         kernel = CodeKernel(len(x), x.device)
         handles += kernel.hooks(model)
-    if "fisher" in names:
+    if any(n in FISHER for n in names):
         handles += [module.register_forward_hook(lambda _m, _i, out, name=name: outputs[name].append(out))
                     for name, module in layers]
     try:
@@ -103,9 +120,14 @@ def _loss_proxies(logits, y, weights, layer_names, outputs, names) -> Dict[str, 
             out["snip"] = per_layer((w * g).abs().sum() for w, g in zip(weights, weight_grads))
         if "plain" in names:
             out["plain"] = per_layer((w * g).sum() for w, g in zip(weights, weight_grads))
-        if "fisher" in names:
+        if any(n in FISHER for n in names):
             output_grads = _zeros_for_unused(grads[len(weights):], activations)
-            out["fisher"] = per_layer(_fisher(outputs, output_grads, layer_names, logits.device))
+            channels = _fisher_per_channel(outputs, output_grads, layer_names, logits.device)
+            if "fisher_channel_sum" in names:
+                out["fisher_channel_sum"] = per_layer(channels)
+            if "fisher" in names:
+                spread = fisher_layer_weights(weights)
+                out["fisher"] = per_layer(value * count for value, count in zip(channels, spread))
     if "grasp" in names:
         hessian_grad = _hessian_gradient(weights, weight_grads)
         with torch.no_grad():

@@ -24,6 +24,9 @@ class ProxySpec:
     #: Whether the score is a sum over Conv/Linear layers (then per-layer values are returned too).
     layerwise: bool
     description: str
+    #: Raised whenever what the name computes changes, so caches never serve values of an old
+    #: definition under the same name (the score cache keys on it).
+    version: int = 1
 
     def to_dict(self) -> Dict[str, object]:
         return asdict(self)
@@ -33,9 +36,9 @@ PROXIES: Registry[ProxySpec] = Registry("proxy")
 
 
 def _add(name, pass_name, needs_gradients, needs_labels, layerwise, description, removes_bn=False,
-         higher_is_better=True) -> None:
+         higher_is_better=True, version=1) -> None:
     PROXIES.register(name, ProxySpec(name, pass_name, needs_gradients, needs_labels, higher_is_better,
-                                     removes_bn, layerwise, description))
+                                     removes_bn, layerwise, description, version))
 
 
 # name, pass, needs gradients, needs labels, layer-wise, definition (methods.md section 16)
@@ -46,8 +49,12 @@ _add("grad_norm", "gradient", True, True, True, "sum over layers of ||dL/dW_l||_
 _add("snip", "gradient", True, True, True, "sum |W * dL/dW|")
 _add("plain", "gradient", True, True, True, "sum W * dL/dW (signed)")
 _add("grasp", "gradient", True, True, True, "sum -W * (H g), Hessian-gradient product by double backward")
+# version 2: spread over the channel's weights as the reference does (version 1 = fisher_channel_sum)
 _add("fisher", "gradient", True, True, True,
-     "per output channel 0.5 * mean_batch(sum_spatial a * dL/da)^2, summed")
+     "per output channel 0.5 * mean_batch(sum_spatial a * dL/da)^2, times the channel's weight count "
+     "prod(W.shape[1:]), summed (zero-cost-nas / NASLib definition)", version=2)
+_add("fisher_channel_sum", "gradient", True, True, True,
+     "per output channel 0.5 * mean_batch(sum_spatial a * dL/da)^2, summed unweighted (not the published fisher)")
 _add("jacob_cov", "gradient", True, False, False,
      "-sum_i log(l_i + k) + 1/(l_i + k), l = eigenvalues of corrcoef of input Jacobians")
 _add("epe_nas", "gradient", True, True, False,
