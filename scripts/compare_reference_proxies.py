@@ -85,6 +85,7 @@ def load_references(names):
     except ImportError:
         pass
     try:
+        _import_without_package_init("foresight")
         from foresight.pruners import measures, predictive
         try:
             ref_version = version("foresight")
@@ -97,9 +98,9 @@ def load_references(names):
 
 
 def _import_without_package_init(package: str) -> None:
-    """Register ``package`` without running its ``__init__`` (alethiometer's imports its data loaders,
-    which need torchvision, and PyPI's torchvision does not import beside torch 2.13); the proxy
-    modules themselves then import and run unchanged."""
+    """Register ``package`` without running its ``__init__`` (alethiometer's and foresight's import
+    their data loaders, which need torchvision, and PyPI's torchvision does not import beside torch
+    2.13); the proxy modules themselves then import and run unchanged."""
     import importlib.util
 
     spec = importlib.util.find_spec(package)
