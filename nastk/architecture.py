@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Tuple
 
+from nastk.registry import get_space
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -18,14 +20,10 @@ class Architecture:
     choices: Tuple
 
     def to_str(self) -> str:
-        from nastk.space import get_space
-
         return get_space(self.space).to_str(self)
 
     @classmethod
     def from_str(cls, text: str, space: str) -> "Architecture":
-        from nastk.space import get_space
-
         return get_space(space).from_str(text)
 
     def __str__(self) -> str:

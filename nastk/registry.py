@@ -1,12 +1,17 @@
-"""A tiny named registry with lazy built-in entries.
+"""A tiny named registry with lazy built-in entries, and the registry of search spaces.
 
 Built-in spaces, strategies and proxies register as ``"module:attribute"`` strings, so importing
 nastk stays cheap and an unknown name fails with the list of known ones.
+
+The space registry lives here, not in :mod:`nastk.space`, so that an
+:class:`~nastk.architecture.Architecture` can find its space (for ``to_str``/``from_str``) without
+importing the ``SearchSpace`` base class: imports run one way, space -> architecture -> registry.
 """
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Dict, Generic, List, TypeVar, Union
+from functools import lru_cache
+from typing import Any, Dict, Generic, List, TypeVar, Union
 
 from nastk.errors import UnknownNameError
 
@@ -48,3 +53,15 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
+
+
+#: Search-space classes by name (``nastk search --space NAME``).
+SPACES: Registry[type] = Registry("search space")
+SPACES.register("nb201", "search_spaces.nb201:NB201Space")
+SPACES.register("darts", "search_spaces.darts:DartsSpace")
+
+
+@lru_cache(maxsize=None)
+def get_space(name: str) -> Any:
+    """The (shared, stateless) :class:`~nastk.space.SearchSpace` instance registered as ``name``."""
+    return SPACES.get(name)()

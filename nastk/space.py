@@ -1,52 +1,106 @@
 """The search-space interface every strategy, proxy and evaluator is written against.
 
 A space is a codec (architecture <-> string), a sampler, an encoder for models, a builder of
-stand-alone networks and, optionally, a set of declared capabilities (mutate, neighbors, crossover,
-enumerate, graph, supernet). Strategies call :meth:`SearchSpace.require` for what they need, so a
-space that lacks a capability fails with a clear :class:`CapabilityError` instead of an
+stand-alone networks and, optionally, a set of capabilities (mutate, neighbors, crossover,
+enumerate, graph, supernet, optuna). Strategies call :meth:`SearchSpace.require` for what they need,
+so a space that lacks a capability fails with a clear :class:`CapabilityError` instead of an
 AttributeError deep inside a search.
+
+A space that declares its choices (:meth:`SearchSpace.choice_model`, see :mod:`nastk.choices`) gets
+the codec (``name=value,...``), sample, encode, mutate, neighbors, crossover, optuna ``suggest`` and,
+when small enough, enumerate from the base class, and the matching capabilities; it overrides only
+what means something else in it (NB201 keeps its official string). A space without a choice model
+writes these itself.
 """
 from __future__ import annotations
 
-import abc
-from functools import lru_cache
-from typing import Dict, FrozenSet, Iterator, List
+from functools import cached_property
+from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Optional
 
 import numpy as np
 
 from nastk.architecture import Architecture
-from nastk.errors import CapabilityError
-from nastk.registry import Registry
+from nastk.choices import ChoiceModel, Values
+from nastk.errors import ArchitectureError, CapabilityError
+from nastk.registry import SPACES, get_space  # noqa: F401 (the registry lives there; re-exported)
 
 #: Capability names a space may declare.
 CAPABILITIES = ("enumerate", "mutate", "neighbors", "crossover", "graph", "build", "supernet", "optuna")
+#: What any choice model gives a space.
+MODEL_CAPABILITIES = frozenset({"mutate", "neighbors", "crossover", "optuna"})
+#: A space with a choice model can enumerate (and has a ``len``) up to this many architectures.
+ENUMERATE_LIMIT = 1_000_000
 
 
-class SearchSpace(abc.ABC):
-    """Base class of search spaces. Subclasses set ``name`` and ``capabilities``."""
+class SearchSpace:
+    """Base class of search spaces. Subclasses set ``name`` and either define :meth:`choice_model` or
+    write the codec, :meth:`sample` and :meth:`encode` themselves; ``capabilities = {...}`` declares
+    what they add (kept as :attr:`declared_capabilities`; :attr:`capabilities` is the union with the
+    derived ones)."""
 
     name: str = ""
-    capabilities: FrozenSet[str] = frozenset()
+    declared_capabilities: FrozenSet[str] = frozenset()
 
-    # --- codec -------------------------------------------------------------------------------
-    @abc.abstractmethod
-    def to_str(self, arch: Architecture) -> str:
-        """The space's canonical string of ``arch``."""
+    def __init_subclass__(cls, **kwargs):
+        # A subclass's ``capabilities = frozenset(...)`` is its declaration; moving it aside lets the
+        # base class's ``capabilities`` property add what the choice model and ``build`` provide.
+        super().__init_subclass__(**kwargs)
+        declared = cls.__dict__.get("capabilities")
+        if declared is not None and not isinstance(declared, property):
+            cls.declared_capabilities = frozenset(declared)
+            del cls.capabilities
 
-    @abc.abstractmethod
-    def from_str(self, text: str) -> Architecture:
-        """Parse a string; raises :class:`nastk.errors.ArchitectureError` naming what is wrong."""
+    # --- the choice model ----------------------------------------------------------------------
+    def choice_model(self) -> Optional[ChoiceModel]:
+        """The space's typed choices (None: the space writes its operators itself). Called once."""
+        return None
 
-    # --- sampling and encoding ---------------------------------------------------------------
-    @abc.abstractmethod
-    def sample(self, rng: np.random.Generator) -> Architecture:
-        """A uniformly random architecture."""
+    @cached_property
+    def _choices(self) -> Optional[ChoiceModel]:
+        return self.choice_model()
 
-    @abc.abstractmethod
-    def encode(self, arch: Architecture) -> np.ndarray:
-        """A fixed-length numeric vector (one-hot for categorical spaces) for BO and predictors."""
+    def _model_for(self, method: str) -> ChoiceModel:
+        if self._choices is None:
+            raise CapabilityError(f"search space {self.name!r} has no choice_model() and does not define {method}()")
+        return self._choices
 
-    # --- optional capabilities ---------------------------------------------------------------
+    def _values(self, arch: Architecture) -> Values:
+        """``arch``'s validated choice values (an :class:`ArchitectureError` names what is wrong)."""
+        if not isinstance(arch, Architecture) or arch.space != self.name:
+            raise ArchitectureError(f"expected an Architecture of space {self.name!r}, got {arch!r}")
+        return self._model_for("validate").validate(arch.choices)
+
+    def _arch(self, values: Values) -> Architecture:
+        return Architecture(self.name, values)
+
+    def choices_of(self, arch: Architecture) -> Dict[str, Any]:
+        """``{choice name: value}`` of ``arch`` (inactive choices: None), e.g. inside :meth:`build`."""
+        return dict(zip(self._model_for("choices_of").names, self._values(arch)))
+
+    def arch_of(self, values: Mapping[str, Any]) -> Architecture:
+        """The architecture with these ``{choice name: value}`` (inactive choices may be left out)."""
+        return self._arch(self._model_for("arch_of").from_dict(values))
+
+    # --- capabilities ----------------------------------------------------------------------------
+    @property
+    def capabilities(self) -> FrozenSet[str]:
+        return self.declared_capabilities | self._derived_capabilities
+
+    @cached_property
+    def _derived_capabilities(self) -> FrozenSet[str]:
+        derived = set()
+        if self._choices is not None:
+            derived |= MODEL_CAPABILITIES
+            if self._size <= ENUMERATE_LIMIT:
+                derived.add("enumerate")
+        if type(self).build is not SearchSpace.build:
+            derived.add("build")
+        return frozenset(derived)
+
+    @cached_property
+    def _size(self) -> int:
+        return self._model_for("size").size()
+
     def require(self, *capabilities: str) -> None:
         missing = [c for c in capabilities if c not in self.capabilities]
         if missing:
@@ -55,25 +109,47 @@ class SearchSpace(abc.ABC):
                 f"(it declares: {', '.join(sorted(self.capabilities)) or 'none'})"
             )
 
+    # --- codec -------------------------------------------------------------------------------
+    def to_str(self, arch: Architecture) -> str:
+        """The space's canonical string of ``arch`` (default ``name=value,...`` over active choices)."""
+        return self._model_for("to_str").format(self._values(arch))
+
+    def from_str(self, text: str) -> Architecture:
+        """Parse a string; raises :class:`nastk.errors.ArchitectureError` naming what is wrong."""
+        return self._arch(self._model_for("from_str").parse(text))
+
+    # --- sampling and encoding ---------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        """A random architecture (choice model: every active choice uniform)."""
+        return self._arch(self._model_for("sample").sample(rng))
+
+    def encode(self, arch: Architecture) -> np.ndarray:
+        """A fixed-length numeric vector (one-hot for categorical choices) for BO and predictors."""
+        return self._model_for("encode").encode(self._values(arch))
+
+    # --- optional capabilities ---------------------------------------------------------------
     def enumerate(self) -> Iterator[Architecture]:
         self.require("enumerate")
-        raise NotImplementedError
+        return (self._arch(values) for values in self._model_for("enumerate").enumerate())
 
     def __len__(self) -> int:
         self.require("enumerate")
-        raise NotImplementedError
+        return self._size
+
+    def __bool__(self) -> bool:  # a space is never "empty", even one too large for len()
+        return True
 
     def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
         self.require("mutate")
-        raise NotImplementedError
+        return self._arch(self._model_for("mutate").mutate(self._values(arch), rng))
 
     def neighbors(self, arch: Architecture) -> List[Architecture]:
         self.require("neighbors")
-        raise NotImplementedError
+        return [self._arch(values) for values in self._model_for("neighbors").neighbors(self._values(arch))]
 
     def crossover(self, a: Architecture, b: Architecture, rng: np.random.Generator) -> Architecture:
         self.require("crossover")
-        raise NotImplementedError
+        return self._arch(self._model_for("crossover").crossover(self._values(a), self._values(b), rng))
 
     def suggest(self, trial) -> Architecture:
         """Draw an architecture through an optuna trial's ``suggest_*`` calls (capability ``optuna``).
@@ -82,27 +158,18 @@ class SearchSpace(abc.ABC):
         directly instead of a generic encoding; each call must suggest the same named parameters.
         """
         self.require("optuna")
-        raise NotImplementedError
+        return self._arch(self._model_for("suggest").suggest(trial))
 
-    def build(self, arch: Architecture, num_classes: int, **options):
+    def build(self, arch: Architecture, num_classes: int = 10, **options):
         """A stand-alone ``torch.nn.Module`` for ``arch``."""
         self.require("build")
-        raise NotImplementedError
+        raise CapabilityError(f"search space {self.name!r} declares build but does not define build()")
 
     def cost(self, arch: Architecture, num_classes: int = 10, input_size: int = 32) -> Dict[str, float]:
-        """Params and FLOPs (in millions) without training."""
-        self.require("build")
-        raise NotImplementedError
+        """Params and FLOPs (in millions) of the built network, without training."""
+        from nastk.cost import model_cost
+
+        return model_cost(self.build(arch, num_classes), input_size=input_size)
 
     def __repr__(self) -> str:
         return f"<SearchSpace {self.name}>"
-
-
-SPACES: Registry[type] = Registry("search space")
-SPACES.register("nb201", "search_spaces.nb201:NB201Space")
-
-
-@lru_cache(maxsize=None)
-def get_space(name: str) -> SearchSpace:
-    """The (shared, stateless) instance of the space registered as ``name``."""
-    return SPACES.get(name)()

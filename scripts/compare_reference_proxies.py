@@ -44,9 +44,15 @@ REFERENCES = {
                   "jacob_cov": "jacob_cov", "plain": "plain", "synflow": "synflow"},
 }
 
+#: Diagnostic rows: nastk's computation changed in one named respect, to show that this respect is the
+#: whole difference from the reference. label -> (nastk proxy, library, reference name).
+DIAGNOSTICS = {"nwot, nastk in eval mode": ("nwot", "alethiometer", "nwot_relu")}
+
 NOTES = {
     "nwot": "alethiometer runs NASWOT in eval mode (BatchNorm uses its fresh running statistics), nastk and the "
             "NASWOT paper's code in train mode (batch statistics), so the ReLU codes differ; compare the ranking only",
+    "nwot, nastk in eval mode": "nastk's own NASWOT kernel on an eval-mode forward: if this row is identical, "
+                                "the train/eval mode is the whole difference",
     "zen": "both draw their own Gaussian weights and inputs (alethiometer from torch's global generator, nastk from a "
            "seeded CPU generator), so values differ by construction; compare the ranking only",
 }
@@ -126,6 +132,24 @@ def reference_value(calc, copynet, ref_name, model, x, y):
     return float(value)
 
 
+def nwot_eval_mode(model, x) -> float:
+    """nastk's NASWOT kernel with BatchNorm in eval mode (the reference library's choice)."""
+    import torch
+
+    from nastk.proxies.nwot import CodeKernel
+
+    model.eval()
+    kernel = CodeKernel(len(x), x.device)
+    handles = kernel.hooks(model)
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return kernel.score()
+
+
 def timed(function):
     started = time.perf_counter()
     value = function()
@@ -150,6 +174,9 @@ def compare(args) -> dict:
     libraries = load_references(args.proxies)
     pairs = [(name, lib, ref) for lib, table in REFERENCES.items() if lib in libraries
              for name, ref in table.items() if name in args.proxies]
+    pairs += [(label, lib, ref) for label, (name, lib, ref) in DIAGNOSTICS.items()
+              if lib in libraries and name in args.proxies]
+    ours_by_label = {"nwot, nastk in eval mode": lambda model: nwot_eval_mode(model, x)}
     values = {(n, lib): ([], []) for n, lib, _ in pairs}
     seconds = {(n, lib): ([], []) for n, lib, _ in pairs}
     floors = []
@@ -160,7 +187,8 @@ def compare(args) -> dict:
         floors.append(min(floor_time(model, x, y) for _ in range(args.repeats)))
         for name, lib, ref in pairs:
             calc, copynet, _ = libraries[lib]
-            runs = {"nastk": lambda: compute_proxies(copy.deepcopy(model), (x, y), [name], seed=args.seed).scores[name],
+            ours = ours_by_label.get(name, lambda m: compute_proxies(m, (x, y), [name], seed=args.seed).scores[name])
+            runs = {"nastk": lambda: ours(copy.deepcopy(model)),
                     "reference": lambda: reference_value(calc, copynet, ref, copy.deepcopy(model), x, y)}
             order = ["nastk", "reference"] if i % 2 == 0 else ["reference", "nastk"]
             result = {}

@@ -5,19 +5,26 @@ A cell is a DAG of 4 nodes; node j sums one operation applied to every earlier n
 5**6 = 15,625 cells, 6,466 of them distinct up to isomorphism. The official string of a cell lists
 node 1's, node 2's and node 3's inputs: ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``.
 
+The six edges are the space's choice model (``Categorical`` choices named ``1<-0`` ... ``3<-2``), so
+sample, mutate, neighbors, crossover, encode, optuna suggest and enumerate are the generic ones of
+:class:`~nastk.space.SearchSpace`; they give exactly the results (and consume exactly the random
+numbers) of the hand-written NB201 operators they replaced, so seeded searches are unchanged. The
+space keeps its own codec (the official string), product codes, graph and canonical form.
+
 The NB201 *index* of a cell (0..15624) is the order of the benchmark file, a shuffled order that
-only the benchmark defines; :meth:`NB201Space.index` and :meth:`NB201Space.from_index` read it from
-the NB201 table (see :mod:`nastk.benchmarks.nb201`).
+only the benchmark defines; :meth:`NB201Space.index` and :meth:`NB201Space.from_index` ask the
+space's benchmark (:func:`nastk.benchmarks.registry.benchmark_for`, :mod:`nastk.benchmarks.nb201`).
 """
 from __future__ import annotations
 
-import itertools
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, List, Tuple
 
 import networkx as nx
 import numpy as np
 
 from nastk.architecture import Architecture
+from nastk.benchmarks.registry import benchmark_for
+from nastk.choices import Categorical, ChoiceModel
 from nastk.errors import ArchitectureError, UnknownOpError
 from nastk.space import SearchSpace
 
@@ -26,6 +33,8 @@ OPS: Tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", 
 #: The 6 edges as (to_node, from_node), in the canonical edge order.
 EDGES: Tuple[Tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 NUM_NODES = 4
+#: Number of cells (product codes run 0..SIZE-1).
+SIZE = len(OPS) ** len(EDGES)
 #: Classes of the NB201 datasets, for building networks.
 NUM_CLASSES = {"cifar10": 10, "cifar10-valid": 10, "cifar100": 100, "ImageNet16-120": 120}
 _OP_INDEX = {op: i for i, op in enumerate(OPS)}
@@ -33,7 +42,11 @@ _OP_INDEX = {op: i for i, op in enumerate(OPS)}
 
 class NB201Space(SearchSpace):
     name = "nb201"
-    capabilities = frozenset({"enumerate", "mutate", "neighbors", "crossover", "graph", "build", "supernet", "optuna"})
+    capabilities = frozenset({"graph", "supernet"})  # + enumerate, mutate, ... from the choice model, build
+
+    def choice_model(self) -> ChoiceModel:
+        """Six categorical edges named ``"1<-0"`` ... ``"3<-2"`` (NB201's edge order), each over :data:`OPS`."""
+        return ChoiceModel([Categorical(f"{to}<-{source}", OPS) for to, source in EDGES])
 
     # --- codec -------------------------------------------------------------------------------
     def to_str(self, arch: Architecture) -> str:
@@ -98,25 +111,18 @@ class NB201Space(SearchSpace):
     def op_indices(self, arch: Architecture) -> Tuple[int, ...]:
         return tuple(_OP_INDEX[op] for op in self._ops(arch))
 
-    # --- enumeration and the benchmark index ------------------------------------------------------
-    def __len__(self) -> int:
-        return len(OPS) ** len(EDGES)
-
-    def enumerate(self) -> Iterator[Architecture]:
-        """All 15,625 cells in product order (not NB201's index order; see :meth:`index`)."""
-        for ops in itertools.product(OPS, repeat=len(EDGES)):
-            yield Architecture(self.name, ops)
-
+    # --- product codes and the benchmark index -------------------------------------------------
     def code(self, arch: Architecture) -> int:
-        """The product-order position of ``arch`` (base-5 number of its op indices)."""
+        """The product-order position of ``arch`` (base-5 number of its op indices; ``enumerate()``
+        yields cells in this order, which is not NB201's index order)."""
         value = 0
         for op in self._ops(arch):
             value = value * len(OPS) + _OP_INDEX[op]
         return value
 
     def from_code(self, code: int) -> Architecture:
-        if not 0 <= code < len(self):
-            raise ArchitectureError(f"NB201 product code {code} out of range 0..{len(self) - 1}")
+        if not 0 <= code < SIZE:
+            raise ArchitectureError(f"NB201 product code {code} out of range 0..{SIZE - 1}")
         ops = []
         for _ in EDGES:
             code, op = divmod(code, len(OPS))
@@ -125,14 +131,10 @@ class NB201Space(SearchSpace):
 
     def index(self, arch: Architecture) -> int:
         """NB201's benchmark index of ``arch`` (needs the NB201 table)."""
-        from nastk.benchmarks.nb201 import default_order
-
-        return default_order().index_of(self.code(arch))
+        return benchmark_for(self.name).index(arch)
 
     def from_index(self, index: int) -> Architecture:
-        from nastk.benchmarks.nb201 import default_order
-
-        return self.from_code(default_order().code_at(index))
+        return benchmark_for(self.name).arch_at(index)
 
     # --- graph and isomorphism ----------------------------------------------------------------
     def graph(self, arch: Architecture) -> nx.DiGraph:
@@ -174,43 +176,6 @@ class NB201Space(SearchSpace):
         g = self.graph(arch)
         live = g.edge_subgraph([(u, v) for u, v, op in g.edges(data="op") if op != "none"])
         return 0 in live and NUM_NODES - 1 in live and nx.has_path(live, 0, NUM_NODES - 1)
-
-    # --- strategies' operators ------------------------------------------------------------------
-    def sample(self, rng: np.random.Generator) -> Architecture:
-        return Architecture(self.name, tuple(OPS[i] for i in rng.integers(len(OPS), size=len(EDGES))))
-
-    def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
-        """Replace the op on one random edge by a different random op (NB201's REA mutation)."""
-        ops = list(self._ops(arch))
-        edge = int(rng.integers(len(EDGES)))
-        alternatives = [op for op in OPS if op != ops[edge]]
-        ops[edge] = alternatives[int(rng.integers(len(alternatives)))]
-        return Architecture(self.name, tuple(ops))
-
-    def neighbors(self, arch: Architecture) -> List[Architecture]:
-        ops = self._ops(arch)
-        return [
-            Architecture(self.name, ops[:edge] + (op,) + ops[edge + 1:])
-            for edge in range(len(EDGES))
-            for op in OPS
-            if op != ops[edge]
-        ]
-
-    def crossover(self, a: Architecture, b: Architecture, rng: np.random.Generator) -> Architecture:
-        """Uniform crossover: each edge's op from either parent with probability 1/2."""
-        ops_a, ops_b = self._ops(a), self._ops(b)
-        take_a = rng.random(len(EDGES)) < 0.5
-        return Architecture(self.name, tuple(x if t else y for x, y, t in zip(ops_a, ops_b, take_a)))
-
-    def suggest(self, trial) -> Architecture:
-        """Six categorical parameters, one per edge, named ``"1<-0"`` ... ``"3<-2"`` (NB201's edge order)."""
-        return Architecture(self.name, tuple(trial.suggest_categorical(f"{to}<-{source}", OPS) for to, source in EDGES))
-
-    def encode(self, arch: Architecture) -> np.ndarray:
-        """One-hot, 6 edges x 5 ops = 30 values, edge-major."""
-        vector = np.zeros((len(EDGES), len(OPS)), dtype=np.float32)
-        vector[np.arange(len(EDGES)), self.op_indices(arch)] = 1.0
-        return vector.ravel()
 
     # --- networks -----------------------------------------------------------------------------
     def build(self, arch: Architecture, num_classes: int = 10, C: int = 16, N: int = 5, **options):

@@ -17,6 +17,8 @@ from nastk.architecture import Architecture
 from nastk.errors import ConfigError, CorruptDataError
 from nastk.paths import data_file, verify_sha256
 
+#: The only space HW-NAS-Bench measures; rows are that space's benchmark indexes.
+SPACE = "nb201"
 FILE = "nb201/nb201_hw_nas_bench.csv.gz"
 SHA256 = "a2862dac0ae08f3023c9c42b80151cb463dc48476e0f3ecef86e360e7845ba7e"
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
@@ -55,10 +57,10 @@ class HWNASBench:
 
     def metrics(self, arch: Architecture, dataset: str, index: Optional[int] = None) -> Dict[str, float]:
         """Every hardware cost of ``arch`` on ``dataset`` (``cifar10-valid`` reads ``cifar10``)."""
-        from nastk.space import get_space
+        from nastk.benchmarks.registry import benchmark_for
 
         table = self.columns.get(_dataset(dataset))
-        position = get_space("nb201").index(arch) if index is None else index
+        position = benchmark_for(SPACE).index(arch) if index is None else index
         return {column: float(values[position]) for column, values in table.items()}
 
 

@@ -21,14 +21,16 @@ import math
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from nastk.architecture import Architecture
+from nastk.benchmarks.registry import Benchmark
 from nastk.errors import ArchitectureError, ConfigError, CorruptDataError, DataError, MissingDataError
 from nastk.paths import atomic_write, cache_root, data_file, sha256_of, verify_sha256
 from nastk.protocol import Protocol
+from search_spaces.nb201 import NB201Space
 
 FORMAT_VERSION = 1
 MANIFEST = Path(__file__).resolve().parents[2] / "benchmarks_data" / "nb201_groundtruth.json"
@@ -37,14 +39,26 @@ FAMILY_PREFERENCE = ("official", "nb201api", "v1_1", "naswot", "nats", "robot")
 #: Training-set sizes and input resolutions, used only to *estimate* times the table lacks.
 TRAIN_IMAGES = {"cifar10-valid": 25_000, "cifar10": 50_000, "cifar100": 50_000, "ImageNet16-120": 151_700}
 PIXELS = {"cifar10-valid": 32 * 32, "cifar10": 32 * 32, "cifar100": 32 * 32, "ImageNet16-120": 16 * 16}
+#: The dataset whose validation split stands in for each dataset during search (NB201 convention:
+#: ``cifar10`` has no validation split, so searches use ``cifar10-valid``).
+SEARCH_DATASET = {"cifar10": "cifar10-valid", "cifar10-valid": "cifar10-valid",
+                  "cifar100": "cifar100", "ImageNet16-120": "ImageNet16-120"}
+#: Shorthand objective names accepted by the CLI.
+OBJECTIVES = {"valid12": ("valid", 12), "valid200": ("valid", 200), "test200": ("test", 200), "test12": ("test", 12)}
+
+
+def objective_protocol(dataset: str, objective: str = "valid12") -> Protocol:
+    """The protocol a search on ``dataset`` optimises: a shorthand (valid12, ...) or a full key."""
+    if objective in OBJECTIVES:
+        split, epochs = OBJECTIVES[objective]
+        return Protocol(SEARCH_DATASET[dataset] if split == "valid" else dataset, split, epochs)
+    return Protocol.parse(objective)
 
 
 class NB201Table:
     """All NB201 results of one source. Look-ups take an Architecture (or its product code)."""
 
     def __init__(self, codes: np.ndarray, columns: Dict[str, np.ndarray], source: str):
-        from search_spaces.nb201 import NB201Space
-
         self.space = NB201Space()
         self.codes = np.asarray(codes, dtype=np.int64)
         self.columns = {key: np.asarray(values, dtype=np.float64) for key, values in columns.items()}
@@ -102,6 +116,11 @@ class NB201Table:
             resolved = protocol.with_family(families[0])
         self._resolved[protocol] = resolved
         return resolved
+
+    def evaluator_protocols(self, dataset: str, objective: str = "valid12") -> Tuple[Protocol, Protocol]:
+        """(search protocol, report protocol) of a benchmark search on ``dataset``: ``objective``
+        (default NB201's valid12) and the 200-epoch test accuracy, families filled in."""
+        return self.resolve(objective_protocol(dataset, objective)), self.resolve(Protocol(dataset, "test", 200))
 
     def _missing_message(self, protocol: Protocol) -> str:
         near = [k for k in self.protocols() if k.startswith(protocol.dataset + "/")]
@@ -177,8 +196,6 @@ class NB201Table:
 
 # --- conversion ---------------------------------------------------------------------------------
 def _from_codes_and_strings(arch_strs: Sequence[str], columns, source: str) -> NB201Table:
-    from search_spaces.nb201 import NB201Space
-
     space = NB201Space()
     try:
         codes = np.array([space.code(space.from_str(text)) for text in arch_strs], dtype=np.int64)
@@ -257,3 +274,32 @@ def default_table() -> NB201Table:
 def default_order() -> NB201Table:
     """The table that defines NB201's index order (the same in every NB201 release)."""
     return default_table()
+
+
+class NB201Benchmark(Benchmark):
+    """NAS-Bench-201 as the ``nb201`` space's benchmark: its index order and its table's accuracies."""
+
+    name = space = "nb201"
+    complete = True
+    _space = NB201Space()
+
+    def evaluator(self, config):
+        """A :class:`~nastk.evaluators.benchmark.BenchmarkEvaluator` (``dataset``, ``objective``
+        default valid12, optional ``table`` file and ``trust_pickle``)."""
+        from nastk.evaluators.benchmark import BenchmarkEvaluator
+
+        table = load_table(config["table"], config.get("trust_pickle", False)) if config.get("table") else default_table()
+        return BenchmarkEvaluator(config["dataset"], config.get("objective") or "valid12", table)
+
+    def truth(self, archs: Sequence[Architecture], dataset: str,
+              protocol: Optional[str] = None) -> Tuple[np.ndarray, str]:
+        """Accuracies under ``protocol`` (a key; default the 200-epoch test accuracy on ``dataset``)."""
+        table = default_table()
+        resolved = table.resolve(Protocol.parse(protocol) if protocol else Protocol(dataset, "test", 200))
+        return table.accuracies(archs, resolved), resolved.key
+
+    def index(self, arch: Architecture) -> int:
+        return default_order().index_of(self._space.code(arch))
+
+    def arch_at(self, index: int) -> Architecture:
+        return default_order().arch_at(index)

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from nastk.benchmarks.registry import benchmark_for, has_benchmark
 from nastk.commands import print_json
 from nastk.errors import ConfigError
-from nastk.evaluators import make_evaluator
+from nastk.evaluators import make_evaluator, reports_truth
 from nastk.evaluators.multi_objective import parse_objectives, pareto_front, plot_pareto, with_objectives
 from nastk.run import Run, run_search
 from nastk.space import get_space
@@ -112,8 +113,8 @@ def run_config(options: Dict[str, Any]) -> Dict[str, Any]:
     """The resolved, self-contained config stored in the run folder (and compared on resume)."""
     evaluator = options["evaluator"]
     if evaluator == "benchmark":
-        if not options["benchmark"]:
-            options["benchmark"] = "nb201"
+        if not options["benchmark"] and has_benchmark(options["space"]):
+            options["benchmark"] = benchmark_for(options["space"]).name  # else make_evaluator says why not
         if not options["dataset"]:
             raise ConfigError("a benchmark search needs --dataset (cifar10, cifar10-valid, cifar100 or ImageNet16-120)")
         evaluator_config = {"kind": "benchmark", "benchmark": options["benchmark"], "dataset": options["dataset"],
@@ -126,7 +127,7 @@ def run_config(options: Dict[str, Any]) -> Dict[str, Any]:
         dataset = options["dataset"] or "cifar10"
         evaluator_config = {"kind": "proxy", "proxy": evaluator.split(":", 1)[1], "dataset": dataset,
                             "batch_size": options["batch_size"],
-                            "report_dataset": dataset if options["space"] == "nb201" else None}
+                            "report_dataset": dataset if reports_truth(options["space"]) else None}
     else:
         raise ConfigError(f"unknown evaluator {evaluator!r}; use benchmark, train or proxy:NAME")
     objectives = [o.name for o in parse_objectives(options["objectives"])]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from nastk.benchmarks.registry import Benchmark, benchmark_for, benchmark_spaces, has_benchmark
 from nastk.errors import ConfigError
 from nastk.evaluator import Evaluator
 from nastk.space import SearchSpace
@@ -13,15 +14,7 @@ def make_evaluator(space: SearchSpace, config: Dict[str, Any], seed: int = 0, de
     """``config["kind"]`` is ``benchmark``, ``train`` or ``proxy``; the other keys are its options."""
     kind = config.get("kind")
     if kind == "benchmark":
-        from nastk.benchmarks.nb201 import load_table
-        from nastk.evaluators.benchmark import BenchmarkEvaluator
-
-        if config.get("benchmark", "nb201") != "nb201":
-            raise ConfigError(f"unknown benchmark {config.get('benchmark')!r}; known: nb201")
-        if space.name != "nb201":
-            raise ConfigError(f"the nb201 benchmark cannot evaluate architectures of space {space.name!r}")
-        table = load_table(config.get("table"), trust_pickle=config.get("trust_pickle", False))
-        return BenchmarkEvaluator(config["dataset"], config.get("objective", "valid12"), table)
+        return _benchmark(space, config.get("benchmark")).evaluator(config)
     if kind == "train":
         from nastk.evaluators.training import TrainingEvaluator
         from nastk.training import TrainingConfig
@@ -35,9 +28,28 @@ def make_evaluator(space: SearchSpace, config: Dict[str, Any], seed: int = 0, de
 
         evaluator = ProxyEvaluator(space, config["proxy"], dataset=config["dataset"],
                                    batch_size=config.get("batch_size", 64), seed=seed, device=device)
-        if config.get("report_dataset") and space.name == "nb201":
-            from nastk.evaluators.benchmark import BenchmarkEvaluator, BenchmarkReported
+        if config.get("report_dataset") and reports_truth(space.name):
+            from nastk.evaluators.benchmark import BenchmarkReported
 
-            return BenchmarkReported(evaluator, BenchmarkEvaluator(config["report_dataset"]))
+            reporter = benchmark_for(space.name).evaluator({"dataset": config["report_dataset"]})
+            return BenchmarkReported(evaluator, reporter)
         return evaluator
     raise ConfigError(f"unknown evaluator kind {kind!r}; known: benchmark, train, proxy:NAME")
+
+
+def reports_truth(space: str) -> bool:
+    """Whether any search of ``space`` can report benchmark ground truth (its benchmark covers every
+    architecture), as proxy searches on NB201 do."""
+    return has_benchmark(space) and benchmark_for(space).complete
+
+
+def _benchmark(space: SearchSpace, requested) -> Benchmark:
+    """The benchmark of ``space``, checked against the one a config names."""
+    if not has_benchmark(space.name):
+        raise ConfigError(f"no benchmark can evaluate architectures of space {space.name!r} "
+                          f"(benchmarks exist for spaces: {', '.join(benchmark_spaces()) or 'none'})")
+    benchmark = benchmark_for(space.name)
+    if requested not in (None, benchmark.name):
+        raise ConfigError(f"benchmark {requested!r} cannot evaluate architectures of space {space.name!r}; "
+                          f"its benchmark is {benchmark.name!r}")
+    return benchmark

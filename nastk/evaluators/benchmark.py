@@ -1,42 +1,33 @@
-"""Look-up evaluation on the NAS-Bench-201 table, charging the simulated training time.
+"""Look-up evaluation on a benchmark table, charging the simulated training time.
 
-The strategy optimises one protocol (by default NB201's search protocol: validation accuracy after
-12 epochs, on cifar10-valid for cifar10) and the winner is reported under another (200-epoch test
+The strategy optimises one protocol (NB201's default search protocol: validation accuracy after 12
+epochs, on cifar10-valid for cifar10) and the winner is reported under another (NB201: 200-epoch test
 accuracy). Each query costs the training time the benchmark recorded for the objective protocol, so
 strategies can be compared at equal simulated time as well as at equal query counts.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from nastk.architecture import Architecture
-from nastk.benchmarks.nb201 import NB201Table, default_table
+from nastk.benchmarks.nb201 import OBJECTIVES, SEARCH_DATASET, objective_protocol  # noqa: F401 (NB201's, re-exported)
 from nastk.evaluator import Evaluator, Result
-from nastk.protocol import Protocol
-
-#: The dataset whose validation split stands in for each dataset during search (NB201 convention:
-#: ``cifar10`` has no validation split, so searches use ``cifar10-valid``).
-SEARCH_DATASET = {"cifar10": "cifar10-valid", "cifar10-valid": "cifar10-valid",
-                  "cifar100": "cifar100", "ImageNet16-120": "ImageNet16-120"}
-#: Shorthand objective names accepted by the CLI.
-OBJECTIVES = {"valid12": ("valid", 12), "valid200": ("valid", 200), "test200": ("test", 200), "test12": ("test", 12)}
-
-
-def objective_protocol(dataset: str, objective: str = "valid12") -> Protocol:
-    """The protocol a search on ``dataset`` optimises: a shorthand (valid12, ...) or a full key."""
-    if objective in OBJECTIVES:
-        split, epochs = OBJECTIVES[objective]
-        return Protocol(SEARCH_DATASET[dataset] if split == "valid" else dataset, split, epochs)
-    return Protocol.parse(objective)
 
 
 class BenchmarkEvaluator(Evaluator):
+    """Look-ups in any table with ``source``, ``evaluator_protocols(dataset, objective)`` (-> search and
+    report protocol), ``accuracy(arch, protocol)`` and ``train_time(arch, dataset, epochs)``: NB201's
+    :class:`~nastk.benchmarks.nb201.NB201Table` (the default) or :class:`nastk.benchmarks.darts.DartsTable`."""
+
     objective = "accuracy"
 
-    def __init__(self, dataset: str, objective: str = "valid12", table: Optional[NB201Table] = None):
-        self.table = table or default_table()
-        self.search_protocol = self.table.resolve(objective_protocol(dataset, objective))
-        self.report_protocol = self.table.resolve(Protocol(dataset, "test", 200))
+    def __init__(self, dataset: str, objective: str = "valid12", table=None):
+        if table is None:
+            from nastk.benchmarks.nb201 import default_table
+
+            table = default_table()
+        self.table = table
+        self.search_protocol, self.report_protocol = table.evaluator_protocols(dataset, objective)
 
     def evaluate(self, arch: Architecture) -> Result:
         time = self.table.train_time(arch, self.search_protocol.dataset, self.search_protocol.epochs)

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from nastk.architecture import Architecture
+from nastk.benchmarks import hw_nas_bench
 from nastk.errors import ConfigError
 from nastk.evaluator import Evaluator, Result
 from nastk.space import SearchSpace
@@ -76,8 +77,9 @@ class ObjectivesEvaluator(Evaluator):
         self.needs_hardware = bool(metrics - {"params_m", "flops_m"})
         if self.needs_cost:
             space.require("build")
-        if self.needs_hardware and space.name != "nb201":
-            raise ConfigError(f"hardware costs come from HW-NAS-Bench, which covers NB201 only, not {space.name!r}")
+        if self.needs_hardware and space.name != hw_nas_bench.SPACE:
+            raise ConfigError(f"hardware costs come from HW-NAS-Bench, which covers {hw_nas_bench.SPACE} only, "
+                              f"not {space.name!r}")
 
     def costs(self, arch: Architecture) -> Dict[str, float]:
         out: Dict[str, float] = {}

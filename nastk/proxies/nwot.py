@@ -3,6 +3,13 @@
 K_ij counts the ReLU units on which inputs i and j agree (both on or both off); a network that
 separates its inputs well has a K far from singular, so the score is log|det K|. K is accumulated
 layer by layer, so the codes of the whole network are never held at once.
+
+Codes are taken from the inputs of every ``nn.ReLU`` during the train-mode forward (BatchNorm
+normalises with the batch's statistics), as the NASWOT paper's code does. alethiometer 1.1.2 (a
+derivative of the zero-cost-nas library) runs the same kernel in eval mode, where a fresh network's
+BatchNorm uses its initial running statistics, so its values differ from these (Spearman 0.77
+over 30 NB201 networks). Eval mode alone does not explain all of it (nastk's kernel in eval mode still
+differs by up to 6.5%); the rest is not yet pinned down (``docs/results/proxies_reference.md``).
 """
 from __future__ import annotations
 

@@ -6,6 +6,13 @@ feature map, plus sum over BN layers of log sqrt(mean_c sigma_c^2) (the batch va
 normalises away, which the perturbation norm no longer sees; BNs fed only zeros are skipped).
 Averaged over ``REPEATS`` draws, which come from a CPU generator seeded by ``seed``, so the score
 is the same on every device.
+
+This is the paper's definition. The Zen-NAS code (and its derivatives, e.g. alethiometer 1.1.2)
+differs: it sums |f(x) - f(x + 0.01 eps)| over all elements (an L1 norm, not the Frobenius norm) and
+takes the BN scale from ``running_var`` after its two train-mode forwards (at BatchNorm's default momentum 0.1
+that is still 0.81 parts the initial value 1), and it draws from torch's global generator.
+Values therefore differ from that code by construction; ``docs/results/proxies_reference.md``
+compares the rankings.
 """
 from __future__ import annotations
 
