@@ -17,13 +17,32 @@ EPOCHS = (12, 200)
 
 
 @dataclass(frozen=True)
-class Protocol:
+class BenchmarkProtocol:
+    """Where a number of any benchmark table comes from; each benchmark validates its own values."""
+
     dataset: str
     split: str
     epochs: int
     #: Source column family (e.g. ``nb201api``, ``nats``, ``official``); None lets the table pick its
     #: documented default for this (dataset, split, epochs), which is then recorded in results.
     family: Optional[str] = None
+
+    @property
+    def key(self) -> str:
+        """``dataset/split/epochs[/family]``, the table column name."""
+        base = f"{self.dataset}/{self.split}/{self.epochs}"
+        return f"{base}/{self.family}" if self.family else base
+
+    def to_dict(self):
+        return {"dataset": self.dataset, "split": self.split, "epochs": self.epochs, "family": self.family}
+
+    def __str__(self) -> str:
+        return self.key
+
+
+@dataclass(frozen=True)
+class Protocol(BenchmarkProtocol):
+    """An NB201 protocol: rejects datasets, splits and epochs that NB201 does not have."""
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -43,12 +62,6 @@ class Protocol:
                 "use dataset 'cifar10-valid' (trained on train, validated on x-valid)"
             )
 
-    @property
-    def key(self) -> str:
-        """``dataset/split/epochs[/family]``, the table column name."""
-        base = f"{self.dataset}/{self.split}/{self.epochs}"
-        return f"{base}/{self.family}" if self.family else base
-
     @classmethod
     def parse(cls, text: str) -> "Protocol":
         """Parse ``dataset/split/epochs[/family]``, e.g. ``cifar10-valid/valid/12``."""
@@ -59,9 +72,3 @@ class Protocol:
 
     def with_family(self, family: str) -> "Protocol":
         return Protocol(self.dataset, self.split, self.epochs, family)
-
-    def to_dict(self):
-        return {"dataset": self.dataset, "split": self.split, "epochs": self.epochs, "family": self.family}
-
-    def __str__(self) -> str:
-        return self.key

@@ -267,7 +267,14 @@ def main(argv=None):
                         help="writes OUT.md and OUT.json")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    for option, value, low in [("--archs", args.archs, 3), ("--batch-size", args.batch_size, 2),
+                               ("--threads", args.threads, 1), ("--repeats", args.repeats, 1)]:
+        if value < low:  # checked before the venv or any result file is made
+            parser.error(f"{option} must be at least {low}, got {value}")
     args.proxies = [p for p in args.proxies.split(",") if p]
+    known = {name for table in REFERENCES.values() for name in table}
+    if not args.proxies or set(args.proxies) - known:
+        parser.error(f"--proxies must name some of {', '.join(sorted(known))}; got {','.join(args.proxies) or 'none'}")
     if not args.inside:
         python = ensure_venv(Path(args.venv), args.foresight)
         raw = sys.argv[1:] if argv is None else list(argv)

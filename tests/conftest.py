@@ -8,6 +8,17 @@ import pytest
 from nastk.paths import data_root
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small networks run fastest single-threaded, and the test machine's cores are shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def nastk_data() -> Path:
     root = data_root()

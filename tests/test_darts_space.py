@@ -26,13 +26,7 @@ DARTS_V2_COMPACT = ("normal:sep3@0,sep3@1|sep3@0,sep3@1|skip@0,sep3@1|skip@0,dil
 SMALL = "normal:sep3@0,sep5@1|dil3@0,dil5@1|skip@0,max3@1|avg3@0,sep3@2;reduce:sep5@0,dil5@1|max3@1,skip@2|avg3@0,skip@2|max3@1,dil3@4"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small networks run fastest single-threaded, and the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import gzip
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -27,6 +26,7 @@ from nastk.architecture import Architecture
 from nastk.benchmarks.registry import Benchmark
 from nastk.errors import ConfigError, CorruptDataError, MissingDataError, NastkError
 from nastk.paths import data_file, data_root, verify_sha256
+from nastk.protocol import BenchmarkProtocol
 
 RELATIVE_PATH = "darts/darts_random214_cifar10_nasbenchmark.csv.gz"
 #: From the sha256 list in the shared data folder's README.
@@ -43,36 +43,18 @@ OBJECTIVES: Dict[str, Tuple[int, str]] = {"test300": (300, "last"), "test450": (
 REPORT = "test600"
 
 
-@dataclass(frozen=True)
-class DartsProtocol:
-    """Where a DARTS-table number comes from; same fields and ``key`` as :class:`nastk.protocol.Protocol`."""
-
-    dataset: str
-    split: str
-    epochs: int
-    family: Optional[str] = None
-
-    @property
-    def key(self) -> str:
-        base = f"{self.dataset}/{self.split}/{self.epochs}"
-        return f"{base}/{self.family}" if self.family else base
-
-    def __str__(self) -> str:
-        return self.key
-
-
 def _available() -> str:
-    return ", ".join(list(OBJECTIVES) + [DartsProtocol(DATASET, "test", e, f).key for e, f in COLUMNS])
+    return ", ".join(list(OBJECTIVES) + [BenchmarkProtocol(DATASET, "test", e, f).key for e, f in COLUMNS])
 
 
-def parse_protocol(objective: str) -> DartsProtocol:
+def parse_protocol(objective: str) -> BenchmarkProtocol:
     """A shorthand (``test600``) or a key (``cifar10/test/600[/max]``); the family defaults to ``last``."""
     if objective in OBJECTIVES:
         epochs, family = OBJECTIVES[objective]
-        return DartsProtocol(DATASET, "test", epochs, family)
+        return BenchmarkProtocol(DATASET, "test", epochs, family)
     parts = str(objective).split("/")
     if len(parts) in (3, 4) and parts[2].isdigit():
-        protocol = DartsProtocol(parts[0], parts[1], int(parts[2]), parts[3] if len(parts) == 4 else "last")
+        protocol = BenchmarkProtocol(parts[0], parts[1], int(parts[2]), parts[3] if len(parts) == 4 else "last")
         if protocol.dataset == DATASET and protocol.split == "test" and (protocol.epochs, protocol.family) in COLUMNS:
             return protocol
     raise ConfigError(f"the DARTS 214-genotype table has no {objective!r}: it holds CIFAR-10 test accuracies only "
@@ -112,17 +94,17 @@ class DartsTable:
                          f"{self.source}; the table covers only these (see DartsTable.archs())")
 
     # --- the benchmark-table interface BenchmarkEvaluator uses --------------------------------------
-    def evaluator_protocols(self, dataset: str, objective: str) -> Tuple[DartsProtocol, DartsProtocol]:
+    def evaluator_protocols(self, dataset: str, objective: str) -> Tuple[BenchmarkProtocol, BenchmarkProtocol]:
         """(search protocol, report protocol) for a benchmark evaluator on ``dataset``."""
         if dataset != DATASET:
             raise ConfigError(f"the DARTS 214-genotype table has results on cifar10 only, not {dataset!r}")
         return parse_protocol(objective), parse_protocol(REPORT)
 
-    def resolve(self, protocol) -> DartsProtocol:
+    def resolve(self, protocol) -> BenchmarkProtocol:
         return parse_protocol(protocol.key if hasattr(protocol, "key") else str(protocol))
 
     def protocols(self) -> List[str]:
-        return [DartsProtocol(DATASET, "test", epochs, family).key for epochs, family in COLUMNS]
+        return [BenchmarkProtocol(DATASET, "test", epochs, family).key for epochs, family in COLUMNS]
 
     def accuracy(self, arch: Architecture, protocol) -> float:
         protocol = self.resolve(protocol)
@@ -141,7 +123,7 @@ class DartsTable:
     def metrics(self, arch: Architecture) -> Dict[str, float]:
         """Every number of ``arch``'s row: accuracies by protocol key, plus ``argmax_epoch``."""
         row = self.row(arch)
-        out = {DartsProtocol(DATASET, "test", e, f).key: float(self.columns[c][row]) for (e, f), c in COLUMNS.items()}
+        out = {BenchmarkProtocol(DATASET, "test", e, f).key: float(self.columns[c][row]) for (e, f), c in COLUMNS.items()}
         out["argmax_epoch"] = float(self.columns["argmax_epoch"][row])
         return out
 
