@@ -1,21 +1,28 @@
 """Weight-sharing supernets: one network that runs any architecture of a space, or a mixture of them.
 
-A supernet is a network with *choice points*. Each choice point listens to one *decision* of the
-space (an NB201 edge, a DARTS edge, an MBConv kernel size, a stage depth...) and interprets the
-value the decision takes. Three execution modes share that one mechanism:
+A supernet is a network with *choice points*. Each choice point listens to one or more *decisions*
+of the space (an NB201 edge, a DARTS edge; an MBConv block reads its kernel, expand ratio and its
+stage's depth) and interprets the values they take. One mechanism carries every execution mode:
+:meth:`Supernet.set_path` gives each decision either **one option** (an int) or **a weight vector**
+over its options (a tensor row that may carry gradients to architecture parameters):
 
-* **single path** (SPOS, PA&DA, RSPS, ranking): :meth:`Supernet.set_active` gives every decision one
-  option, and every choice point runs only that option;
-* **weighted mixture** (DARTS, GM-NAS, DARTS-PT): :meth:`Supernet.set_mixture` gives every decision a
-  weight vector (which may carry gradients to architecture parameters), and candidate-op choice
-  points return the weighted sum of their allowed candidates;
-* **elastic** (OFA/BigNAS kernel, width, depth): an elastic block subclasses :class:`ChoicePoint` and
-  reads the single-path value as "which kernel / width / depth" instead of "which module".
+* **single path** (SPOS, PA&DA, RSPS, ranking, sandwich rule): every decision an int
+  (:meth:`Supernet.set_active`); every choice point runs only that option;
+* **weighted mixture** (DARTS, GM-NAS, DARTS-PT): every decision a weight row
+  (:meth:`Supernet.set_mixture`); candidate-op choice points return the weighted sum of their
+  allowed candidates;
+* **partial**: some decisions fixed to one option, the others mixed (a DARTS-PT edge that has been
+  decided, GDAS-style hard edges);
+* **elastic** (OFA/BigNAS kernel, width, depth): an elastic block subclasses :class:`ChoicePoint`
+  and reads its ints as "which kernel / width / depth" instead of "which module".
 
 A decision may be restricted to a subset of its options (:attr:`Supernet.allowed`); few-shot NAS
 splits a supernet into sub-supernets that differ only in what one decision allows
-(:meth:`Supernet.split`). Samplers and trainers see only decisions, option indices and the
-parameters each candidate owns (:meth:`ChoicePoint.candidate_parameters`), never a concrete space.
+(:meth:`Supernet.split`). Architecture parameters (:meth:`Supernet.arch_parameters`, DARTS' alpha)
+are owned by the supernet but kept apart from the weights (:meth:`Supernet.weights`), and
+:meth:`Supernet.export` turns them (or any weights) into an :class:`Architecture`. Samplers and
+training steps see only decisions, option indices and the parameters each candidate owns
+(:meth:`ChoicePoint.candidate_parameters`), never a concrete space.
 """
 from __future__ import annotations
 
@@ -31,6 +38,8 @@ from nastk.architecture import Architecture
 from nastk.errors import ArchitectureError, CapabilityError, ConfigError
 
 Choices = Tuple[int, ...]
+#: what one decision is given: one option index, or a weight vector over its options
+PathValue = Union[int, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -42,22 +51,29 @@ class Decision:
 
 
 class ChoicePoint(nn.Module):
-    """A place in a supernet whose behaviour depends on one decision.
+    """A place in a supernet whose behaviour depends on one or more decisions.
 
-    Subclasses implement :meth:`select`; those that hold one module per option also implement
-    :meth:`mix` and :meth:`candidate_parameters`. Elastic blocks (shared weights sliced per option)
-    implement :meth:`select` only.
+    Subclasses implement :meth:`configure`, which receives, for each decision the point listens to
+    (in :attr:`decisions` order), an option index or a weight row, and that decision's allowed mask.
+    Points that hold one module per option (:class:`CandidateOps`) also implement
+    :meth:`candidate_parameters`; elastic blocks (shared weights sliced per option) own none.
     """
 
-    def __init__(self, decision: int):
+    def __init__(self, *decisions: int):
         super().__init__()
-        self.decision = decision
+        if not decisions:
+            raise ConfigError("a choice point must listen to at least one decision")
+        self.decisions: Tuple[int, ...] = tuple(int(d) for d in decisions)
 
-    def select(self, option: int) -> None:
-        raise NotImplementedError
+    @property
+    def decision(self) -> int:
+        """The decision of a point that listens to exactly one."""
+        if len(self.decisions) != 1:
+            raise CapabilityError(f"{type(self).__name__} listens to decisions {self.decisions}, not one")
+        return self.decisions[0]
 
-    def mix(self, weights: torch.Tensor, allowed: Sequence[bool]) -> None:
-        raise CapabilityError(f"{type(self).__name__} has no weighted-mixture mode")
+    def configure(self, values: Sequence[PathValue], allowed: Sequence[Sequence[bool]]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement configure(values, allowed)")
 
     def candidate_parameters(self, option: int) -> List[nn.Parameter]:
         """The parameters owned by ``option`` alone (empty for parameter-free or elastic options)."""
@@ -74,11 +90,12 @@ class CandidateOps(ChoicePoint):
         self.weights: Optional[torch.Tensor] = None
         self.allowed: Sequence[bool] = (True,) * len(self.candidates)
 
-    def select(self, option: int) -> None:
-        self.active, self.weights = int(option), None
-
-    def mix(self, weights: torch.Tensor, allowed: Sequence[bool]) -> None:
-        self.weights, self.allowed = weights, allowed
+    def configure(self, values: Sequence[PathValue], allowed: Sequence[Sequence[bool]]) -> None:
+        (value,), (self.allowed,) = values, allowed
+        if isinstance(value, torch.Tensor):
+            self.weights = value
+        else:
+            self.active, self.weights = int(value), None
 
     def candidate_parameters(self, option: int) -> List[nn.Parameter]:
         return list(self.candidates[option].parameters())
@@ -91,28 +108,65 @@ class CandidateOps(ChoicePoint):
         return sum(w * op(x) for w, op, ok in zip(self.weights, self.candidates, self.allowed) if ok)
 
 
+def max_w(weights: torch.Tensor) -> torch.Tensor:
+    """sharpDARTS' Max-W weighting (methods.md 13.2): ``1 - max_j w_j + w_o`` per row, not detached.
+
+    Every op gets at least ``1 - max w`` and the row's strongest op exactly 1, which keeps one op
+    from drowning the others. Disallowed options (weight 0 from a masked softmax) stay 0.
+    """
+    shifted = 1.0 - weights.max(dim=-1, keepdim=True).values + weights
+    return torch.where(weights > 0, shifted, torch.zeros_like(weights))
+
+
+def decisions_of(space) -> List[Decision]:
+    """One decision per choice of ``space``'s choice model, options named by the choice's text."""
+    model = space._model_for("supernet decisions")
+    return [Decision(choice.name, tuple(choice.text(v) for v in choice.options)) for choice in model.choices]
+
+
+#: how architecture logits become mixture weights
+WEIGHTINGS = ("softmax", "max_w")
+
+
 class Supernet(nn.Module):
     """Base class of supernets. Subclasses build their layers and map architectures to choices."""
+
+    #: the option name that means "this decision is not part of the architecture" (DARTS cells:
+    #: ``none`` on an edge the genotype does not use); None when every decision is an operation
+    absent_option: Optional[str] = None
 
     def __init__(self, space, decisions: Sequence[Decision]):
         super().__init__()
         self.space = space
         self.decisions: Tuple[Decision, ...] = tuple(decisions)
-        width = max(len(d.options) for d in self.decisions)
+        self.width = max(len(d.options) for d in self.decisions)
         #: ``allowed[d, o]``: may decision ``d`` take option ``o`` in this (sub-)supernet.
-        self.allowed = np.zeros((len(self.decisions), width), dtype=bool)
+        self.allowed = np.zeros((len(self.decisions), self.width), dtype=bool)
         for index, decision in enumerate(self.decisions):
             self.allowed[index, :len(decision.options)] = True
         self.mode = "single"
+        self.arch_logits: Optional[nn.Parameter] = None
         self._points: Optional[List[ChoicePoint]] = None
 
     # --- the space's side -------------------------------------------------------------------------
     def choices_of(self, arch: Architecture) -> Choices:
-        """The option index of every decision for ``arch``."""
-        raise NotImplementedError
+        """The option index of every decision for ``arch``.
+
+        Default: one decision per choice of the space's choice model (:func:`decisions_of`), the
+        option being the value's position (an inactive choice takes option 0, which nothing reads).
+        Supernets whose decisions are not the space's choices (NB201 edges, DARTS edges) override it.
+        """
+        model = self.space._model_for("choices_of")
+        values = self.space._values(arch)
+        return tuple(0 if value is None else choice.position(value) for choice, value in zip(model.choices, values))
 
     def arch_of(self, choices: Sequence[int]) -> Architecture:
-        raise NotImplementedError
+        """The architecture of one option per decision (inverse of :meth:`choices_of`)."""
+        model = self.space._model_for("arch_of")
+        values: List = []
+        for i, (choice, option) in enumerate(zip(model.choices, choices)):
+            values.append(choice.options[int(option)] if model.is_active(i, values) else None)
+        return self.space._arch(model.validate(values))
 
     # --- structure ------------------------------------------------------------------------------
     def choice_points(self) -> List[ChoicePoint]:
@@ -121,52 +175,110 @@ class Supernet(nn.Module):
         return self._points
 
     def candidate_parameters(self) -> Dict[Tuple[int, int], List[nn.Parameter]]:
-        """Parameters owned by each (decision, option), over every choice point of that decision."""
+        """Parameters owned by each (decision, option), over every one-decision choice point."""
         owned: Dict[Tuple[int, int], List[nn.Parameter]] = {}
         for point in self.choice_points():
+            if len(point.decisions) != 1:
+                continue
             for option in range(len(self.decisions[point.decision].options)):
                 owned.setdefault((point.decision, option), []).extend(point.candidate_parameters(option))
         return owned
 
     def shared_parameters(self) -> List[nn.Parameter]:
-        """Parameters that no candidate owns (stem, fixed blocks, head): used by every path."""
+        """Weights that no candidate owns (stem, fixed blocks, head): used by every path."""
         owned = {id(p) for params in self.candidate_parameters().values() for p in params}
-        return [p for p in self.parameters() if id(p) not in owned]
+        return [p for p in self.weights() if id(p) not in owned]
 
-    # --- execution modes --------------------------------------------------------------------------
-    def set_active(self, arch: Union[Architecture, Sequence[int]]) -> Choices:
-        """Single-path mode: run ``arch`` (an Architecture or one option index per decision)."""
-        choices = self.choices_of(arch) if isinstance(arch, Architecture) else tuple(int(c) for c in arch)
-        if len(choices) != len(self.decisions):
-            raise ArchitectureError(f"expected {len(self.decisions)} choices, got {len(choices)}")
-        for decision, option in enumerate(choices):
-            if not (0 <= option < self.allowed.shape[1] and self.allowed[decision, option]):
-                raise ArchitectureError(
-                    f"option {option} of decision {self.decisions[decision].name!r} is not allowed in this supernet")
-        for point in self.choice_points():
-            point.select(choices[point.decision])
-        self.mode = "single"
-        return choices
+    # --- weights and architecture parameters -----------------------------------------------------
+    def weights(self) -> List[nn.Parameter]:
+        """Every parameter except the architecture parameters: what the weight optimizer trains."""
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
 
-    def set_mixture(self, weights: torch.Tensor) -> None:
-        """Weighted-mixture mode: ``weights[d, o]`` scales option ``o`` of decision ``d``."""
-        if weights.dim() != 2 or weights.shape[0] != len(self.decisions):
-            raise ConfigError(f"mixture weights must have shape ({len(self.decisions)}, options), got {tuple(weights.shape)}")
-        for point in self.choice_points():
-            point.mix(weights[point.decision], self.allowed[point.decision].tolist())
-        self.mode = "mixture"
+    def arch_parameters(self) -> List[nn.Parameter]:
+        """The architecture parameters (empty until :meth:`init_arch_parameters`)."""
+        return [self.arch_logits] if self.arch_logits is not None else []
+
+    def init_arch_parameters(self, std: float = 1e-3, generator: Optional[torch.Generator] = None) -> nn.Parameter:
+        """DARTS' alpha: one logit per (decision, option), drawn from N(0, std^2) (std 0 = uniform)."""
+        device = next(self.parameters()).device if any(True for _ in self.parameters()) else None
+        logits = torch.randn(self.allowed.shape, generator=generator) * std
+        self.arch_logits = nn.Parameter(logits.to(device))
+        return self.arch_logits
+
+    def mixture_weights(self, logits: Optional[torch.Tensor] = None, weighting: str = "softmax") -> torch.Tensor:
+        """Mixture weights of the architecture logits: softmax over allowed options, optionally Max-W."""
+        if weighting not in WEIGHTINGS:
+            raise ConfigError(f"unknown weighting {weighting!r}; known: {', '.join(WEIGHTINGS)}")
+        if logits is None:
+            if self.arch_logits is None:
+                raise CapabilityError("this supernet has no architecture parameters; call init_arch_parameters() first")
+            logits = self.arch_logits
+        weights = self.masked_softmax(logits)
+        return max_w(weights) if weighting == "max_w" else weights
 
     def masked_softmax(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax over the allowed options of each decision (DARTS-style weights of a sub-supernet)."""
         mask = torch.as_tensor(self.allowed, device=logits.device)
         return torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
 
+    def discretize(self, weights: torch.Tensor) -> Choices:
+        """One option per decision from mixture weights: the allowed option of largest weight.
+
+        Spaces whose architectures are not one option per decision (DARTS cells keep two inputs per
+        node) override this with their own rule.
+        """
+        masked = weights.detach().cpu().masked_fill(~torch.as_tensor(self.allowed), float("-inf"))
+        return tuple(int(i) for i in masked.argmax(dim=1))
+
+    def export(self, weights: Optional[torch.Tensor] = None) -> Architecture:
+        """The architecture the current (or the given) mixture weights stand for."""
+        return self.arch_of(self.discretize(self.mixture_weights() if weights is None else weights))
+
+    # --- execution modes --------------------------------------------------------------------------
+    def set_path(self, path: Sequence[PathValue]) -> None:
+        """Give every decision one option (an int) or a weight vector over its options (a tensor row)."""
+        if len(path) != len(self.decisions):
+            raise ArchitectureError(f"expected {len(self.decisions)} choices, got {len(path)}")
+        values: List[PathValue] = []
+        for decision, value in enumerate(path):
+            if isinstance(value, torch.Tensor) and value.dim() == 1:
+                if len(value) != self.width:
+                    raise ConfigError(f"mixture weights of decision {self.decisions[decision].name!r} must have "
+                                      f"{self.width} entries, got {len(value)}")
+            else:
+                value = int(value)
+                if not (0 <= value < self.width and self.allowed[decision, value]):
+                    raise ArchitectureError(
+                        f"option {value} of decision {self.decisions[decision].name!r} is not allowed in this supernet")
+            values.append(value)
+        for point in self.choice_points():
+            point.configure([values[d] for d in point.decisions], [self.allowed[d].tolist() for d in point.decisions])
+        mixed = sum(isinstance(v, torch.Tensor) for v in values)
+        self.mode = "single" if mixed == 0 else "mixture" if mixed == len(values) else "partial"
+
+    def set_active(self, arch: Union[Architecture, Sequence[int]]) -> Choices:
+        """Single-path mode: run ``arch`` (an Architecture or one option index per decision)."""
+        choices = self.choices_of(arch) if isinstance(arch, Architecture) else tuple(int(c) for c in arch)
+        self.set_path(choices)
+        return choices
+
+    def set_mixture(self, weights: torch.Tensor, fixed: Optional[Dict[int, int]] = None) -> None:
+        """Weighted-mixture mode: ``weights[d, o]`` scales option ``o`` of decision ``d``.
+
+        ``fixed`` maps decisions that run one option alone (e.g. an edge DARTS-PT has decided).
+        """
+        if weights.dim() != 2 or weights.shape[0] != len(self.decisions):
+            raise ConfigError(f"mixture weights must have shape ({len(self.decisions)}, options), got {tuple(weights.shape)}")
+        fixed = fixed or {}
+        self.set_path([fixed[d] if d in fixed else weights[d] for d in range(len(self.decisions))])
+
     # --- few-shot splitting -----------------------------------------------------------------------
     def split(self, decision: int, option_groups: Sequence[Sequence[int]], inherit: bool = True) -> List["Supernet"]:
         """Sub-supernets, one per group, each allowing only its group's options on ``decision``.
 
-        Children inherit the weights (``inherit=True``, a non-final few-shot split) or are
-        re-initialised (a final split that restarts training).
+        Children inherit the weights and architecture parameters (``inherit=True``, a non-final
+        few-shot split) or are re-initialised (a final split that restarts training).
         """
         groups = [sorted({int(o) for o in group}) for group in option_groups]
         available = set(np.flatnonzero(self.allowed[decision]).tolist())
@@ -183,6 +295,10 @@ class Supernet(nn.Module):
         return children
 
     def reset_parameters(self) -> None:
+        """Re-initialise every weight (and the architecture parameters, if any) in place."""
         for module in self.modules():
             if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
+        if self.arch_logits is not None:
+            with torch.no_grad():
+                self.arch_logits.normal_(0, 1e-3)

@@ -204,7 +204,7 @@ def parse_compact(text: str) -> Genotype:
 class DartsSpace(SearchSpace):
     name = "darts"
     # sample, encode, mutate, neighbors, crossover and optuna's suggest come from the choice model
-    capabilities = frozenset({"graph", "build"})
+    capabilities = frozenset({"graph", "build", "supernet"})
 
     # --- choices --------------------------------------------------------------------------------
     def choice_model(self):
@@ -334,6 +334,15 @@ class DartsSpace(SearchSpace):
         model = DartsNetwork(cells["normal"], cells["reduce"], num_classes=num_classes, C=C, layers=layers,
                              auxiliary=auxiliary, drop_path_prob=drop_path_prob, **options)
         return model if device is None else model.to(device)
+
+    def supernet(self, num_classes: int = 10, C: int = 16, layers: int = 8, **options):
+        """DARTS' weight-sharing search network (see :mod:`search_spaces.darts_supernet`).
+
+        Defaults are DARTS' CIFAR-10 search setting (C=16, 8 cells).
+        """
+        from search_spaces.darts_supernet import DartsSupernet
+
+        return DartsSupernet(self, num_classes=num_classes, C=C, layers=layers, **options)
 
     def cost(self, arch: Architecture, num_classes: int = 10, input_size: int = 32,
              C: int = 36, layers: int = 20) -> Dict[str, float]:

@@ -264,10 +264,10 @@ def test_resume_from_checkpoint_equals_uninterrupted_training(tmp_path):
     b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert torch.equal(a["data_sampler"]["indices"], b["data_sampler"]["indices"])
-    assert a["path_sampler"] == b["path_sampler"] and _strip(a["history"]) == _strip(b["history"])
+    assert a["step"]["path_sampler"] == b["step"]["path_sampler"] and _strip(a["history"]) == _strip(b["history"])
     lines = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [0, 1, 2] and _strip(lines) == _strip(a["history"])
-    assert a["path_sampler"]["op_probs"][0] == pytest.approx((1 - 2 / 3) / 5)
+    assert a["step"]["path_sampler"]["op_probs"][0] == pytest.approx((1 - 2 / 3) / 5)
 
 
 def test_gradient_variance_is_zero_without_randomness_and_keeps_weights():
@@ -291,7 +291,7 @@ def test_trainer_carries_mixture_paths_and_sub_supernets(nb201):
 
     config = OneShotConfig(sampler="uniform", augment=False, **{**TINY, "epochs": 1})
     trainer = OneShotTrainer(config, progress=False)
-    trainer.path_sampler = MixtureSampler(trainer.supernet)
+    trainer.step.path_sampler = MixtureSampler(trainer.supernet)
     before = {k: v.clone() for k, v in trainer.supernet.state_dict().items()}
     record = trainer.train_epoch(0)
     assert trainer.supernet.mode == "mixture" and record["op_counts"] == [0] * 5
@@ -386,6 +386,6 @@ def test_ddp_two_processes_keep_replicas_identical_and_match_one_process(tmp_pat
     moved = sum(float((single["model"][k] - initial[k]).norm() ** 2) for k in initial) ** 0.5
     gap = sum(float((single["model"][k] - ddp["model"][k]).norm() ** 2) for k in initial) ** 0.5
     assert moved > 0.1 and gap < 1e-4 * moved
-    assert np.allclose(ddp["path_sampler"]["op_probs"], single["path_sampler"]["op_probs"], atol=1e-5)
+    assert np.allclose(ddp["step"]["path_sampler"]["op_probs"], single["step"]["path_sampler"]["op_probs"], atol=1e-5)
     assert np.allclose(ddp["data_sampler"]["q"].numpy(), single["data_sampler"]["q"].numpy(), rtol=1e-4)
     assert ddp["history"][-1]["train_loss"] == pytest.approx(single["history"][-1]["train_loss"], rel=1e-4)

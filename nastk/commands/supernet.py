@@ -1,8 +1,10 @@
-"""``nastk supernet train`` and ``nastk supernet rank``: one-shot supernet training and ranking.
+"""``nastk supernet train|rank|select``: one-shot supernet training, ranking and architecture selection.
 
-``train`` runs (or with ``--resume`` continues) a supernet run folder and works as is under
+``train`` runs (or with ``--resume`` continues) a supernet run folder with a training step
+(``single_path``: SPOS / PA&DA; ``darts``: bilevel DARTS) and works as is under
 ``torchrun --nproc_per_node K -m nastk.cli supernet train ...``; ``rank`` scores architectures with
-the run's inherited weights and compares them with the benchmark.
+the run's inherited weights and compares them with the benchmark; ``select`` turns a supernet with
+architecture parameters into one architecture (``--method argmax``).
 """
 from __future__ import annotations
 
@@ -14,18 +16,35 @@ from nastk.errors import ConfigError
 from nastk.paths import atomic_write
 
 #: train flags that map one-to-one onto OneShotConfig fields
-_CONFIG_FLAGS = ("space", "dataset", "sampler", "epochs", "train_size", "batch_size", "accumulate", "lr",
-                 "momentum", "weight_decay", "valid_size", "seed")
+_CONFIG_FLAGS = ("space", "dataset", "sampler", "step", "epochs", "train_size", "batch_size", "accumulate", "lr",
+                 "lr_min", "lr_schedule", "lr_power", "momentum", "weight_decay", "valid_size", "seed")
+#: train flags that map onto the darts step's options
+_DARTS_FLAGS = ("order", "weighting", "arch_lr", "arch_warmup_epochs")
+#: the DARTS search recipe (methods.md 13.1), the starting point of a new --step darts run
+DARTS_RECIPE = {"epochs": 50, "batch_size": 64, "lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3e-4}
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("supernet", help="train a weight-sharing supernet and rank architectures with it")
-    commands = parser.add_subparsers(dest="supernet_command", metavar="{train,rank}", parser_class=type(parser))
+    commands = parser.add_subparsers(dest="supernet_command", metavar="{train,rank,select}", parser_class=type(parser))
     commands.required = True
 
-    train = commands.add_parser("train", help="train a supernet into a run folder (SPOS uniform or PA&DA sampling)")
+    train = commands.add_parser("train", help="train a supernet into a run folder (SPOS, PA&DA or DARTS)")
     add = train.add_argument
-    add("--space", help="search space with a supernet (default nb201)")
+    add("--space", help="search space with a supernet: nb201, darts, ... (default nb201)")
+    add("--step", choices=["single_path", "darts"], help="training step: single_path = one sampled path per batch "
+        "(SPOS / PA&DA, --sampler); darts = bilevel DARTS on a 50/50 split of the training images, starting from "
+        "DARTS' recipe (50 epochs, batch 64, lr 0.025 cosine to 0.001, wd 3e-4) unless flags say otherwise "
+        "(default single_path)")
+    add("--order", type=int, choices=[1, 2], help="darts: first- or second-order (unrolled) alpha gradient (default 1)")
+    add("--weighting", choices=["softmax", "max_w"], help="darts: mixture weights, softmax or sharpDARTS' Max-W (default softmax)")
+    add("--arch-lr", type=float, help="darts: Adam learning rate of alpha (default 3e-4)")
+    add("--arch-warmup-epochs", type=int, help="darts: epochs with alpha frozen before it learns (default 0)")
+    add("--fix-alpha", action="store_true", help="darts: never update alpha (uniform mixture, DARTS-PT's blank supernet)")
+    add("--lr-min", type=float, help="final weight learning rate of the schedule (default 0; darts 0.001)")
+    add("--lr-schedule", choices=["cosine", "cosine_power"], help="weight learning-rate schedule per epoch: cosine, "
+        "or sharpDARTS' cosine power annealing (default cosine)")
+    add("--lr-power", type=float, help="cosine_power: the exponent base p (default 10; 1 = cosine)")
     add("--sampler", choices=["uniform", "pada", "pa", "da"], help="uniform = SPOS; pada = path and data importance "
         "sampling; pa / da = path-only / data-only ablations (default uniform)")
     add("--dataset", help="training images: cifar10 (the shared subset), digits, or an .npz in the same layout (default cifar10)")
@@ -67,6 +86,17 @@ def register(subparsers) -> None:
     add("--format", choices=["text", "json"], default="text")
     rank.set_defaults(func=run_rank)
 
+    select = commands.add_parser("select", help="the architecture a supernet's architecture parameters stand for")
+    add = select.add_argument
+    add("--run-dir", required=True, help="a folder written by 'nastk supernet train --step darts'")
+    add("--method", default="argmax", choices=["argmax"], help="argmax: each decision's strongest option through "
+        "the space's rule (DARTS cells: two strongest non-none inputs per node; default argmax)")
+    add("--truth-dataset", default="cifar10", help="benchmark dataset whose accuracy is reported when the "
+        "benchmark has the architecture (default cifar10)")
+    add("--device", default="cpu")
+    add("--format", choices=["text", "json"], default="text")
+    select.set_defaults(func=run_select)
+
 
 def train_config(args):
     """Saved config (when resuming), then explicitly given flags."""
@@ -79,6 +109,8 @@ def train_config(args):
         raise ConfigError(f"{args.run_dir} already holds a supernet run; pass --resume or choose another --run-dir")
     else:
         options = OneShotConfig().to_dict()
+        if args.step == "darts":
+            options.update(DARTS_RECIPE)
     for flag in _CONFIG_FLAGS:
         value = getattr(args, flag)
         if value is not None:
@@ -90,6 +122,12 @@ def train_config(args):
         options["sampler_options"] = {**options["sampler_options"], "tau_max": args.tau_max}
     if args.no_augment:
         options["augment"] = False
+    step_options = {flag: getattr(args, flag) for flag in _DARTS_FLAGS if getattr(args, flag) is not None}
+    if args.fix_alpha:
+        step_options["fix_alpha"] = True
+    if step_options and options.get("step") != "darts":
+        raise ConfigError(f"--{', --'.join(sorted(k.replace('_', '-') for k in step_options))} apply only to --step darts")
+    options["step_options"] = {**options.get("step_options", {}), **step_options}
     return OneShotConfig.from_dict(options)
 
 
@@ -103,9 +141,12 @@ def run_train(args) -> int:
     if args.format == "json":
         print_json(summary)
     else:
-        print(f"trained {summary['sampler']} supernet for {summary['epochs']} epochs "
+        trained = "DARTS" if summary["step"] == "darts" else summary["sampler"]
+        print(f"trained {trained} supernet for {summary['epochs']} epochs "
               f"(resumed from epoch {summary['resumed_from_epoch']}) in {summary['train_wall_s']:.1f} s; "
               f"final train loss {summary['final_train_loss']:.4f}, acc {summary['final_train_acc']:.2f}")
+        if "arch" in summary:
+            print(f"argmax architecture: {summary['arch']}")
         print(f"run folder: {summary['run_dir']}")
     return 0
 
@@ -154,4 +195,38 @@ def run_rank(args) -> int:
         for row in out["ranking"][:10]:
             print(f"{row['rank']:4d}  {row['supernet_accuracy']:6.2f}  true {row['true_accuracy']:6.2f} "
                   f"(#{row['true_rank']})  {row['arch']}")
+    return 0
+
+
+def run_select(args) -> int:
+    from nastk.benchmarks.registry import benchmark_for, has_benchmark
+    from nastk.errors import NastkError
+    from nastk.oneshot.selection import select
+    from nastk.oneshot.trainer import load_trained
+
+    supernet, config, epoch = load_trained(args.run_dir, args.device)
+    selection = select(supernet, args.method)
+    out = {"run_dir": str(args.run_dir), "space": config.space, "epoch": epoch, **selection.to_dict()}
+    if hasattr(supernet.space, "genotype_str"):
+        out["genotype"] = supernet.space.genotype_str(selection.arch)
+    if has_benchmark(config.space):
+        try:
+            accuracy, protocol = benchmark_for(config.space).truth([selection.arch], args.truth_dataset)
+            out["benchmark"] = {"accuracy": float(accuracy[0]), "protocol": protocol}
+        except NastkError as error:  # the benchmark does not hold this architecture, or no table is installed
+            out["benchmark"] = {"accuracy": None, "reason": str(error)}
+    with atomic_write(Path(args.run_dir) / f"selection-{args.method}.json", "w") as handle:
+        json.dump(out, handle, indent=1)
+    if args.format == "json":
+        print_json(out)
+    else:
+        print(f"{args.method} architecture after {epoch} epochs: {out['arch']}")
+        if "genotype" in out:
+            print(out["genotype"])
+        print(f"parameter-free operations: {100 * out['parameter_free_share']:.0f}%")
+        bench = out.get("benchmark")
+        if bench and bench["accuracy"] is not None:
+            print(f"benchmark accuracy ({bench['protocol']}): {bench['accuracy']:.2f}")
+        elif bench:
+            print(f"benchmark accuracy: not available ({bench['reason']})")
     return 0

@@ -56,6 +56,18 @@ class Distributed:
         dist.all_gather_object(out, obj)
         return out
 
+    def all_reduce_mean(self, tensors: List[torch.Tensor]) -> List[torch.Tensor]:
+        """The rank average of each tensor (the tensors themselves in a single process).
+
+        For gradients taken outside the DDP-wrapped model (architecture parameters, unrolled steps).
+        """
+        if self.world <= 1:
+            return tensors
+        for tensor in tensors:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+            tensor.div_(self.world)
+        return tensors
+
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()

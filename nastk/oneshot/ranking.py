@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from nastk.architecture import Architecture
-from nastk.errors import CapabilityError, ConfigError
+from nastk.errors import ConfigError
 from nastk.metrics import kendall_tau, precision_at_k, spearman_rho
 from nastk.space import SearchSpace
 
@@ -60,15 +60,10 @@ def sample_architectures(space: SearchSpace, count: int, seed: int) -> List[Arch
 
 
 def benchmark_truth(space: SearchSpace, archs: Sequence[Architecture], dataset: str = "cifar10") -> Tuple[np.ndarray, str]:
-    """Ground-truth accuracies (NB201: final 200-epoch test accuracy) and the protocol they come from."""
-    if space.name != "nb201":
-        raise CapabilityError(f"no benchmark table gives ground truth for space {space.name!r}")
-    from nastk.benchmarks.nb201 import default_table
-    from nastk.protocol import Protocol
+    """Ground-truth accuracies from the space's benchmark (NB201: final 200-epoch test accuracy) and their protocol."""
+    from nastk.benchmarks.registry import benchmark_for
 
-    table = default_table()
-    protocol = table.resolve(Protocol(dataset, "test", 200))
-    return table.accuracies(archs, protocol), protocol.key
+    return benchmark_for(space.name).truth(archs, dataset)
 
 
 @torch.no_grad()

@@ -1,12 +1,15 @@
-"""The one training loop of every one-shot strategy: a supernet, a path sampler and a data sampler.
+"""The one training loop of every one-shot method; what happens to a batch is a pluggable step.
 
-One epoch: the data sampler's index list is shuffled and cut into global batches; each step the
-path sampler picks a path (the same on every rank), each rank trains on its contiguous shard of the
-batch, DDP averages the gradients, the global gradient norm is clipped and SGD steps; then both
-samplers observe the step. The cosine learning rate steps once per epoch. After every epoch the
-run folder gets an atomic checkpoint (weights, optimizer, scheduler, samplers, history) and one JSON
+One epoch: the data sampler's index list is shuffled and cut into global batches; each rank takes
+its contiguous shard of every batch (and, for steps that hold out part of the training images, such
+as DARTS' alpha half, a shard of a held-out batch) and hands it to the training step
+(:mod:`nastk.oneshot.steps`: single path = SPOS / PA&DA, bilevel DARTS, or a user's own), which
+runs forward and backward passes and its optimizers. The data sampler then observes the step's
+logits. After every epoch the run folder gets an atomic checkpoint (weights, architecture
+parameters, the step's optimizers / schedulers / samplers, the data sampler, history) and one JSON
 line in ``metrics.jsonl``. Every random stream is derived from (seed, epoch), so ``resume``
-continues exactly as an uninterrupted run would.
+continues exactly as an uninterrupted run would. The loss and the logged metrics are passed in
+(default: cross-entropy and top-1 accuracy).
 
 Run folder: ``config.json`` (the :class:`OneShotConfig`), ``checkpoint.pt``, ``metrics.jsonl``,
 ``summary.json``.
@@ -21,7 +24,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -31,14 +34,28 @@ from nastk.datasets import ImageDataset
 from nastk.errors import ConfigError, RunError
 from nastk.oneshot.data import crop_flip, crop_flip_params, load_images, mixed
 from nastk.oneshot.distributed import Distributed
-from nastk.oneshot.samplers import draw_paths, make_samplers, tau_schedule
+from nastk.oneshot.samplers import SAMPLER_PRESETS, make_samplers
+from nastk.oneshot.steps import LR_SCHEDULES, STEPS, Batch, TrainingStep, make_step
 from nastk.paths import atomic_write
 from nastk.run import Run
 from nastk.space import get_space
 from nastk.supernet import Supernet
 
 CHECKPOINT, METRICS = "checkpoint.pt", "metrics.jsonl"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+#: checkpoint formats this version reads (1: single-path runs before training steps existed)
+READABLE_FORMATS = (1, 2)
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: a metric: (logits, targets) -> the sum over the batch (the loop divides by the examples)
+Metric = Callable[[torch.Tensor, torch.Tensor], float]
+
+
+def correct_percent(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Top-1 hits x 100 (averaged by the loop: accuracy in percent)."""
+    return 100.0 * float((logits.argmax(1) == targets).sum())
+
+
+DEFAULT_METRICS: Dict[str, Metric] = {"acc": correct_percent}
 
 
 @dataclass
@@ -49,6 +66,9 @@ class OneShotConfig:
     dataset: str = "cifar10"
     sampler: str = "uniform"
     sampler_options: Dict[str, Any] = field(default_factory=dict)
+    #: the training step (nastk.oneshot.steps): single_path (SPOS, PA&DA) or darts
+    step: str = "single_path"
+    step_options: Dict[str, Any] = field(default_factory=dict)
     supernet: Dict[str, Any] = field(default_factory=lambda: {"C": 16, "N": 5})
     epochs: int = 250
     train_size: Optional[int] = None
@@ -57,6 +77,10 @@ class OneShotConfig:
     momentum: float = 0.9
     weight_decay: float = 2.5e-4
     nesterov: bool = False
+    #: weight learning-rate schedule per epoch, from lr to lr_min: cosine, or sharpDARTS' cosine_power
+    lr_schedule: str = "cosine"
+    lr_min: float = 0.0
+    lr_power: float = 10.0
     grad_clip: float = 5.0
     #: micro-batches per rank and step, gradients averaged (one process with k micro-batches computes
     #: what k DDP ranks compute)
@@ -75,6 +99,15 @@ class OneShotConfig:
             raise ConfigError(f"train_size must be at least 1, got {self.train_size}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.lr_min <= self.lr:
+            raise ConfigError(f"lr_min must be in [0, lr={self.lr}], got {self.lr_min}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; known: {', '.join(LR_SCHEDULES)}")
+        if not self.lr_power >= 1:
+            raise ConfigError(f"lr_power must be at least 1, got {self.lr_power}")
+        if self.sampler not in SAMPLER_PRESETS:
+            raise ConfigError(f"unknown sampler {self.sampler!r}; known: {', '.join(SAMPLER_PRESETS)}")
+        STEPS.get(self.step)  # an unknown step name fails here, with the known ones
 
     def to_dict(self) -> Dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -104,69 +137,82 @@ def _seed(*parts: int) -> int:
 
 
 class OneShotTrainer:
-    """Trains a supernet with pluggable samplers; ``fit`` runs (or resumes) the remaining epochs.
+    """Trains a supernet with a pluggable step; ``fit`` runs (or resumes) the remaining epochs.
 
-    A path sampler's path is one option index per decision (single-path and elastic supernets) or
-    a ``(decisions, options)`` weight tensor (weighted-mixture mode, DARTS-like samplers).
+    ``loss(logits, targets)`` is what steps minimise (default cross-entropy) and ``metrics`` maps
+    names to per-batch sums logged as ``train_<name>`` / ``valid_<name>`` (default top-1 accuracy).
     ``callbacks`` are called as ``callback(trainer, record)`` after each epoch's checkpoint (e.g. to
-    measure gradient variance). ``config.batch_size`` is the global batch over all ranks.
+    measure gradient variance). ``config.batch_size`` is the global batch over all ranks. A given
+    ``supernet`` (e.g. a few-shot sub-supernet from :meth:`Supernet.split`) is trained instead of a
+    new one.
     """
 
     def __init__(self, config: OneShotConfig, run_dir=None, device="cpu", dist: Optional[Distributed] = None,
                  data: Optional[ImageDataset] = None, progress: bool = True,
                  callbacks: Sequence[Callable[["OneShotTrainer", Dict[str, Any]], None]] = (),
-                 supernet: Optional[Supernet] = None):
+                 supernet: Optional[Supernet] = None, loss: Optional[Loss] = None,
+                 metrics: Optional[Mapping[str, Metric]] = None):
         self.config = config
         self.dist = dist or Distributed()
         self.device = self.dist.device(str(device))
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress, self.callbacks = progress, list(callbacks)
+        self.loss: Loss = loss or F.cross_entropy
+        self.metrics: Dict[str, Metric] = dict(DEFAULT_METRICS if metrics is None else metrics)
         data = data if data is not None else load_images(config.dataset)
         x, y = mixed(data.x_train, data.y_train, config.train_size)
-        self.x, self.y = x.to(self.device), y.to(self.device)
+        held_out = int(round(len(x) * STEPS.get(config.step).held_out_fraction))
+        if held_out and held_out == len(x):
+            raise ConfigError(f"the {config.step} step holds out {held_out} of {len(x)} training images, leaving none to train on")
+        # mixed() interleaves the classes, so both contiguous parts stay class-balanced
+        self.x, self.y = x[:len(x) - held_out].to(self.device), y[:len(x) - held_out].to(self.device)
+        self.x_held, self.y_held = x[len(x) - held_out:].to(self.device), y[len(x) - held_out:].to(self.device)
         self.x_valid, self.y_valid = mixed(data.x_test, data.y_test, config.valid_size or 0)
         self.num_classes = data.num_classes
         torch.manual_seed(config.seed)
-        if supernet is None:  # a given supernet: e.g. a few-shot sub-supernet from Supernet.split
+        if supernet is None:
             supernet = build_supernet(config, data.num_classes)
         self.supernet = supernet.to(self.device)
         self.model = self.dist.wrap(self.supernet)
         self.path_sampler, self.data_sampler = make_samplers(
             config.sampler, self.supernet, len(self.x), config.seed, config.sampler_options)
-        self.optimizer = torch.optim.SGD(self.supernet.parameters(), lr=config.lr, momentum=config.momentum,
-                                         weight_decay=config.weight_decay, nesterov=config.nesterov)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs, eta_min=0.0)
+        self.step: TrainingStep = make_step(self)
         self.epoch = 0
         self.history: List[Dict[str, Any]] = []
 
-    # --- one step -------------------------------------------------------------------------------
+    # --- what steps call ------------------------------------------------------------------------
     def activate(self, path) -> None:
+        """Single path (one option per decision) or mixture (a ``(decisions, options)`` weight tensor)."""
         if isinstance(path, torch.Tensor):
             self.supernet.set_mixture(path)
         else:
             self.supernet.set_active(path)
 
-    def forward_backward(self, indices: torch.Tensor, path, augment: Optional[torch.Tensor] = None):
-        """Run ``path`` on training examples ``indices`` and back-propagate the mean CE.
+    def examples(self, indices: torch.Tensor, augment: Optional[torch.Tensor] = None, held_out: bool = False):
+        """Training (or held-out) images ``indices`` on the device, augmented when ``augment`` is given."""
+        xs, ys = (self.x_held, self.y_held) if held_out else (self.x, self.y)
+        indices = indices.to(xs.device)
+        x = xs[indices]
+        return (crop_flip(x, augment) if augment is not None else x), ys[indices]
 
-        The examples are processed in ``config.accumulate`` contiguous micro-batches whose mean-CE
+    def forward_backward(self, indices: torch.Tensor, augment: Optional[torch.Tensor] = None):
+        """Run the active path (or mixture) on training examples ``indices`` and back-propagate the loss.
+
+        The examples are processed in ``config.accumulate`` contiguous micro-batches whose mean-loss
         gradients are averaged, exactly as ranks are under DDP (BatchNorm statistics per micro-batch).
-        Leaves the gradients in ``.grad`` (the optimizer does not step); returns the detached logits,
-        the targets and the loss. Also used to measure gradient variance at fixed weights.
+        Leaves the gradients in ``.grad`` (no optimizer steps); returns the detached logits, the
+        targets and the loss. Also used to measure gradient variance at fixed weights.
         """
-        self.activate(path)
         self.supernet.zero_grad(set_to_none=True)
         pieces = self.config.accumulate
         outputs, total = [], 0.0
         for piece in range(pieces):
-            part = contiguous_part(indices, piece, pieces).to(self.x.device)
-            x, y = self.x[part], self.y[part]
-            if augment is not None:
-                x = crop_flip(x, contiguous_part(augment, piece, pieces))
+            x, y = self.examples(contiguous_part(indices, piece, pieces),
+                                 contiguous_part(augment, piece, pieces) if augment is not None else None)
             last = piece == pieces - 1
             with (self.model.no_sync() if self.dist.world > 1 and not last else contextlib.nullcontext()):
                 logits = self.model(x)
-                loss = F.cross_entropy(logits, y) / pieces
+                loss = self.loss(logits, y) / pieces
                 loss.backward()
             outputs.append((logits.detach(), y))
             total += loss.detach()
@@ -180,70 +226,79 @@ class OneShotTrainer:
         # every micro-batch of every rank needs at least one example
         return [b for b in batches if len(b) >= self.dist.world * self.config.accumulate]
 
+    def _held_out_batches(self, epoch: int, count: int) -> List[Optional[torch.Tensor]]:
+        """One held-out batch per step: shuffled passes over the held-out images, as many as needed."""
+        if not len(self.x_held):
+            return [None] * count
+        size = min(self.config.batch_size, len(self.x_held))
+        generator = torch.Generator().manual_seed(_seed(self.config.seed, epoch, 5))
+        passes = -(-count * size // len(self.x_held))
+        order = torch.cat([torch.randperm(len(self.x_held), generator=generator) for _ in range(passes)])
+        return [order[i * size:(i + 1) * size] for i in range(count)]
+
+    def _shard(self, batch: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        return None if batch is None else contiguous_part(batch, self.dist.rank, self.dist.world)
+
     def train_epoch(self, epoch: int) -> Dict[str, Any]:
         config = self.config
-        self.path_sampler.start_epoch(epoch)
+        self.step.start_epoch(epoch)
         self.data_sampler.start_epoch(epoch)
         augment_rng = torch.Generator().manual_seed(_seed(config.seed, epoch, 4))
+        held_augment_rng = torch.Generator().manual_seed(_seed(config.seed, epoch, 6))
         batches = self._global_batches(epoch)
+        held_batches = self._held_out_batches(epoch, len(batches))
         self.model.train()
-        width = self.supernet.allowed.shape[1]
-        op_counts = np.zeros(width, dtype=np.int64)
-        totals = np.zeros(3)  # loss sum, correct, examples (this rank)
+        op_counts = np.zeros(self.supernet.allowed.shape[1], dtype=np.int64)
+        totals = np.zeros(2 + len(self.metrics))  # loss sum, examples, metric sums (this rank)
         bar = _bar(len(batches), f"epoch {epoch + 1}/{config.epochs}", self.progress and self.dist.is_main)
-        for batch in batches:
-            path = self.path_sampler.sample()
-            if not isinstance(path, torch.Tensor):
-                op_counts += np.bincount(path, minlength=width)
+        for batch, held in zip(batches, held_batches):
             augment = crop_flip_params(len(batch), augment_rng) if config.augment else None
-            local = contiguous_part(batch, self.dist.rank, self.dist.world)
-            logits, targets, loss = self.forward_backward(
-                local, path, contiguous_part(augment, self.dist.rank, self.dist.world) if augment is not None else None)
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), config.grad_clip)
-            self.optimizer.step()
-            self.path_sampler.observe_step(self.supernet, path)
-            self.data_sampler.observe_batch(local.numpy(), logits, targets)
-            totals += (float(loss) * len(local), float((logits.argmax(1) == targets).sum()), len(local))
+            held_augment = crop_flip_params(len(held), held_augment_rng) if config.augment and held is not None else None
+            local = self._shard(batch)
+            out = self.step.step(Batch(local, self._shard(augment), self._shard(held), self._shard(held_augment), epoch))
+            if out.path is not None:
+                op_counts += np.bincount(out.path, minlength=len(op_counts))
+            self.data_sampler.observe_batch(local.numpy(), out.logits, out.targets)
+            totals += [float(out.loss) * len(local), len(local)] + [m(out.logits, out.targets) for m in self.metrics.values()]
             if bar:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{float(out.loss):.3f}")
         if bar:
             bar.close()
         self.data_sampler.end_epoch(epoch, config.epochs, self.dist.gather)
-        self.path_sampler.end_epoch(epoch, config.epochs, self.dist.gather)
-        loss_sum, correct, seen = np.sum(self.dist.gather(totals), axis=0)
-        return {"train_loss": loss_sum / max(seen, 1), "train_acc": 100.0 * correct / max(seen, 1),
-                "steps": len(batches), "images": int(seen), "op_counts": op_counts.tolist()}
+        self.step.end_epoch(epoch, config.epochs, self.dist.gather)
+        summed = np.sum(self.dist.gather(totals), axis=0)
+        seen = max(summed[1], 1)
+        record = {"train_loss": summed[0] / seen}
+        record.update({f"train_{name}": value / seen for name, value in zip(self.metrics, summed[2:])})
+        record.update({"steps": len(batches), "images": int(summed[1]), "op_counts": op_counts.tolist()})
+        return record
 
     @torch.no_grad()
-    def validate(self, epoch: int) -> Optional[float]:
-        """Supernet accuracy with a uniformly random path per batch (monitoring only)."""
-        if not len(self.x_valid):
-            return None
+    def validate(self, epoch: int) -> Dict[str, Optional[float]]:
+        """Supernet metrics on the monitoring images, the step's validation path per batch (monitoring only)."""
+        if not len(self.x_valid) or not self.metrics:
+            return {f"valid_{name}": None for name in self.metrics}
         self.supernet.eval()
         rng = np.random.default_rng([self.config.seed, epoch, 2])
-        uniform = self.supernet.allowed / self.supernet.allowed.sum(axis=1, keepdims=True)
-        correct = 0
+        sums = np.zeros(len(self.metrics))
         for start in range(0, len(self.x_valid), self.config.eval_batch_size):
-            self.supernet.set_active(draw_paths(uniform, rng, 1)[0])
+            self.activate(self.step.validation_path(rng))
             x = self.x_valid[start:start + self.config.eval_batch_size].to(self.device)
             y = self.y_valid[start:start + self.config.eval_batch_size].to(self.device)
-            correct += int((self.supernet(x).argmax(1) == y).sum())
-        return 100.0 * correct / len(self.x_valid)
+            logits = self.supernet(x)
+            sums += [m(logits, y) for m in self.metrics.values()]
+        return {f"valid_{name}": value / len(self.x_valid) for name, value in zip(self.metrics, sums)}
 
     # --- the run ----------------------------------------------------------------------------------
     def fit(self) -> List[Dict[str, Any]]:
         """Train the remaining epochs (all of them unless :meth:`load_checkpoint` ran first)."""
         for epoch in range(self.epoch, self.config.epochs):
             started = time.perf_counter()
-            lr = self.optimizer.param_groups[0]["lr"]
-            record: Dict[str, Any] = {"epoch": epoch, "lr": lr}
+            record: Dict[str, Any] = {"epoch": epoch, "lr": self.step.lr()}
             record.update(self.train_epoch(epoch))
-            record["valid_acc"] = self.validate(epoch)
-            self.scheduler.step()
-            record["tau"] = tau_schedule(epoch, self.config.epochs)
-            record.update(self.path_sampler.summary())
+            record.update(self.validate(epoch))
+            record.update(self.step.summary())
             record.update(self.data_sampler.summary())
             if self.dist.world > 1:
                 record["replica_spread"] = self._replica_spread()
@@ -253,8 +308,9 @@ class OneShotTrainer:
             self.epoch = epoch + 1
             self.save_checkpoint()
             if self.progress and self.dist.is_main:
-                _bar_write(f"epoch {epoch + 1}/{self.config.epochs}  loss {record['train_loss']:.4f}  "
-                           f"train acc {record['train_acc']:.2f}  valid acc {_or_nan(record['valid_acc']):.2f}  "
+                metrics = "".join(f"  {key.replace('_', ' ')} {_or_nan(record[key]):.2f}" for key in record
+                                  if key.startswith(("train_", "valid_")) and key != "train_loss")
+                _bar_write(f"epoch {epoch + 1}/{self.config.epochs}  loss {record['train_loss']:.4f}{metrics}  "
                            f"{record['epoch_s']:.1f} s")
             for callback in self.callbacks:
                 callback(self, self.history[-1])
@@ -279,9 +335,7 @@ class OneShotTrainer:
             return
         state = {"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "config": self.config.to_dict(),
                  "num_classes": self.num_classes, "model": self.supernet.state_dict(), "allowed": self.supernet.allowed.tolist(),
-                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "path_sampler": self.path_sampler.state_dict(), "data_sampler": self.data_sampler.state_dict(),
-                 "history": self.history}
+                 "step": self.step.state_dict(), "data_sampler": self.data_sampler.state_dict(), "history": self.history}
         with atomic_write(self.checkpoint_path) as handle:
             torch.save(state, handle)
         with open(self.run_dir / METRICS, "a") as handle:
@@ -295,9 +349,7 @@ class OneShotTrainer:
         state = read_checkpoint(self.checkpoint_path, self.device)
         self.supernet.load_state_dict(state["model"])
         self.supernet.allowed = np.array(state["allowed"], dtype=bool)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.path_sampler.load_state_dict(state["path_sampler"])
+        self.step.load_state_dict(state["step"])
         self.data_sampler.load_state_dict(state["data_sampler"])
         self.history, self.epoch = list(state["history"]), int(state["epoch"])
         if self.dist.is_main:  # metrics.jsonl may hold a line past the checkpoint (killed in between)
@@ -312,8 +364,10 @@ def read_checkpoint(path: Path, device="cpu") -> Dict[str, Any]:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # torn or foreign file
         raise RunError(f"cannot read supernet checkpoint {path}: {error}") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
         raise RunError(f"{path} is not a nastk supernet checkpoint (format {CHECKPOINT_FORMAT})")
+    if state["format"] == 1:  # single-path runs kept the step's state at the top level
+        state["step"] = {key: state[key] for key in ("optimizer", "scheduler", "path_sampler")}
     return state
 
 
@@ -329,11 +383,11 @@ def train(config: OneShotConfig, run_dir, resume: bool = False, device="cpu", pr
     resumed_from = trainer.epoch
     trainer.fit()
     last = trainer.history[-1]
-    summary = {"run_dir": str(run_dir), "space": config.space, "sampler": config.sampler, "epochs": config.epochs,
+    summary = {"run_dir": str(run_dir), "space": config.space, "step": config.step, "sampler": config.sampler, "epochs": config.epochs,
                "resumed_from_epoch": resumed_from, "world_size": dist.world, "device": str(trainer.device),
-               "train_size": len(trainer.x), "final_train_loss": last["train_loss"], "final_train_acc": last["train_acc"],
-               "final_valid_acc": last["valid_acc"], "train_wall_s": round(sum(r["epoch_s"] for r in trainer.history), 3),
-               **{k: last[k] for k in ("op_probs", "data_unique_fraction") if k in last}}
+               "train_size": len(trainer.x), "final_train_loss": last["train_loss"], "final_train_acc": last.get("train_acc"),
+               "final_valid_acc": last.get("valid_acc"), "train_wall_s": round(sum(r["epoch_s"] for r in trainer.history), 3),
+               **{k: last[k] for k in ("op_probs", "data_unique_fraction", "arch") if k in last}}
     if run is not None:
         run.write_summary(summary)
     return summary
@@ -347,6 +401,8 @@ def load_trained(run_dir, device="cpu"):
     state = read_checkpoint(run_dir / CHECKPOINT, device)
     config = OneShotConfig.from_dict(state["config"])
     supernet = build_supernet(config, int(state["num_classes"])).to(device)
+    if "arch_logits" in state["model"]:
+        supernet.init_arch_parameters()
     supernet.load_state_dict(state["model"])
     supernet.allowed = np.array(state["allowed"], dtype=bool)
     return supernet, config, int(state["epoch"])

@@ -40,7 +40,8 @@ def gradient_variance(trainer, path_probabilities: np.ndarray, data_indices: np.
         positions = rng.choice(len(data_indices), size=min(batch_size, len(data_indices)), replace=False)
         indices = torch.as_tensor(data_indices[positions], dtype=torch.long)
         augment = crop_flip_params(len(indices), augment_rng) if trainer.config.augment else None
-        trainer.forward_backward(indices, path, augment)
+        trainer.activate(path)
+        trainer.forward_backward(indices, augment)
         gradients.append(flat_gradient(parameters))
     trainer.supernet.zero_grad(set_to_none=True)
     stacked = torch.stack(gradients)

@@ -1,0 +1,344 @@
+"""Training steps: what a one-shot method does with one batch (the loop is :mod:`nastk.oneshot.trainer`).
+
+The loop owns epochs, data, augmentation, checkpoints, exact resume, metrics, DDP and progress; a
+step owns its optimizers, schedulers, samplers and architecture parameters, and one call of
+:meth:`TrainingStep.step` per batch. A step gets the trainer (for :meth:`OneShotTrainer.forward_backward`,
+the loss, the devices) and its own options, so a new method is a new step, not a new trainer::
+
+    class MyStep(TrainingStep):
+        name = "mine"
+        def __init__(self, trainer, my_option=1.0): ...        # build optimizers over trainer.supernet.weights()
+        def step(self, batch: Batch) -> StepOutput: ...        # forward, backward, optimizer steps
+        def state_dict(self) / load_state_dict(self, state)    # everything needed for an exact resume
+
+    register_step("mine", MyStep)   # then OneShotConfig(step="mine", step_options={...})
+
+Steps here: :class:`SinglePathStep` (SPOS, PA&DA and its ablations: one sampled path per batch) and
+:class:`DartsStep` (bilevel DARTS, first or second order, optional sharpDARTS Max-W weighting,
+fixed-alpha "blank" training and an alpha warm-up, as GM-NAS and DARTS-PT use).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from nastk.errors import ConfigError
+from nastk.oneshot.samplers import SAMPLER_PRESETS, draw_paths, tau_schedule
+from nastk.registry import Registry
+
+
+@dataclass
+class Batch:
+    """One step's data on this rank: training example indices (+ augmentation), held-out indices."""
+
+    indices: torch.Tensor
+    augment: Optional[torch.Tensor] = None
+    held_out: Optional[torch.Tensor] = None
+    held_out_augment: Optional[torch.Tensor] = None
+    epoch: int = 0
+
+
+@dataclass
+class StepOutput:
+    """What the loop logs and shows data samplers: detached logits, targets, the mean training loss."""
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    loss: torch.Tensor
+    #: the single path trained (one option per decision), or None (mixtures, several paths)
+    path: Optional[Sequence[int]] = None
+
+
+# --- learning-rate schedules ---------------------------------------------------------------------------
+def cosine_power(epoch: int, epochs: int, power: float = 10.0) -> float:
+    """sharpDARTS' cosine power annealing as a factor in [0, 1] for epoch ``epoch`` of ``epochs`` (methods.md 13.2).
+
+    ``c = (1 + cos(pi e / E)) / 2``, ``u = p^(c + 1)``, min-max normalised over the schedule, which is
+    ``(p^c - 1) / (p - 1)``; ``p = 1`` is its limit ``c``, plain cosine annealing. Epochs count from 0
+    (the first epoch runs at the full rate, the factor reaches 0 after the last), the way
+    ``CosineAnnealingLR(T_max=E)`` counts, so ``p = 1`` is exactly that scheduler.
+    """
+    c = (1.0 + math.cos(math.pi * epoch / epochs)) / 2.0
+    return c if power == 1.0 else (power ** c - 1.0) / (power - 1.0)
+
+
+LR_SCHEDULES = ("cosine", "cosine_power")
+
+
+def weight_optimizer(trainer, parameters: List[torch.nn.Parameter]):
+    """The SGD optimizer and per-epoch schedule of the supernet weights, from the run's config."""
+    config = trainer.config
+    optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay, nesterov=config.nesterov)
+    lr_min, lr_max = config.lr_min, config.lr
+    if config.lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=lr_min)
+    else:
+        factor = lambda e: (lr_min + (lr_max - lr_min) * cosine_power(e, config.epochs, config.lr_power)) / lr_max  # noqa: E731
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return optimizer, scheduler
+
+
+# --- the interface ---------------------------------------------------------------------------------------
+class TrainingStep:
+    """Base class of training steps; see the module docstring for the contract."""
+
+    name = ""
+    #: share of the training images the loop holds out for this step (DARTS' alpha half); 0 = none
+    held_out_fraction = 0.0
+
+    def __init__(self, trainer, **options):
+        if options:
+            raise ConfigError(f"training step {self.name!r} has no option(s) {', '.join(sorted(options))}")
+        self.trainer = trainer
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called before the epoch's first step (re-seed random streams from (seed, epoch) here)."""
+
+    def step(self, batch: Batch) -> StepOutput:
+        raise NotImplementedError(f"training step {self.name!r} must implement step(batch)")
+
+    def end_epoch(self, epoch: int, epochs: int, gather) -> None:
+        """Called after the epoch's last step: step the schedulers, update sampling distributions."""
+
+    def lr(self) -> float:
+        """The weight learning rate of the current epoch (logged)."""
+        return float("nan")
+
+    def validation_path(self, rng: np.random.Generator):
+        """The path the loop's monitoring accuracy runs per batch (default: uniformly random)."""
+        allowed = self.trainer.supernet.allowed
+        return draw_paths(allowed / allowed.sum(axis=1, keepdims=True), rng, 1)[0]
+
+    def summary(self) -> Dict[str, Any]:
+        """What to add to the epoch's metrics line."""
+        return {}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        pass
+
+
+STEPS: Registry[type] = Registry("training step")
+
+
+def register_step(name: str, step: type) -> None:
+    STEPS.register(name, step)
+
+
+def make_step(trainer) -> TrainingStep:
+    config = trainer.config
+    return STEPS.get(config.step)(trainer, **dict(config.step_options))
+
+
+def clip(parameters, max_norm: float) -> None:
+    if max_norm:
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+
+
+# --- single path: SPOS, PA&DA ------------------------------------------------------------------------------
+class SinglePathStep(TrainingStep):
+    """One path per batch from the run's path sampler (uniform = SPOS, pada = PA&DA), SGD on the weights.
+
+    The path sampler sees the clipped gradients after the optimizer step (PA&DA's op statistics).
+    """
+
+    name = "single_path"
+
+    def __init__(self, trainer, **options):
+        super().__init__(trainer, **options)
+        self.path_sampler = trainer.path_sampler
+        self.optimizer, self.scheduler = weight_optimizer(trainer, trainer.supernet.weights())
+        self.epoch = 0
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.path_sampler.start_epoch(epoch)
+
+    def step(self, batch: Batch) -> StepOutput:
+        trainer = self.trainer
+        path = self.path_sampler.sample()
+        trainer.activate(path)
+        logits, targets, loss = trainer.forward_backward(batch.indices, batch.augment)
+        clip(trainer.supernet.weights(), trainer.config.grad_clip)
+        self.optimizer.step()
+        self.path_sampler.observe_step(trainer.supernet, path)
+        return StepOutput(logits, targets, loss, None if isinstance(path, torch.Tensor) else path)
+
+    def end_epoch(self, epoch: int, epochs: int, gather) -> None:
+        self.scheduler.step()
+        self.path_sampler.end_epoch(epoch, epochs, gather)
+
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def summary(self) -> Dict[str, Any]:
+        return {"tau": tau_schedule(self.epoch, self.trainer.config.epochs), **self.path_sampler.summary()}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "path_sampler": self.path_sampler.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.path_sampler.load_state_dict(state["path_sampler"])
+
+
+# --- bilevel DARTS --------------------------------------------------------------------------------------------
+class DartsStep(TrainingStep):
+    """Bilevel DARTS (methods.md 13.1): alpha on a held-out batch (Adam), then the weights on a training batch (SGD).
+
+    * ``order=1``: alpha's gradient is dL_val/dalpha at the current weights.
+    * ``order=2``: one unrolled step, ``w' = w - xi (dL_train/dw + momentum buffer + weight decay)`` with
+      ``xi`` the current weight learning rate, then ``dL_val(w', alpha)/dalpha - xi H`` where the
+      Hessian-vector term ``H`` is the central finite difference of ``dL_train/dalpha`` at
+      ``w +- r dL_val/dw'`` with ``r = 0.01 / ||dL_val/dw'||`` (DARTS' approximation).
+    * ``weighting="max_w"``: sharpDARTS' Max-W weights instead of the softmax in the mixture
+      (methods.md 13.2); the architecture is still derived from softmax(alpha), as DARTS derives it.
+    * ``fix_alpha=True``: alpha stays at its initial value (DARTS-PT's "blank" supernet);
+      ``arch_warmup_epochs=K``: alpha is frozen for the first K epochs (GM-NAS' warm-up).
+
+    The weights see the mixture with alpha detached. Under DDP, every gradient taken outside the
+    wrapped model (alpha, the unrolled step) is averaged over ranks explicitly. The held-out half is
+    processed whole (no micro-batches).
+    """
+
+    name = "darts"
+    held_out_fraction = 0.5
+
+    def __init__(self, trainer, order: int = 1, arch_lr: float = 3e-4, arch_betas: Sequence[float] = (0.5, 0.999),
+                 arch_weight_decay: float = 1e-3, weighting: str = "softmax", fix_alpha: bool = False,
+                 arch_warmup_epochs: int = 0, init_std: float = 1e-3, **options):
+        super().__init__(trainer, **options)
+        if int(order) not in (1, 2):
+            raise ConfigError(f"DARTS order must be 1 or 2, got {order}")
+        if not arch_lr > 0:
+            raise ConfigError(f"arch_lr must be positive, got {arch_lr}")
+        if int(arch_warmup_epochs) < 0:
+            raise ConfigError(f"arch_warmup_epochs must be at least 0, got {arch_warmup_epochs}")
+        if SAMPLER_PRESETS[trainer.config.sampler][0] != "uniform":
+            raise ConfigError(f"the darts step trains a mixture and draws no paths; sampler {trainer.config.sampler!r} "
+                              f"samples paths (use uniform, or da for PA&DA's data sampling alone)")
+        supernet = trainer.supernet
+        supernet.mixture_weights(torch.zeros(supernet.allowed.shape), weighting)  # checks the weighting name
+        self.order, self.weighting, self.fix_alpha = int(order), weighting, bool(fix_alpha)
+        self.arch_warmup_epochs = int(arch_warmup_epochs)
+        if supernet.arch_logits is None:  # a given sub-supernet keeps its inherited alpha
+            supernet.init_arch_parameters(init_std, torch.Generator().manual_seed(trainer.config.seed))
+        self.optimizer, self.scheduler = weight_optimizer(trainer, supernet.weights())
+        self.arch_optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=arch_lr, betas=tuple(arch_betas),
+                                               weight_decay=arch_weight_decay)
+        self.epoch = 0
+
+    # --- helpers ---
+    @property
+    def alpha(self) -> torch.nn.Parameter:
+        return self.trainer.supernet.arch_logits
+
+    def weights_now(self) -> torch.Tensor:
+        return self.trainer.supernet.mixture_weights(weighting=self.weighting)
+
+    def _grads(self, loss: torch.Tensor, parameters: List[torch.Tensor]) -> List[torch.Tensor]:
+        """Gradients (zeros where unused), averaged over ranks."""
+        grads = torch.autograd.grad(loss, parameters, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, parameters)]
+        return self.trainer.dist.all_reduce_mean(grads)
+
+    def _loss(self, x, y, detach_alpha: bool) -> torch.Tensor:
+        supernet = self.trainer.supernet
+        weights = self.weights_now()
+        supernet.set_mixture(weights.detach() if detach_alpha else weights)
+        return self.trainer.loss(supernet(x), y)
+
+    def updates_alpha(self) -> bool:
+        return not self.fix_alpha and self.epoch >= self.arch_warmup_epochs
+
+    # --- the step ---
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def step(self, batch: Batch) -> StepOutput:
+        trainer = self.trainer
+        if self.updates_alpha():
+            x_val, y_val = trainer.examples(batch.held_out, batch.held_out_augment, held_out=True)
+            if self.order == 1:
+                (grad,) = self._grads(self._loss(x_val, y_val, detach_alpha=False), [self.alpha])
+            else:
+                grad = self._unrolled_alpha_gradient(trainer.examples(batch.indices, batch.augment), (x_val, y_val))
+            self.arch_optimizer.zero_grad(set_to_none=True)
+            self.alpha.grad = grad
+            self.arch_optimizer.step()
+        trainer.activate(self.weights_now().detach())
+        logits, targets, loss = trainer.forward_backward(batch.indices, batch.augment)
+        self.alpha.grad = None
+        clip(trainer.supernet.weights(), trainer.config.grad_clip)
+        self.optimizer.step()
+        return StepOutput(logits, targets, loss)
+
+    def _unrolled_alpha_gradient(self, train, valid) -> torch.Tensor:
+        """DARTS' second-order alpha gradient (see the class docstring); the weights are left unchanged."""
+        weights = self.trainer.supernet.weights()
+        originals = [w.detach().clone() for w in weights]
+        xi = self.optimizer.param_groups[0]["lr"]
+        momentum, decay = self.optimizer.param_groups[0]["momentum"], self.optimizer.param_groups[0]["weight_decay"]
+        train_grads = self._grads(self._loss(*train, detach_alpha=True), weights)
+        with torch.no_grad():
+            for w, g in zip(weights, train_grads):
+                buffer = self.optimizer.state.get(w, {}).get("momentum_buffer")
+                step = g + decay * w
+                if buffer is not None:
+                    step = step + momentum * buffer
+                w.sub_(xi * step)
+        grads = self._grads(self._loss(*valid, detach_alpha=False), [self.alpha] + weights)
+        alpha_grad, dw = grads[0], grads[1:]
+        r = 0.01 / torch.sqrt(sum((d ** 2).sum() for d in dw)).clamp_min(1e-12)
+        finite = []
+        for sign in (1.0, -1.0):
+            with torch.no_grad():
+                for w, original, d in zip(weights, originals, dw):
+                    w.copy_(original + sign * r * d)
+            finite.append(self._grads(self._loss(*train, detach_alpha=False), [self.alpha])[0])
+        with torch.no_grad():
+            for w, original in zip(weights, originals):
+                w.copy_(original)
+        return alpha_grad - xi * (finite[0] - finite[1]) / (2 * r)
+
+    def end_epoch(self, epoch: int, epochs: int, gather) -> None:
+        self.scheduler.step()
+
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def validation_path(self, rng: np.random.Generator):
+        return self.weights_now().detach()
+
+    def summary(self) -> Dict[str, Any]:
+        supernet = self.trainer.supernet
+        return {"arch": supernet.export().to_str(),
+                "alpha_entropy": round(float(_entropy(supernet.mixture_weights().detach())), 6)}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "arch_optimizer": self.arch_optimizer.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+
+
+def _entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Mean entropy of the decisions' weight rows (how far alpha is from a one-hot choice)."""
+    p = weights.clamp_min(1e-12)
+    return -(weights * p.log()).sum(dim=1).mean()
+
+
+register_step("single_path", SinglePathStep)
+register_step("darts", DartsStep)

@@ -1,0 +1,403 @@
+"""Training steps on the one loop: bilevel DARTS (1st / 2nd order, Max-W, fixed alpha, warm-up),
+learning-rate schedules, the select command, and two toy steps that show later methods fit the
+interface and resume exactly (sandwich rule with in-place distillation; a two-optimizer GAN step)."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nastk.choices import ChoiceModel, Ordered
+from nastk.cli import main
+from nastk.datasets import ImageDataset
+from nastk.errors import ConfigError
+from nastk.oneshot.steps import STEPS, Batch, StepOutput, TrainingStep, cosine_power, register_step, weight_optimizer
+from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer, load_trained, train
+from nastk.space import SearchSpace, get_space
+from nastk.supernet import ChoicePoint, Supernet, decisions_of, max_w
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = dict(space="nb201", dataset="digits", supernet={"C": 4, "N": 1}, epochs=3, train_size=128, batch_size=32,
+            valid_size=32, eval_batch_size=32, augment=False, lr=0.025, lr_min=0.001)
+
+
+def darts_trainer(**options):
+    config = OneShotConfig(**{**TINY, "step": "darts", **options})
+    return OneShotTrainer(config, progress=False)
+
+
+# --- DARTS -------------------------------------------------------------------------------------------
+def test_darts_holds_out_half_and_first_order_alpha_gradient_is_the_validation_gradient():
+    trainer = darts_trainer()
+    assert len(trainer.x) == len(trainer.x_held) == 64
+    assert [p for p in trainer.step.optimizer.param_groups[0]["params"]] == trainer.supernet.weights()
+    alpha = trainer.supernet.arch_logits
+    assert all(p is not alpha for p in trainer.supernet.weights())
+    held = torch.arange(16)
+    x, y = trainer.examples(held, held_out=True)
+    trainer.supernet.set_mixture(trainer.supernet.mixture_weights())
+    (expected,) = torch.autograd.grad(F.cross_entropy(trainer.supernet(x), y), [alpha])
+    before = alpha.detach().clone()
+    captured = {}
+    original = trainer.step.arch_optimizer.step
+    trainer.step.arch_optimizer.step = lambda: (captured.setdefault("grad", alpha.grad.clone()), original())
+    trainer.step.step(Batch(torch.arange(32), held_out=held))
+    assert torch.allclose(captured["grad"], expected, atol=1e-7)
+    assert not torch.equal(alpha.detach(), before) and alpha.grad is None
+
+
+class SmoothSupernet(Supernet):
+    """Two edges of smooth candidate ops on vectors, so finite differences converge (ReLU networks
+    have kinks that make DARTS' finite-difference Hessian term noisy at any step size)."""
+
+    def __init__(self, width=48, classes=10):
+        from nastk.supernet import CandidateOps, Decision
+
+        super().__init__(None, [Decision(f"e{i}", ("tanh", "sigmoid", "skip", "none")) for i in range(2)])
+        torch.manual_seed(0)
+        make = lambda d: CandidateOps(d, [nn.Sequential(nn.Linear(width, width), nn.Tanh()),  # noqa: E731
+                                           nn.Sequential(nn.Linear(width, width), nn.Sigmoid()), nn.Identity(),
+                                           ZeroOp()])
+        self.edges = nn.ModuleList([make(0), make(1)])
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x):
+        h = x.flatten(1)
+        for edge in self.edges:
+            h = edge(h)
+        return self.head(h)
+
+
+class ZeroOp(nn.Module):
+    def forward(self, x):
+        return x * 0
+
+
+def test_second_order_gradient_matches_the_exact_unrolled_gradient():
+    """DARTS' finite-difference Hessian-vector product against autograd through the unrolled step, in
+    float64, with a momentum buffer and weight decay in the unrolled step."""
+    config = OneShotConfig(step="darts", step_options={"order": 2}, epochs=2, batch_size=32, augment=False,
+                           valid_size=0, lr=0.1, weight_decay=1e-2, momentum=0.9)
+    data = toy_data()
+    data = ImageDataset("toy", data.x_train.double(), data.y_train, data.x_test.double(), data.y_test, 10)
+    trainer = OneShotTrainer(config, data=data, progress=False, supernet=SmoothSupernet().double())
+    step = trainer.step
+    trainer.supernet.arch_logits.data = trainer.supernet.arch_logits.data.double()
+    with torch.no_grad():
+        trainer.supernet.arch_logits.normal_(0, 0.5)
+    step.step(Batch(torch.arange(32), held_out=torch.arange(16)))  # fills SGD's momentum buffers
+    supernet, alpha = trainer.supernet, trainer.supernet.arch_logits
+    train_batch, held_batch = trainer.examples(torch.arange(32, 48)), trainer.examples(torch.arange(16, 32), held_out=True)
+    got = step._unrolled_alpha_gradient(train_batch, held_batch)
+
+    weights = supernet.weights()
+    group = step.optimizer.param_groups[0]
+    xi, decay, momentum = group["lr"], group["weight_decay"], group["momentum"]
+    names = [name for name, p in supernet.named_parameters() if p is not alpha]
+
+    def loss_at(params, batch, arch):
+        supernet.set_mixture(supernet.masked_softmax(arch))
+        return F.cross_entropy(torch.func.functional_call(supernet, dict(zip(names, params)), (batch[0],)), batch[1])
+
+    arch = alpha.detach().clone().requires_grad_(True)
+    grads = torch.autograd.grad(loss_at(weights, train_batch, arch), weights, create_graph=True, allow_unused=True)
+    unrolled = [w - xi * ((g if g is not None else 0) + decay * w + momentum * step.optimizer.state[w]["momentum_buffer"])
+                for w, g in zip(weights, grads)]
+    (exact,) = torch.autograd.grad(loss_at(unrolled, held_batch, arch), [arch])
+    (first,) = torch.autograd.grad(loss_at([w.detach() for w in unrolled], held_batch, arch), [arch])
+    assert float((got - exact).norm() / exact.norm()) < 1e-4
+    assert float((first - exact).norm() / exact.norm()) > 1e-2  # the second-order term is really there
+    assert all(torch.equal(w, p) for w, p in zip(weights, supernet.weights()))  # weights restored
+
+
+def test_fix_alpha_and_warmup_keep_alpha_and_max_w_weights():
+    fixed = darts_trainer(epochs=1, step_options={"fix_alpha": True})
+    before = fixed.supernet.arch_logits.detach().clone()
+    fixed.fit()
+    assert torch.equal(fixed.supernet.arch_logits.detach(), before)
+    warm = darts_trainer(epochs=2, step_options={"arch_warmup_epochs": 1, "weighting": "max_w"})
+    before = warm.supernet.arch_logits.detach().clone()
+    warm.train_epoch(0)
+    assert torch.equal(warm.supernet.arch_logits.detach(), before)
+    warm.train_epoch(1)
+    assert not torch.equal(warm.supernet.arch_logits.detach(), before)
+    w = torch.tensor([[0.5, 0.3, 0.2, 0.0]])
+    assert torch.allclose(max_w(w), torch.tensor([[1.0, 0.8, 0.7, 0.0]]))
+
+
+def test_darts_step_rejects_bad_options_and_path_samplers():
+    for options, message in [({"order": 3}, "order must be 1 or 2"), ({"weighting": "hard"}, "unknown weighting"),
+                             ({"arch_lr": 0}, "arch_lr must be positive"), ({"momentum_x": 1}, "no option")]:
+        with pytest.raises(ConfigError, match=message):
+            darts_trainer(step_options=options)
+    with pytest.raises(ConfigError, match="draws no paths"):
+        darts_trainer(sampler="pada")
+    with pytest.raises(Exception, match="unknown training step"):
+        OneShotConfig(step="gdas")
+
+
+def test_darts_resume_is_exact_including_alpha_and_its_optimizer(tmp_path):
+    config = OneShotConfig(**{**TINY, "step": "darts", "step_options": {"order": 2}})
+    straight = train(config, tmp_path / "straight", progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop(trainer, record):
+        if record["epoch"] == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(config, tmp_path / "killed", progress=False, callbacks=[stop])
+    resumed = train(config, tmp_path / "killed", resume=True, progress=False)
+    assert resumed["resumed_from_epoch"] == 2 and resumed["arch"] == straight["arch"]
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
+    assert "arch_logits" in a["model"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["step"]["arch_optimizer"]["state"][0]["step"] == b["step"]["arch_optimizer"]["state"][0]["step"]
+    supernet, _, epoch = load_trained(tmp_path / "killed")
+    assert epoch == 3 and torch.equal(supernet.arch_logits.detach(), a["model"]["arch_logits"])
+
+
+def test_cli_darts_train_select_and_json(tmp_path, capsys, nastk_data):
+    run = str(tmp_path / "darts")
+    argv = ["supernet", "train", "--step", "darts", "--order", "1", "--dataset", "digits", "--epochs", "2",
+            "--train-size", "96", "--C", "4", "--N", "1", "--batch-size", "32", "--valid-size", "32", "--no-progress",
+            "--run-dir", run, "--format", "json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    config = json.loads((tmp_path / "darts" / "config.json").read_text())
+    assert config["lr"] == 0.025 and config["lr_min"] == 0.001 and config["step"] == "darts"  # DARTS' recipe
+    assert main(["supernet", "select", "--run-dir", run, "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    arch = get_space("nb201").from_str(out["arch"])
+    assert out["arch"] == summary["arch"] and len(out["weights"]) == 6
+    assert out["benchmark"]["accuracy"] == pytest.approx(
+        float(__import__("nastk.benchmarks.registry", fromlist=["x"]).benchmark_for("nb201").truth([arch], "cifar10")[0][0]))
+    free = sum(op in ("none", "skip_connect", "avg_pool_3x3") for op in arch.choices) / 6
+    assert out["parameter_free_share"] == pytest.approx(free)
+    assert json.loads((tmp_path / "darts" / "selection-argmax.json").read_text())["arch"] == out["arch"]
+    assert main(["supernet", "train", "--dataset", "digits", "--order", "2", "--run-dir", str(tmp_path / "x")]) == 2
+    assert "apply only to --step darts" in capsys.readouterr().err
+    spos = str(tmp_path / "spos")
+    assert main(argv[:2] + argv[6:-4] + ["--run-dir", spos, "--no-progress"]) == 0
+    assert main(["supernet", "select", "--run-dir", spos]) == 2
+    assert "no architecture parameters" in capsys.readouterr().err
+
+
+# --- schedules ---------------------------------------------------------------------------------------
+def test_cosine_power_schedule():
+    E = 20
+    assert [cosine_power(e, E, 1.0) for e in range(E + 1)] == pytest.approx(
+        [(1 + math.cos(math.pi * e / E)) / 2 for e in range(E + 1)])
+    values = [cosine_power(e, E, 10.0) for e in range(E + 1)]
+    assert values[0] == pytest.approx(1.0) and values[-1] == pytest.approx(0.0)
+    assert all(a > b for a, b in zip(values, values[1:]))
+    assert values[E // 2] < 0.5 * (1 + math.cos(math.pi / 2))  # decays faster than cosine early on
+    trainer = darts_trainer(lr_schedule="cosine", epochs=E)
+    optimizer, scheduler = weight_optimizer(trainer, [nn.Parameter(torch.zeros(1))])
+    reference = torch.optim.lr_scheduler.CosineAnnealingLR(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.025), E, 0.001)
+    trainer.config.lr_schedule, trainer.config.lr_power = "cosine_power", 1.0
+    power_opt, power = weight_optimizer(trainer, [nn.Parameter(torch.zeros(1))])
+    for _ in range(E):
+        assert power_opt.param_groups[0]["lr"] == pytest.approx(reference.get_last_lr()[0])
+        power_opt.step(), reference.optimizer.step()
+        power.step(), reference.step()
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        OneShotConfig(lr_schedule="step")
+
+
+# --- toy steps: the interface carries later methods -------------------------------------------------------
+class ToySpace(SearchSpace):
+    """Width and depth of a tiny MLP, both ordered choices (an elastic family in miniature)."""
+
+    name = "toy-elastic"
+
+    def choice_model(self):
+        return ChoiceModel([Ordered("width", (2, 4, 8)), Ordered("depth", (1, 2, 3))])
+
+
+class ElasticMLP(ChoicePoint):
+    """One choice point reading two decisions: the hidden width and how many hidden layers run."""
+
+    def __init__(self, inputs: int, outputs: int, width: int = 8, depth: int = 3):
+        super().__init__(0, 1)
+        self.first = nn.Linear(inputs, width)
+        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
+        self.last = nn.Linear(width, outputs)
+        self.widths, self.depths = (2, 4, 8), (1, 2, 3)
+        self.width, self.depth = width, depth
+
+    def configure(self, values, allowed):
+        self.width, self.depth = self.widths[int(values[0])], self.depths[int(values[1])]
+
+    def forward(self, x):
+        w = self.width
+        h = F.relu(F.linear(x, self.first.weight[:w], self.first.bias[:w]))
+        for layer in self.hidden[:self.depth - 1]:
+            h = F.relu(F.linear(h, layer.weight[:w, :w], layer.bias[:w]))
+        return F.linear(h, self.last.weight[:, :w], self.last.bias)
+
+
+class ToySupernet(Supernet):
+    def __init__(self, inputs=48, outputs=10):
+        super().__init__(ToySpace(), decisions_of(ToySpace()))
+        self.body = ElasticMLP(inputs, outputs)
+
+    def forward(self, x):
+        return self.body(x.flatten(1))
+
+
+class SandwichStep(TrainingStep):
+    """BigNAS' sandwich rule: largest (labels), smallest and two random (distilled from the largest)."""
+
+    name = "toy_sandwich"
+
+    def __init__(self, trainer, random_paths: int = 2):
+        super().__init__(trainer)
+        self.random_paths = random_paths
+        self.optimizer, self.scheduler = weight_optimizer(trainer, trainer.supernet.weights())
+
+    def start_epoch(self, epoch):
+        self.rng = np.random.default_rng([self.trainer.config.seed, epoch, 7])
+
+    def step(self, batch):
+        trainer, supernet = self.trainer, self.trainer.supernet
+        x, y = trainer.examples(batch.indices, batch.augment)
+        model = supernet.space._model_for("sandwich")
+        largest = [choice.position(v) for choice, v in zip(model.choices, model.largest())]
+        smallest = [choice.position(v) for choice, v in zip(model.choices, model.smallest())]
+        randoms = [supernet.choices_of(supernet.space.sample(self.rng)) for _ in range(self.random_paths)]
+        self.optimizer.zero_grad(set_to_none=True)
+        supernet.set_active(largest)
+        teacher = supernet(x)
+        loss = trainer.loss(teacher, y)
+        loss.backward()
+        soft = F.softmax(teacher.detach(), dim=1)
+        for path in [smallest] + randoms:
+            supernet.set_active(path)
+            F.kl_div(F.log_softmax(supernet(x), dim=1), soft, reduction="batchmean").backward()
+        self.optimizer.step()
+        return StepOutput(teacher.detach(), y, loss.detach(), tuple(largest))
+
+    def end_epoch(self, epoch, epochs, gather):
+        self.scheduler.step()
+
+    def state_dict(self):
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state):
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+class AdversarialStep(TrainingStep):
+    """A GAN step in the EAGAN mould: the supernet is the generator (a sampled path per step), the step
+    owns a discriminator; two optimizers, a non-classification loss, no labels."""
+
+    name = "toy_adversarial"
+
+    def __init__(self, trainer, noise: int = 48):
+        super().__init__(trainer)
+        torch.manual_seed(trainer.config.seed + 1)
+        self.discriminator = nn.Sequential(nn.Flatten(), nn.Linear(48, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+        self.noise = noise
+        self.g_optimizer = torch.optim.Adam(trainer.supernet.weights(), lr=1e-3, betas=(0.5, 0.999))
+        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=1e-3, betas=(0.5, 0.999))
+
+    def start_epoch(self, epoch):
+        self.generator = torch.Generator().manual_seed(int(np.random.SeedSequence([self.trainer.config.seed, epoch]).generate_state(1)[0]))
+
+    def step(self, batch):
+        trainer, supernet = self.trainer, self.trainer.supernet
+        real, _ = trainer.examples(batch.indices)
+        real = real.flatten(1)
+        trainer.path_sampler.rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=self.generator)))
+        supernet.set_active(trainer.path_sampler.sample())
+        z = torch.randn(len(real), self.noise, generator=self.generator)
+        fake = torch.tanh(supernet(z.view(len(real), 3, 4, 4)).repeat(1, 5)[:, :48])
+        ones, zeros = torch.ones(len(real), 1), torch.zeros(len(real), 1)
+        d_loss = (F.binary_cross_entropy_with_logits(self.discriminator(real), ones)
+                  + F.binary_cross_entropy_with_logits(self.discriminator(fake.detach()), zeros))
+        self.d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_optimizer.step()
+        g_loss = F.binary_cross_entropy_with_logits(self.discriminator(fake), ones)
+        self.g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.g_optimizer.step()
+        return StepOutput(fake.detach(), torch.zeros(len(real), dtype=torch.long), g_loss.detach())
+
+    def state_dict(self):
+        return {"discriminator": self.discriminator.state_dict(), "g": self.g_optimizer.state_dict(),
+                "d": self.d_optimizer.state_dict()}
+
+    def load_state_dict(self, state):
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.g_optimizer.load_state_dict(state["g"])
+        self.d_optimizer.load_state_dict(state["d"])
+
+
+for _step in (SandwichStep, AdversarialStep):
+    if _step.name not in STEPS:
+        register_step(_step.name, _step)
+
+
+def toy_data():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 3, 4, 4, generator=generator)
+    y = (x.flatten(1)[:, :10].argmax(1))
+    return ImageDataset("toy", x, y, x[:32], y[:32], 10)
+
+
+@pytest.mark.parametrize("step, metrics", [("toy_sandwich", None), ("toy_adversarial", {})])
+def test_toy_steps_fit_the_loop_and_resume_exactly(tmp_path, step, metrics):
+    config = OneShotConfig(space="toy-elastic", step=step, epochs=3, batch_size=32, valid_size=32, augment=False, lr=0.05)
+
+    class Stop(Exception):
+        pass
+
+    def stop(trainer, record):
+        if record["epoch"] == 1:
+            raise Stop
+
+    def run(folder, callbacks=(), resume=False):
+        torch.manual_seed(0)
+        trainer = OneShotTrainer(config, folder, data=toy_data(), progress=False, supernet=ToySupernet(),
+                                 metrics=metrics, callbacks=callbacks)
+        if resume:
+            assert trainer.load_checkpoint()
+        trainer.fit()
+        return trainer
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    straight = run(tmp_path / "a")
+    with pytest.raises(Stop):
+        run(tmp_path / "b", callbacks=[stop])
+    resumed = run(tmp_path / "b", resume=True)
+    assert resumed.history[-1]["epoch"] == 2
+    a, b = straight.supernet.state_dict(), resumed.supernet.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    state_a, state_b = straight.step.state_dict(), resumed.step.state_dict()
+    if step == "toy_adversarial":
+        assert all(torch.equal(state_a["discriminator"][k], state_b["discriminator"][k]) for k in state_a["discriminator"])
+        assert "train_acc" not in straight.history[-1]
+    else:
+        assert straight.history[-1]["op_counts"][2] == 2 * 3  # the largest path: width 8, depth 3, each step
+        assert straight.history[-1]["train_acc"] == pytest.approx(resumed.history[-1]["train_acc"])
+    assert straight.history[-1]["train_loss"] == pytest.approx(resumed.history[-1]["train_loss"], abs=0)
+
+
+def test_generic_choice_model_decisions_round_trip():
+    supernet = ToySupernet()
+    space = supernet.space
+    assert [d.name for d in supernet.decisions] == ["width", "depth"] and supernet.decisions[0].options == ("2", "4", "8")
+    for seed in range(5):
+        arch = space.sample(np.random.default_rng(seed))
+        assert supernet.arch_of(supernet.choices_of(arch)) == arch
+    supernet.set_active(space.arch_of({"width": 4, "depth": 2}))
+    assert (supernet.body.width, supernet.body.depth) == (4, 2)
