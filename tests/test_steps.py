@@ -401,3 +401,25 @@ def test_generic_choice_model_decisions_round_trip():
         assert supernet.arch_of(supernet.choices_of(arch)) == arch
     supernet.set_active(space.arch_of({"width": 4, "depth": 2}))
     assert (supernet.body.width, supernet.body.depth) == (4, 2)
+
+
+# --- spaces from the command line ----------------------------------------------------------------------
+def test_darts_space_spos_with_the_space_sampler_and_downsampled_images(tmp_path, capsys):
+    darts = get_space("darts")
+    config = OneShotConfig(space="darts", dataset="digits", sampler="space", supernet={"C": 4, "layers": 3},
+                           epochs=1, train_size=64, batch_size=32, valid_size=32, eval_batch_size=32, augment=False,
+                           image_size=8)
+    trainer = OneShotTrainer(config, progress=False)
+    assert trainer.x.shape[-1] == 8
+    for _ in range(20):  # every drawn path is a genotype of the space (two inputs per node)
+        assert darts.from_str(trainer.supernet.arch_of(trainer.path_sampler.sample()).to_str())
+    trainer.fit()
+    assert sum(trainer.history[-1]["op_counts"][1:]) == 2 * 16  # 2 steps x 16 genotype edges
+    with pytest.raises(ConfigError, match="image_size must divide"):
+        OneShotTrainer(OneShotConfig(**{**config.to_dict(), "image_size": 5}), progress=False)
+
+
+def test_bad_supernet_option_is_one_line_and_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["supernet", "train", "--space", "darts", "--N", "3", "--dataset", "digits", "--run-dir", str(run)]) == 2
+    assert "darts supernet has no option 'N'" in capsys.readouterr().err and not run.exists()

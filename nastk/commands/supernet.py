@@ -16,7 +16,7 @@ from nastk.errors import ConfigError
 from nastk.paths import atomic_write
 
 #: train flags that map one-to-one onto OneShotConfig fields
-_CONFIG_FLAGS = ("space", "dataset", "sampler", "step", "epochs", "train_size", "batch_size", "accumulate", "lr",
+_CONFIG_FLAGS = ("space", "dataset", "image_size", "sampler", "step", "epochs", "train_size", "batch_size", "accumulate", "lr",
                  "lr_min", "lr_schedule", "lr_power", "momentum", "weight_decay", "valid_size", "seed")
 #: train flags that map onto the darts step's options
 _DARTS_FLAGS = ("order", "weighting", "arch_lr", "arch_warmup_epochs")
@@ -45,13 +45,16 @@ def register(subparsers) -> None:
     add("--lr-schedule", choices=["cosine", "cosine_power"], help="weight learning-rate schedule per epoch: cosine, "
         "or sharpDARTS' cosine power annealing (default cosine)")
     add("--lr-power", type=float, help="cosine_power: the exponent base p (default 10; 1 = cosine)")
-    add("--sampler", choices=["uniform", "pada", "pa", "da"], help="uniform = SPOS; pada = path and data importance "
-        "sampling; pa / da = path-only / data-only ablations (default uniform)")
+    add("--sampler", choices=["uniform", "pada", "pa", "da", "space"], help="uniform = SPOS; pada = path and data "
+        "importance sampling; pa / da = path-only / data-only ablations; space = SPOS over the space's own random "
+        "architectures (needed for darts, whose cells keep two inputs per node) (default uniform)")
     add("--dataset", help="training images: cifar10 (the shared subset), digits, or an .npz in the same layout (default cifar10)")
     add("--epochs", type=int, help="training epochs (default 250, PA&DA's)")
     add("--train-size", type=int, help="use this many training images (a fixed class-mixed subset; default all)")
-    add("--C", type=int, help="supernet width (default 16)")
-    add("--N", type=int, help="cells per stage (default 5)")
+    add("--C", type=int, help="supernet width (default: the space's, 16 for nb201 and darts)")
+    add("--N", type=int, help="nb201: cells per stage (default 5)")
+    add("--layers", type=int, help="darts: cells in the search network (default 8)")
+    add("--image-size", type=int, help="average-pool the images to this size first (e.g. 16; default as stored)")
     add("--batch-size", type=int, help="global batch size over all ranks (default 256)")
     add("--accumulate", type=int, help="micro-batches per rank and step, gradients averaged (default 1); "
         "one process with --accumulate K computes what K DDP ranks compute")
@@ -115,7 +118,7 @@ def train_config(args):
         value = getattr(args, flag)
         if value is not None:
             options[flag] = value
-    for flag in ("C", "N"):
+    for flag in ("C", "N", "layers"):
         if getattr(args, flag) is not None:
             options["supernet"] = {**options["supernet"], flag: getattr(args, flag)}
     if args.tau_max is not None:
@@ -141,7 +144,8 @@ def run_train(args) -> int:
     if args.format == "json":
         print_json(summary)
     else:
-        trained = "DARTS" if summary["step"] == "darts" else summary["sampler"]
+        trained = "DARTS" if summary["step"] == "darts" else {"uniform": "SPOS", "space": "SPOS (space sampler)"}.get(
+            summary["sampler"], summary["sampler"])
         print(f"trained {trained} supernet for {summary['epochs']} epochs "
               f"(resumed from epoch {summary['resumed_from_epoch']}) in {summary['train_wall_s']:.1f} s; "
               f"final train loss {summary['final_train_loss']:.4f}, acc {summary['final_train_acc']:.2f}")
@@ -158,7 +162,7 @@ def _is_main() -> bool:
 
 
 def run_rank(args) -> int:
-    from nastk.oneshot.data import load_images, mixed
+    from nastk.oneshot.data import downsample, load_images, mixed
     from nastk.oneshot.ranking import benchmark_truth, rank, sample_architectures
     from nastk.oneshot.trainer import load_trained
     from nastk.space import get_space
@@ -173,7 +177,7 @@ def run_rank(args) -> int:
         archs = [space.from_str(line) for line in lines]
     else:
         archs = sample_architectures(space, args.sample, args.seed)
-    data = load_images(config.dataset)
+    data = downsample(load_images(config.dataset), config.image_size)
     x, y = mixed(data.x_test, data.y_test, args.eval_size)
     calibration = None
     if args.bn_calibration:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from nastk.datasets import CIFAR10_MEAN, CIFAR10_STD, ImageDataset, _normalise, load_dataset
-from nastk.errors import MissingDataError
+from nastk.errors import ConfigError, MissingDataError
 
 DATA_SEED = 0
 
@@ -33,6 +33,17 @@ def load_images(name: str) -> ImageDataset:
         return ImageDataset(path.stem, to_nchw("x_train"), torch.from_numpy(archive["y_train"].astype(np.int64)),
                             to_nchw("x_test"), torch.from_numpy(archive["y_test"].astype(np.int64)),
                             num_classes=int(archive["y_train"].max()) + 1)
+
+
+def downsample(data: ImageDataset, size: Optional[int]) -> ImageDataset:
+    """The images average-pooled to ``size`` x ``size`` (a cheaper stand-in, methods.md 0.5); ``None`` keeps them."""
+    if size is None or size == data.input_size:
+        return data
+    if size < 1 or data.input_size % size:
+        raise ConfigError(f"image_size must divide the images' size {data.input_size}, got {size}")
+    pool = lambda x: torch.nn.functional.adaptive_avg_pool2d(x, size)  # noqa: E731
+    return ImageDataset(f"{data.name}-{size}px", pool(data.x_train), data.y_train, pool(data.x_test), data.y_test,
+                        data.num_classes)
 
 
 def mixed(x: torch.Tensor, y: torch.Tensor, size: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:

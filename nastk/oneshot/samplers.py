@@ -89,6 +89,10 @@ class PathSampler(SamplerHooks):
     def sample(self) -> Tuple[int, ...]:
         return draw_paths(self.probabilities(), self.rng, 1)[0]
 
+    def uniform_path(self, rng: np.random.Generator) -> Tuple[int, ...]:
+        """A path for monitoring, uniform over what this sampler can draw (default: every allowed option)."""
+        return draw_paths(self.allowed / self.allowed.sum(axis=1, keepdims=True), rng, 1)[0]
+
     def observe_step(self, supernet, choices: Sequence[int]) -> None:
         pass
 
@@ -105,6 +109,35 @@ class UniformPathSampler(PathSampler):
     """SPOS: every allowed option of every decision equally likely, always."""
 
     name = "uniform"
+
+
+class SpacePathSampler(PathSampler):
+    """Paths that are architectures of the space: ``space.sample`` mapped through ``supernet.choices_of``.
+
+    For supernets whose decisions are not independent (a DARTS cell keeps exactly two inputs per
+    node, so drawing every edge on its own would train subgraphs outside the space). Draws that use
+    an option a few-shot sub-supernet does not allow are redrawn.
+    """
+
+    name = "space"
+    MAX_DRAWS = 1000
+
+    def __init__(self, supernet, seed: int = 0):
+        super().__init__(supernet, seed)
+        self.space, self.choices_of = supernet.space, supernet.choices_of
+
+    def probabilities(self) -> np.ndarray:
+        raise ConfigError("the space sampler draws whole architectures; it has no per-decision distribution")
+
+    def sample(self) -> Tuple[int, ...]:
+        return self.uniform_path(self.rng)
+
+    def uniform_path(self, rng: np.random.Generator) -> Tuple[int, ...]:
+        for _ in range(self.MAX_DRAWS):
+            choices = tuple(int(c) for c in self.choices_of(self.space.sample(rng)))
+            if all(self.allowed[d, o] for d, o in enumerate(choices)):
+                return choices
+        raise ConfigError(f"no architecture of {self.space.name} in {self.MAX_DRAWS} draws fits this sub-supernet's allowed options")
 
 
 class PADAPathSampler(PathSampler):
@@ -253,16 +286,19 @@ class PADADataSampler(DataSampler):
 PATH_SAMPLERS: Registry[type] = Registry("path sampler")
 PATH_SAMPLERS.register("uniform", UniformPathSampler)
 PATH_SAMPLERS.register("pada", PADAPathSampler)
+PATH_SAMPLERS.register("space", SpacePathSampler)
 DATA_SAMPLERS: Registry[type] = Registry("data sampler")
 DATA_SAMPLERS.register("uniform", UniformDataSampler)
 DATA_SAMPLERS.register("pada", PADADataSampler)
 
-#: Named (path sampler, data sampler) pairs: SPOS, PA&DA and its two ablations.
+#: Named (path sampler, data sampler) pairs: SPOS, PA&DA and its two ablations, SPOS over the space's own
+#: architectures (DARTS cells).
 SAMPLER_PRESETS: Dict[str, Tuple[str, str]] = {
     "uniform": ("uniform", "uniform"),
     "pada": ("pada", "pada"),
     "pa": ("pada", "uniform"),
     "da": ("uniform", "pada"),
+    "space": ("space", "uniform"),
 }
 
 

@@ -178,6 +178,9 @@ class SinglePathStep(TrainingStep):
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
+    def validation_path(self, rng: np.random.Generator):
+        return self.path_sampler.uniform_path(rng)
+
     def summary(self) -> Dict[str, Any]:
         return {"tau": tau_schedule(self.epoch, self.trainer.config.epochs), **self.path_sampler.summary()}
 

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from nastk.datasets import ImageDataset
 from nastk.errors import ConfigError, RunError
-from nastk.oneshot.data import crop_flip, crop_flip_params, load_images, mixed
+from nastk.oneshot.data import crop_flip, crop_flip_params, downsample, load_images, mixed
 from nastk.oneshot.distributed import Distributed
 from nastk.oneshot.samplers import SAMPLER_PRESETS, make_samplers
 from nastk.oneshot.steps import LR_SCHEDULES, STEPS, Batch, TrainingStep, make_step
@@ -69,7 +69,10 @@ class OneShotConfig:
     #: the training step (nastk.oneshot.steps): single_path (SPOS, PA&DA) or darts
     step: str = "single_path"
     step_options: Dict[str, Any] = field(default_factory=dict)
-    supernet: Dict[str, Any] = field(default_factory=lambda: {"C": 16, "N": 5})
+    #: options of the space's ``supernet()`` (NB201: C, N; DARTS: C, layers); missing ones take the space's defaults
+    supernet: Dict[str, Any] = field(default_factory=dict)
+    #: average-pool the images to this size (None: as stored), a cheaper stand-in for CPU runs
+    image_size: Optional[int] = None
     epochs: int = 250
     train_size: Optional[int] = None
     batch_size: int = 256
@@ -95,6 +98,8 @@ class OneShotConfig:
         for name in ("epochs", "batch_size", "accumulate"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.image_size is not None and int(self.image_size) < 1:
+            raise ConfigError(f"image_size must be at least 1, got {self.image_size}")
         if self.train_size is not None and int(self.train_size) < 1:
             raise ConfigError(f"train_size must be at least 1, got {self.train_size}")
         if self.lr <= 0:
@@ -122,9 +127,16 @@ class OneShotConfig:
 
 
 def build_supernet(config: OneShotConfig, num_classes: int):
+    """The space's supernet with the config's options; an option it does not take is one clear error."""
     space = get_space(config.space)
     space.require("supernet")
-    return space.supernet(num_classes, **config.supernet)
+    try:
+        return space.supernet(num_classes, **config.supernet)
+    except TypeError as error:
+        if "unexpected keyword argument" not in str(error):
+            raise
+        option = str(error).split("unexpected keyword argument")[-1].strip(" '\"")
+        raise ConfigError(f"the {space.name} supernet has no option {option!r} (given: {', '.join(sorted(config.supernet))})") from None
 
 
 def contiguous_part(batch, part: int, parts: int):
@@ -159,7 +171,7 @@ class OneShotTrainer:
         self.progress, self.callbacks = progress, list(callbacks)
         self.loss: Loss = loss or F.cross_entropy
         self.metrics: Dict[str, Metric] = dict(DEFAULT_METRICS if metrics is None else metrics)
-        data = data if data is not None else load_images(config.dataset)
+        data = downsample(data if data is not None else load_images(config.dataset), config.image_size)
         x, y = mixed(data.x_train, data.y_train, config.train_size)
         held_out = int(round(len(x) * STEPS.get(config.step).held_out_fraction))
         if held_out and held_out == len(x):
@@ -375,9 +387,10 @@ def train(config: OneShotConfig, run_dir, resume: bool = False, device="cpu", pr
           data: Optional[ImageDataset] = None, callbacks=()) -> Dict[str, Any]:
     """Train (or resume) a supernet into ``run_dir``; works as is under ``torchrun``. Returns the summary."""
     dist = Distributed.from_env(str(device))
+    # the trainer validates everything (supernet and step options, data) before the run folder is made
+    trainer = OneShotTrainer(config, run_dir, device, dist, data, progress, callbacks)
     run = Run(run_dir, config.to_dict(), resume=resume) if dist.is_main else None
     dist.barrier()
-    trainer = OneShotTrainer(config, run_dir, device, dist, data, progress, callbacks)
     if resume:
         trainer.load_checkpoint()
     resumed_from = trainer.epoch
