@@ -423,3 +423,63 @@ def test_bad_supernet_option_is_one_line_and_writes_nothing(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["supernet", "train", "--space", "darts", "--N", "3", "--dataset", "digits", "--run-dir", str(run)]) == 2
     assert "darts supernet has no option 'N'" in capsys.readouterr().err and not run.exists()
+
+
+# --- processes: SIGKILL and DDP -------------------------------------------------------------------------
+DARTS_ARGV = ["supernet", "train", "--step", "darts", "--order", "2", "--dataset", "digits", "--train-size", "128",
+              "--C", "4", "--N", "1", "--batch-size", "32", "--valid-size", "0", "--no-progress", "--format", "json"]
+
+
+def _cli(*argv, **options):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "nastk.cli", *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **options)
+
+
+@pytest.mark.slow
+def test_darts_run_killed_with_sigkill_resumes_exactly(tmp_path):
+    import signal
+    import time
+
+    argv = DARTS_ARGV + ["--epochs", "6"]
+    straight = _cli(*argv, "--run-dir", str(tmp_path / "straight"))
+    killed = _cli(*argv, "--run-dir", str(tmp_path / "killed"))
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.is_file() and metrics.read_text().count("\n") >= 1):
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert straight.wait(timeout=240) == 0
+    done = metrics.read_text().count("\n")
+    assert 1 <= done < 6, "the kill must land mid-run"
+    resumed = _cli(*argv, "--run-dir", str(tmp_path / "killed"), "--resume")
+    out, err = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, err
+    assert json.loads(out)["resumed_from_epoch"] >= 1
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]) and "arch_logits" in a["model"]
+
+
+def test_darts_under_ddp_keeps_replicas_and_alpha_identical(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = DARTS_ARGV + ["--epochs", "2", "--batch-size", "16", "--train-size", "64"]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "nastk.cli", *argv, "--run-dir", str(tmp_path / "ddp")], env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)
+    assert [r["replica_spread"] for r in state["history"]] == [0.0, 0.0]  # weights and alpha equal on both ranks
+    assert state["history"][-1]["images"] == 32 and state["config"]["step"] == "darts"
+    torch.manual_seed(0)
+    initial = torch.randn(6, 5, generator=torch.Generator().manual_seed(0)) * 1e-3
+    assert not torch.allclose(state["model"]["arch_logits"], initial)
