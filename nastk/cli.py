@@ -24,7 +24,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from nastk import __version__
+
     parser = OneLineParser(prog="nastk", description="Neural architecture search toolkit.")
+    parser.add_argument("--version", action="version", version=f"nastk {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMAND_MODULES:
         try:

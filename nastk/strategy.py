@@ -56,7 +56,7 @@ class Strategy(abc.ABC):
         return {}
 
 
-STRATEGIES: Registry[type] = Registry("strategy")
+STRATEGIES: Registry[type] = Registry("strategy", group="nastk.strategies")
 STRATEGIES.register("random", "nastk.strategies.random_search:RandomSearch")
 STRATEGIES.register("re", "nastk.strategies.evolution:RegularizedEvolution")
 STRATEGIES.register("robot", "nastk.strategies.robot:RoBoT")

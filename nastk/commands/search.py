@@ -225,10 +225,16 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, desc="search", unit="eval", disable=None, leave=False)
 
 
+def _safe(name: str) -> str:
+    """A name as one harmless path component (no separators, no '..')."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(name)) or "_"
+
+
 def run(args) -> int:
     options = resolve_options(args)
     config = run_config(options)
-    run_dir = args.run_dir or f"runs/{config['space']}-{config['strategy']}-seed{config['seed']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    space_name = get_space(config["space"]).name  # a module:Class space is named by its own name
+    run_dir = args.run_dir or f"runs/{_safe(space_name)}-{_safe(config['strategy'])}-seed{config['seed']}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.format == "text" and not args.resume and not args.benchmark and config["evaluator"]["kind"] == "train":
         ev = config["evaluator"]
         print(f"nastk: searching {config['space']} with {config['strategy']} for {config['budget']} candidates, "
