@@ -55,6 +55,15 @@ class NB201Supernet(Supernet):
                                   nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1))
         self.classifier = nn.Linear(channels, num_classes)
 
+    def reset_parameters(self) -> None:
+        """Re-initialise as a fresh supernet is initialised (candidate conv biases back to zero)."""
+        super().reset_parameters()
+        with torch.no_grad():
+            for point in self.choice_points():
+                for candidate in point.candidates:
+                    if isinstance(candidate, ReLUConvBN) and candidate[1].bias is not None:
+                        candidate[1].bias.zero_()
+
     def choices_of(self, arch):
         return self.space.op_indices(arch)
 
