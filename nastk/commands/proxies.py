@@ -9,7 +9,7 @@ import numpy as np
 
 from nastk.commands import print_json
 from nastk.errors import ConfigError
-from nastk.proxies import PROXIES, get_proxy, nan_last, proxy_names
+from nastk.proxies.registry import PROXIES, get_proxy, proxy_names
 
 #: Datasets for which NB201 has 200-epoch test accuracies (the ground truth of ``correlate``).
 GROUND_TRUTH_DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
@@ -94,6 +94,8 @@ def _ground_truth(arch_strs: Sequence[str], dataset: str) -> np.ndarray:
 def correlations(scores: Dict[str, np.ndarray], truth: np.ndarray) -> Dict[str, Dict[str, float]]:
     """Spearman and Kendall of each proxy vs ``truth``; failed (NaN) scores rank last."""
     from nastk.metrics import kendall_tau, spearman_rho
+
+    from nastk.proxies import nan_last
 
     out = {}
     for name, values in scores.items():

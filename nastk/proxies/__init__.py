@@ -4,8 +4,19 @@
 network-level ``scores`` and per-layer ``layerwise`` values; ``PROXIES`` holds each proxy's
 metadata (:class:`ProxySpec`).
 """
-from nastk.proxies.compute import ProxyScores, compute_proxies, group_by_pass, nan_last
 from nastk.proxies.registry import PROXIES, ProxySpec, get_proxy, proxy_names
+
+#: names from :mod:`nastk.proxies.compute`, which imports torch: loaded on first use, so that the
+#: registry (e.g. for ``nastk --help``) stays cheap
+_COMPUTE = ("ProxyScores", "compute_proxies", "group_by_pass", "nan_last")
+
+
+def __getattr__(name):
+    if name in _COMPUTE:
+        from nastk.proxies import compute
+
+        return getattr(compute, name)
+    raise AttributeError(f"module 'nastk.proxies' has no attribute {name!r}")
 
 __all__ = ["PROXIES", "ProxySpec", "ProxyScores", "compute_proxies", "get_proxy", "group_by_pass", "nan_last",
            "proxy_names"]
