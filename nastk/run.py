@@ -36,9 +36,19 @@ class Run:
             if not resume:
                 raise RunError(f"run folder {self.directory} already holds a run; pass --resume or choose another --run-dir")
             saved = json.loads(config_path.read_text())
-            if saved != json.loads(json.dumps(config)):
+            config = json.loads(json.dumps(config))
+            if saved != config:
                 diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
-                raise RunError(f"cannot resume {self.directory}: its config differs in {', '.join(diff)}")
+                if diff != ["budget"] or _without_budget(saved) != _without_budget(config):
+                    raise RunError(f"cannot resume {self.directory}: its config differs in {', '.join(diff)}")
+                if config["budget"] < saved["budget"]:
+                    raise RunError(f"cannot resume {self.directory} with budget {config['budget']}: the run's budget "
+                                   f"is {saved['budget']} (a larger budget extends it)")
+                if config.get("engine") == "study":
+                    raise RunError(f"cannot extend {self.directory}: a parallel study keeps its budget "
+                                   f"({saved['budget']}); start a new run to search further")
+                with atomic_write(config_path, "w") as handle:  # extending: the run now has the larger budget
+                    json.dump(config, handle, indent=2)
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
             with atomic_write(config_path, "w") as handle:
@@ -79,6 +89,12 @@ class Run:
     def write_summary(self, summary: Dict[str, Any]) -> None:
         with atomic_write(self.directory / SUMMARY, "w") as handle:
             json.dump(summary, handle, indent=2)
+
+
+def _without_budget(config: Dict[str, Any]) -> Dict[str, Any]:
+    """A run config without its budget (also a strategy's own copy of it, as RoBoT keeps)."""
+    options = {k: v for k, v in config.get("strategy_options", {}).items() if k != "budget"}
+    return {**{k: v for k, v in config.items() if k != "budget"}, "strategy_options": options}
 
 
 @dataclass

@@ -46,3 +46,34 @@ def test_cli_search_on_a_module_class_space(tmp_path, capsys):
     assert main(["search", "--space", SPEC, "--strategy", "re", "--evaluator", "proxy:synflow", "--dataset", "digits",
                  "--budget", "4", "--run-dir", str(run), "--resume", "--no-progress", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["best_arch"] == summary["best_arch"]  # resumed by replay
+
+
+def journal(run):
+    return [(r["arch"], r["result"]["metrics"]) for r in map(json.loads, (run / "journal.jsonl").read_text().splitlines())]
+
+
+def test_resume_reads_the_runs_own_config_and_a_larger_budget_extends_it(tmp_path, capsys):
+    run = tmp_path / "run"
+    search = ["search", "--space", "nb201", "--strategy", "re", "--evaluator", "proxy:synflow", "--dataset", "digits",
+              "--C", "4", "--N", "1", "--seed", "2", "--no-progress", "--format", "json"]
+    assert main(search + ["--budget", "3", "--run-dir", str(run)]) == 0
+    three = json.loads(capsys.readouterr().out)
+    assert main(["search", "--run-dir", str(run), "--resume", "--no-progress", "--format", "json"]) == 0  # no flags
+    again = json.loads(capsys.readouterr().out)
+    assert again["replayed"] == 3 and again["evaluated_now"] == 0 and again["best_arch"] == three["best_arch"]
+    assert main(["search", "--run-dir", str(run), "--resume", "--budget", "5", "--no-progress", "--format", "json"]) == 0
+    five = json.loads(capsys.readouterr().out)
+    assert five["replayed"] == 3 and five["evaluated_now"] == 2
+    assert json.loads((run / "config.json").read_text())["budget"] == 5
+    straight = tmp_path / "straight"
+    assert main(search + ["--budget", "5", "--run-dir", str(straight)]) == 0
+    capsys.readouterr()
+    assert journal(straight) == journal(run)  # an extended run = the longer run
+    assert main(["search", "--run-dir", str(run), "--resume", "--budget", "4", "--no-progress"]) == 2
+    assert "a larger budget extends it" in capsys.readouterr().err
+    assert main(["search", "--run-dir", str(run), "--resume", "--seed", "3", "--no-progress"]) == 2
+    assert "differs in seed" in capsys.readouterr().err
+    copy = tmp_path / "copy"  # a run's config.json works as --config
+    assert main(["search", "--config", str(run / "config.json"), "--run-dir", str(copy), "--no-progress",
+                 "--format", "json"]) == 0
+    assert journal(copy) == journal(run)

@@ -137,6 +137,7 @@ class DartsBenchmark(Benchmark):
     name = "darts"
     space = "darts"
     complete = False
+    datasets = (DATASET,)
 
     def __init__(self, table: Optional[DartsTable] = None):
         self._table = table

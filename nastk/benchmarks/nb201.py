@@ -51,6 +51,8 @@ def objective_protocol(dataset: str, objective: str = "valid12") -> Protocol:
     """The protocol a search on ``dataset`` optimises: a shorthand (valid12, ...) or a full key."""
     if objective in OBJECTIVES:
         split, epochs = OBJECTIVES[objective]
+        if dataset not in SEARCH_DATASET:
+            raise ConfigError(f"NB201 has no results for dataset {dataset!r}; known: {', '.join(SEARCH_DATASET)}")
         return Protocol(SEARCH_DATASET[dataset] if split == "valid" else dataset, split, epochs)
     return Protocol.parse(objective)
 
@@ -281,6 +283,7 @@ class NB201Benchmark(Benchmark):
 
     name = space = "nb201"
     complete = True
+    datasets = tuple(SEARCH_DATASET)
     _space = NB201Space()
 
     def evaluator(self, config):

@@ -27,6 +27,8 @@ class Benchmark(abc.ABC):
     space: str = ""
     #: True when every architecture of the space has results (NB201), so any search can report them.
     complete: bool = False
+    #: the datasets it has results for
+    datasets: Tuple[str, ...] = ()
 
     @abc.abstractmethod
     def evaluator(self, config: Dict[str, Any]):

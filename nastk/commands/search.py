@@ -6,6 +6,7 @@ retrained longer and reported on held-out test digits.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -78,17 +79,57 @@ def register(subparsers) -> None:
 
 
 def resolve_options(args) -> Dict[str, Any]:
-    """Defaults, then the config file, then explicitly given flags."""
+    """Defaults (or, on ``--resume``, the run's own config), then the config file, then explicitly given flags."""
     options = dict(DEFAULTS)
+    saved = Path(args.run_dir) / "config.json" if args.run_dir else None
+    resumed = {}
+    if args.resume and saved is not None and saved.is_file():
+        resumed = options_of_run_config(_read_json(saved))
+        options.update(resumed)
     from_file = _read_config(Path(args.config)) if args.config else {}
     options.update(from_file)
     for key in DEFAULTS:
         value = getattr(args, key, None)
         if value is not None:
             options[key] = value
-    if args.evaluator is None and "evaluator" not in from_file:
+    if args.evaluator is None and "evaluator" not in from_file and "evaluator" not in resumed:
         options["evaluator"] = "benchmark" if options["benchmark"] else "train"
     return options
+
+
+def options_of_run_config(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The flat options that :func:`run_config` turns into this resolved run config (a run's ``config.json``)."""
+    evaluator = config.get("evaluator")
+    if not isinstance(evaluator, dict) or "kind" not in evaluator:
+        raise ConfigError("a run config needs an 'evaluator' mapping with a 'kind'")
+    options = {key: config[key] for key in ("space", "strategy", "budget", "seed") if key in config}
+    options.update(config.get("strategy_options", {}))
+    kind = evaluator["kind"]
+    if kind == "benchmark":
+        options.update(evaluator="benchmark", **{k: evaluator.get(k) for k in ("benchmark", "dataset", "objective", "table")})
+    elif kind == "train":
+        options.update(evaluator="train", **{k: evaluator[k] for k in ("dataset", "epochs", "final_epochs", "batch_size", "lr")},
+                       **{k: evaluator.get("build", {}).get(k, DEFAULTS[k]) for k in ("C", "N")})
+    elif kind == "proxy":
+        options.update(evaluator=f"proxy:{evaluator['proxy']}", dataset=evaluator["dataset"],
+                       batch_size=evaluator.get("batch_size", DEFAULTS["batch_size"]))
+    else:
+        raise ConfigError(f"unknown evaluator kind {kind!r} in the run config")
+    if isinstance(options.get("objectives"), list):
+        options["objectives"] = ",".join(options["objectives"])
+    if config.get("objectives"):
+        options["objectives"] = ",".join(config["objectives"])
+    return options
+
+
+def _read_json(path: Path) -> Dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read run config {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"run config {path} must hold a mapping")
+    return data
 
 
 def _read_config(path: Path) -> Dict[str, Any]:
@@ -102,6 +143,8 @@ def _read_config(path: Path) -> Dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of option names to values")
+    if isinstance(data.get("evaluator"), dict):  # a run's config.json: rerun (or vary) that run
+        data = options_of_run_config(data)
     data = {key.replace("-", "_"): value for key, value in data.items()}
     unknown = sorted(set(data) - set(DEFAULTS))
     if unknown:
@@ -127,7 +170,7 @@ def run_config(options: Dict[str, Any]) -> Dict[str, Any]:
         dataset = options["dataset"] or "cifar10"
         evaluator_config = {"kind": "proxy", "proxy": evaluator.split(":", 1)[1], "dataset": dataset,
                             "batch_size": options["batch_size"],
-                            "report_dataset": dataset if reports_truth(options["space"]) else None}
+                            "report_dataset": dataset if reports_truth(options["space"], dataset) else None}
     else:
         raise ConfigError(f"unknown evaluator {evaluator!r}; use benchmark, train or proxy:NAME")
     objectives = [o.name for o in parse_objectives(options["objectives"])]

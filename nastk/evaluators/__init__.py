@@ -2,7 +2,7 @@
 one from a plain config dict (the form runs store in ``config.json``)."""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from nastk.benchmarks.registry import Benchmark, benchmark_for, benchmark_spaces, has_benchmark
 from nastk.errors import ConfigError
@@ -37,10 +37,12 @@ def make_evaluator(space: SearchSpace, config: Dict[str, Any], seed: int = 0, de
     raise ConfigError(f"unknown evaluator kind {kind!r}; known: benchmark, train, proxy:NAME")
 
 
-def reports_truth(space: str) -> bool:
+def reports_truth(space: str, dataset: Optional[str] = None) -> bool:
     """Whether any search of ``space`` can report benchmark ground truth (its benchmark covers every
-    architecture), as proxy searches on NB201 do."""
-    return has_benchmark(space) and benchmark_for(space).complete
+    architecture, as NB201's does), for ``dataset`` when given."""
+    if not (has_benchmark(space) and benchmark_for(space).complete):
+        return False
+    return dataset is None or dataset in benchmark_for(space).datasets
 
 
 def _benchmark(space: SearchSpace, requested) -> Benchmark:
