@@ -25,7 +25,7 @@ import torch
 
 from nastk.benchmarks.registry import benchmark_for
 from nastk.oneshot.selection import select
-from nastk.oneshot.trainer import CHECKPOINT, OneShotConfig, load_trained, train
+from nastk.oneshot.trainer import OneShotConfig, load_trained, train
 from nastk.paths import atomic_write
 
 REDUCED = {"C": 8, "N": 1, "epochs": 20, "batch_size": 64, "train_size": 5000}
@@ -68,7 +68,7 @@ def run_seed(setting, args, seed: int, folder: Path):
     if result_path.is_file():
         return json.loads(result_path.read_text())
     started = time.perf_counter()
-    summary = train(config_for(setting, args, seed), folder, resume=(folder / CHECKPOINT).is_file(),
+    summary = train(config_for(setting, args, seed), folder, resume=(folder / "config.json").is_file(),
                     device=args.device, progress=False)
     supernet, config, _ = load_trained(folder, args.device)
     selection = select(supernet, "argmax")

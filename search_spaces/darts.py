@@ -59,6 +59,11 @@ CELLS: Tuple[str, ...] = ("normal", "reduce")
 NODES: Tuple[int, ...] = (2, 3, 4, 5)
 #: The nodes a cell concatenates into its output (always all intermediate nodes in this space).
 CONCAT: Tuple[int, ...] = (2, 3, 4, 5)
+#: Published genotypes (compact strings): DARTS second order (Liu et al. 2019, "DARTS_V2").
+PUBLISHED: Dict[str, str] = {
+    "DARTS_V2": "normal:sep3@0,sep3@1|sep3@0,sep3@1|skip@0,sep3@1|skip@0,dil3@2;"
+                "reduce:max3@0,max3@1|max3@1,skip@2|max3@0,skip@2|max3@1,skip@2",
+}
 _MAX_TEXT = 4000  # longer strings are not architectures; refusing them bounds the parser's work
 
 Pair = Tuple[str, int]

@@ -52,3 +52,19 @@ def nb201():
     from nastk.space import get_space
 
     return get_space("nb201")
+
+
+@pytest.fixture(scope="session")
+def darts_rows():
+    """The raw 214-genotype DARTS benchmark CSV rows, read independently of nastk's table code."""
+    import csv
+    import gzip
+
+    path = data_root() / "darts" / "darts_random214_cifar10_nasbenchmark.csv.gz"
+    if not path.is_file():
+        message = f"DARTS benchmark file not found at {path}; set NASTK_DATA"
+        if os.environ.get("NASTK_REQUIRE_DATA"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with gzip.open(path, "rt", newline="") as handle:
+        return list(csv.DictReader(handle))

@@ -11,7 +11,6 @@ import torch
 
 from nastk.architecture import Architecture
 from nastk.errors import ArchitectureError, ConfigError, CorruptDataError, MissingDataError, NastkError, UnknownOpError
-from nastk.paths import data_root
 from nastk.space import get_space
 from search_spaces.darts import CELLS, NODES, OPS, Genotype
 from search_spaces.darts_ops import PRIMITIVES, make_op
@@ -34,23 +33,12 @@ def darts():
     return get_space("darts")
 
 
-@pytest.fixture(scope="module")
-def darts_rows():
-    """The raw 214-genotype CSV rows, read independently of nastk's table code."""
-    path = data_root() / "darts" / "darts_random214_cifar10_nasbenchmark.csv.gz"
-    if not path.is_file():
-        message = f"DARTS benchmark file not found at {path}; set NASTK_DATA"
-        if os.environ.get("NASTK_REQUIRE_DATA"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with gzip.open(path, "rt", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 # --- codec --------------------------------------------------------------------------------------
 def test_darts_v2_in_both_notations(darts):
+    from search_spaces.darts import PUBLISHED
+
     arch = darts.from_str(DARTS_V2)
-    assert arch.to_str() == DARTS_V2_COMPACT
+    assert arch.to_str() == DARTS_V2_COMPACT == PUBLISHED["DARTS_V2"]
     assert darts.from_str(DARTS_V2_COMPACT) == arch
     assert darts.from_str(DARTS_V2.replace("[2, 3, 4, 5]", "range(2, 6)")) == arch
     assert darts.from_str(darts.genotype_str(arch)) == arch
