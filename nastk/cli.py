@@ -47,6 +47,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         # `nastk` with no command runs the embedded default search.
         args = parser.parse_args(["search"] + list(argv if argv is not None else sys.argv[1:]))
     try:
+        if getattr(args, "device", None) is not None:  # every command that runs a network takes --device
+            from nastk.devices import check_device
+
+            check_device(args.device)
         return int(args.func(args) or 0)
     except NastkError as error:
         print(f"nastk: error: {error}", file=sys.stderr)

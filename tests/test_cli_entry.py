@@ -21,3 +21,20 @@ def test_help_builds_every_command_without_importing_torch():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
     assert _python("-m", "nastk", "supernet", "train", "--help").returncode == 0
+
+
+def test_unavailable_or_malformed_device_is_one_line_before_any_run_folder(tmp_path, capsys):
+    import pytest
+    import torch
+
+    from nastk.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for argv in (["search", "--budget", "2"], ["supernet", "train", "--dataset", "digits"]):
+        for device, message in (("cuda", "CUDA is not available here"), ("cuda:7", "CUDA is not available here"),
+                                ("gpu0", "is not a torch device")):
+            run = tmp_path / f"{argv[0]}-{device}"
+            assert main(argv + ["--device", device, "--run-dir", str(run), "--no-progress"]) == 2
+            err = capsys.readouterr().err
+            assert message in err and err.count("\n") == 1 and not run.exists()
