@@ -466,6 +466,7 @@ def test_darts_run_killed_with_sigkill_resumes_exactly(tmp_path):
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]) and "arch_logits" in a["model"]
 
 
+@pytest.mark.slow
 def test_darts_under_ddp_keeps_replicas_and_alpha_identical(tmp_path):
     import os
     import subprocess
