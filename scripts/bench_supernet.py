@@ -55,6 +55,20 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def median_seconds(steps, device, reps, warmup):
+    """Median seconds of each step, repetitions alternating between them (load hits all alike)."""
+    times = {name: [] for name in steps}
+    for rep in range(warmup + reps):
+        for name, step in steps.items():
+            sync(device)
+            started = time.perf_counter()
+            step()
+            sync(device)
+            if rep >= warmup:
+                times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def bench(C, N, batch, arch_str, device, reps, warmup):
     space = get_space("nb201")
     arch = space.from_str(arch_str)
@@ -80,16 +94,7 @@ def bench(C, N, batch, arch_str, device, reps, warmup):
     steps = {"standalone": lambda: plain_step(net, net_opt, x, y),
              "supernet": lambda: plain_step(supernet, super_opt, x, y, lambda: supernet.set_active(arch)),
              "trainer": trainer_step}
-    times = {name: [] for name in steps}
-    for rep in range(warmup + reps):
-        for name, step in steps.items():
-            sync(device)
-            started = time.perf_counter()
-            step()
-            sync(device)
-            if rep >= warmup:
-                times[name].append(time.perf_counter() - started)
-    median = {name: statistics.median(t) for name, t in times.items()}
+    median = median_seconds(steps, device, reps, warmup)
     return {name: batch / median[name] for name in steps}
 
 
@@ -113,16 +118,7 @@ def bench_darts(C, N, batch, device, reps, warmup):
     steps = {"floor": lambda: plain_step(floor_net, floor_opt, xb, yb, lambda: floor_net.set_mixture(uniform))}
     for name, trainer in trainers.items():
         steps[name] = (lambda t: lambda: t.step.step(Batch(indices, held_out=held)))(trainer)
-    times = {name: [] for name in steps}
-    for rep in range(warmup + reps):
-        for name, step in steps.items():
-            sync(device)
-            started = time.perf_counter()
-            step()
-            sync(device)
-            if rep >= warmup:
-                times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return median_seconds(steps, device, reps, warmup)
 
 
 def main_darts(args, device):

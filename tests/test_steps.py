@@ -484,3 +484,10 @@ def test_darts_under_ddp_keeps_replicas_and_alpha_identical(tmp_path):
     torch.manual_seed(0)
     initial = torch.randn(6, 5, generator=torch.Generator().manual_seed(0)) * 1e-3
     assert not torch.allclose(state["model"]["arch_logits"], initial)
+
+
+def test_non_positive_supernet_sizes_are_one_line_and_write_nothing(tmp_path, capsys):
+    for flags in (["--C", "0"], ["--N", "-1"], ["--space", "darts", "--layers", "3", "--C", "0"]):
+        run = tmp_path / "_".join(flags)
+        assert main(["supernet", "train", "--dataset", "digits", "--run-dir", str(run), *flags]) == 2
+        assert "must be at least 1" in capsys.readouterr().err and not run.exists()

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from nastk.errors import ConfigError
-from nastk.oneshot.samplers import SAMPLER_PRESETS, draw_paths, tau_schedule
+from nastk.oneshot.samplers import SAMPLER_PRESETS, tau_schedule
 from nastk.registry import Registry
 
 
@@ -110,9 +110,9 @@ class TrainingStep:
         return float("nan")
 
     def validation_path(self, rng: np.random.Generator):
-        """The path the loop's monitoring accuracy runs per batch (default: uniformly random)."""
-        allowed = self.trainer.supernet.allowed
-        return draw_paths(allowed / allowed.sum(axis=1, keepdims=True), rng, 1)[0]
+        """The path the loop's monitoring accuracy runs per batch (default: a uniformly random one the
+        run's path sampler could draw)."""
+        return self.trainer.path_sampler.uniform_path(rng)
 
     def summary(self) -> Dict[str, Any]:
         """What to add to the epoch's metrics line."""
@@ -177,9 +177,6 @@ class SinglePathStep(TrainingStep):
 
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
-
-    def validation_path(self, rng: np.random.Generator):
-        return self.path_sampler.uniform_path(rng)
 
     def summary(self) -> Dict[str, Any]:
         return {"tau": tau_schedule(self.epoch, self.trainer.config.epochs), **self.path_sampler.summary()}

@@ -98,6 +98,9 @@ class OneShotConfig:
         for name in ("epochs", "batch_size", "accumulate"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name, value in self.supernet.items():  # sizes (C, N, layers, ...): positive integers
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 1:
+                raise ConfigError(f"supernet option {name} must be at least 1, got {value}")
         if self.image_size is not None and int(self.image_size) < 1:
             raise ConfigError(f"image_size must be at least 1, got {self.image_size}")
         if self.train_size is not None and int(self.train_size) < 1:
