@@ -55,6 +55,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except NastkError as error:
         print(f"nastk: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head and the like
+        return 0
     except KeyboardInterrupt:
         print("nastk: interrupted; journaled evaluations are kept (use --resume)", file=sys.stderr)
         return 130

@@ -189,6 +189,34 @@ class Supernet(nn.Module):
         owned = {id(p) for params in self.candidate_parameters().values() for p in params}
         return [p for p in self.weights() if id(p) not in owned]
 
+    def matching_parameters(self, decision: int) -> List[nn.Parameter]:
+        """The weights GM-NAS compares gradients of when splitting ``decision`` (methods.md 3.1).
+
+        Every weight of the searchable body (the ``cells`` module, fixed reduction blocks included,
+        when the supernet has one; stem and classifier are left out) except what ``decision``'s own
+        candidates own. Supernets without a ``cells`` module compare all their weights.
+        """
+        body = getattr(self, "cells", None)
+        pool = [p for p in body.parameters()] if isinstance(body, nn.Module) else self.weights()
+        own = {id(p) for (d, _), params in self.candidate_parameters().items() if d == decision for p in params}
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in pool if id(p) not in own and id(p) not in arch]
+
+    # --- architecture selection (DARTS-PT) ---------------------------------------------------------
+    def selection_groups(self) -> List[List[int]]:
+        """Decisions DARTS-PT decides one at a time, one of each group per round (default: one group).
+
+        DARTS cells return the normal-cell and the reduction-cell edges: a round decides one of each.
+        """
+        return [list(range(len(self.decisions)))]
+
+    def topology_groups(self) -> List[List[List[int]]]:
+        """DARTS-PT's topology step: per round group, the nodes whose input edges compete (keep 2).
+
+        Default: none (every decision is an operation); DARTS cells list nodes 3..5 of each cell type.
+        """
+        return []
+
     # --- weights and architecture parameters -----------------------------------------------------
     def weights(self) -> List[nn.Parameter]:
         """Every parameter except the architecture parameters: what the weight optimizer trains."""

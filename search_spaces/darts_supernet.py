@@ -146,6 +146,15 @@ class DartsSupernet(Supernet):
             cells[cell] = tuple(pairs)
         return self.space.from_genotype(Genotype(cells["normal"], CONCAT, cells["reduce"], CONCAT))
 
+    def selection_groups(self) -> List[List[int]]:
+        """DARTS-PT decides one normal and one reduction edge per round."""
+        return [[edge_decision(cell, node, source) for node, source in EDGES] for cell in CELLS]
+
+    def topology_groups(self) -> List[List[List[int]]]:
+        """Nodes with more than two candidate inputs (3, 4, 5), per cell type."""
+        return [[[edge_decision(cell, node, source) for source in range(node)] for node in NODES if node > 2]
+                for cell in CELLS]
+
     def discretize(self, weights: torch.Tensor) -> Choices:
         """DARTS' rule: per node the 2 edges of largest max-non-``none`` weight, each with that op.
 

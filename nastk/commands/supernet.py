@@ -9,6 +9,7 @@ architecture parameters into one architecture (``--method argmax``).
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from nastk.commands import print_json
@@ -17,7 +18,11 @@ from nastk.paths import atomic_write
 
 #: train flags that map one-to-one onto OneShotConfig fields
 _CONFIG_FLAGS = ("space", "dataset", "image_size", "sampler", "step", "epochs", "train_size", "batch_size", "accumulate", "lr",
-                 "lr_min", "lr_schedule", "lr_power", "momentum", "weight_decay", "valid_size", "seed")
+                 "lr_min", "lr_schedule", "lr_power", "momentum", "weight_decay", "valid_size", "seed",
+                 "held_out_fraction")
+#: train flags of a few-shot run
+_FEWSHOT_FLAGS = ("splits", "split_epochs", "no_restart", "gm_batches", "gm_mode", "gm_rule", "split_decisions",
+                  "select_archs")
 #: train flags that map onto the darts step's options
 _DARTS_FLAGS = ("order", "weighting", "arch_lr", "arch_warmup_epochs")
 #: the DARTS search recipe (methods.md 13.1), the starting point of a new --step darts run
@@ -66,7 +71,29 @@ def register(subparsers) -> None:
     add("--no-augment", action="store_true", help="no random crop / flip")
     add("--seed", type=int, help="random seed (default 0)")
     add("--device", default="cpu", help="torch device (cpu, cuda; under torchrun cuda means cuda:LOCAL_RANK)")
-    add("--run-dir", required=True, help="run folder (config.json, checkpoint.pt, metrics.jsonl, summary.json)")
+    add("--held-out-fraction", type=float, help="share of the training images held out from weight training, the "
+        "validation split selection reads (default: the step's, 0.5 for darts, 0 for single_path; few-shot "
+        "single_path runs default to 0.5)")
+    add("--fewshot", choices=["gm", "exhaustive"], help="few-shot training: gm = GM-NAS' gradient-matching splits "
+        "into two groups; exhaustive = one sub-supernet per option of a decision (Few-shot NAS); the architecture "
+        "is selected across the sub-supernets at the end (default: one-shot)")
+    add("--splits", type=int, help="few-shot: split levels (gm: 2^K sub-supernets; default gm 2, exhaustive 1)")
+    add("--split-epochs", help="few-shot: comma-separated epochs after which each level splits (default: evenly "
+        "over the first half of --epochs, e.g. 15,30 of 60); the leaves train the remaining epochs")
+    add("--no-restart", action="store_true", help="few-shot: leaves inherit their parent after the last split "
+        "instead of restarting from scratch (default: gm restarts, exhaustive inherits)")
+    add("--gm-batches", type=int, help="gm: minibatches the gradient-matching distance averages (R; default 10, "
+        "the paper's 100)")
+    add("--gm-mode", choices=["hard", "soft"], help="gm: an option's row is one-hot (hard) or keeps its "
+        "mixture weight (soft, darts only) (default hard)")
+    add("--gm-rule", choices=["cut", "darts"], help="gm: cut = balanced split, edge of largest across-cut distance "
+        "(NB201 rule); darts = groups of >= 2, edge of least within-group distance (DARTS-space rule) (default cut)")
+    add("--split-decisions", help="few-shot: comma-separated decisions that may be split (default all; exhaustive "
+        "splits the first of them at each level)")
+    add("--select-archs", type=int, help="few-shot single_path: random architectures evaluated per sub-supernet "
+        "(default 200)")
+    add("--run-dir", required=True, help="run folder (config.json, checkpoint.pt, metrics.jsonl, summary.json; "
+        "few-shot: tree.json, one folder per node, selection.json)")
     add("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     add("--no-progress", action="store_true", help="no progress bar")
     add("--format", choices=["text", "json"], default="text")
@@ -92,8 +119,22 @@ def register(subparsers) -> None:
     select = commands.add_parser("select", help="the architecture a supernet's architecture parameters stand for")
     add = select.add_argument
     add("--run-dir", required=True, help="a folder written by 'nastk supernet train --step darts'")
-    add("--method", default="argmax", choices=["argmax"], help="argmax: each decision's strongest option through "
-        "the space's rule (DARTS cells: two strongest non-none inputs per node; default argmax)")
+    add("--method", default="argmax", choices=["argmax", "pt"], help="argmax: each decision's strongest option "
+        "through the space's rule (DARTS cells: two strongest non-none inputs per node); pt: DARTS-PT, decision by "
+        "decision the option whose removal hurts the supernet's held-out accuracy most, tuning the supernet in "
+        "between (DARTS cells: then two inputs per node by the same test) (default argmax)")
+    add("--crit", choices=["acc", "loss"], help="pt: the held-out accuracy drop or loss rise decides (default acc)")
+    add("--pt-interval", type=int, help="pt: tuning epochs between decisions (default 5, DARTS-PT's)")
+    add("--fix-alpha", action="store_true", help="pt: keep alpha frozen while tuning (DARTS-PT fix-alpha; default: "
+        "as the supernet was trained)")
+    add("--lr-factor", type=float, help="pt: tuning learning rate as a multiple of the search lr (default 0.1)")
+    add("--tune-lr-min", type=float, help="pt: anneal the tuning lr to this by cosine (default constant; DARTS-PT's "
+        "DARTS-space recipe: 0.001)")
+    add("--edge-order", choices=["random", "fixed"], help="pt: seeded random order of the decisions, or their own "
+        "order (default random)")
+    add("--out", help="pt: selection folder (default RUN_DIR/pt, or RUN_DIR/pt-fix-alpha with --fix-alpha)")
+    add("--resume", action="store_true", help="pt: continue a killed selection in its folder")
+    add("--no-progress", action="store_true", help="pt: no progress lines")
     add("--truth-dataset", default="cifar10", help="benchmark dataset whose accuracy is reported when the "
         "benchmark has the architecture (default cifar10)")
     add("--device", default="cpu")
@@ -108,6 +149,8 @@ def train_config(args):
     config_path = Path(args.run_dir) / "config.json"
     if args.resume and config_path.is_file():
         options = json.loads(config_path.read_text())
+        if "fewshot" in options:  # a few-shot run keeps its training config beside the split schedule
+            options = options["train"]
     elif (Path(args.run_dir) / CHECKPOINT).is_file() or config_path.is_file():
         raise ConfigError(f"{args.run_dir} already holds a supernet run; pass --resume or choose another --run-dir")
     else:
@@ -134,10 +177,73 @@ def train_config(args):
     return OneShotConfig.from_dict(options)
 
 
+def split_schedule(args, config):
+    """The few-shot schedule of --fewshot (the saved one when resuming a few-shot run)."""
+    from nastk.oneshot.splitting import SplitSchedule
+
+    config_path = Path(args.run_dir) / "config.json"
+    saved = json.loads(config_path.read_text()) if args.resume and config_path.is_file() else {}
+    given = [f for f in _FEWSHOT_FLAGS if getattr(args, f) not in (None, False)]
+    if "fewshot" in saved:
+        stored = SplitSchedule(**saved["fewshot"])
+        if given or args.fewshot:  # the flags given again must describe the stored schedule
+            args.fewshot = args.fewshot or stored.method
+            asked = asdict(_schedule_of_flags(args, config))
+            differ = sorted(k for k, v in asked.items() if v != getattr(stored, k))
+            if differ:
+                raise ConfigError(f"cannot resume {args.run_dir}: its split schedule differs in {', '.join(differ)}")
+        return stored
+    if not args.fewshot:
+        if given:
+            raise ConfigError(f"{_flags(given)} only with --fewshot")
+        return None
+    return _schedule_of_flags(args, config)
+
+
+def _flags(names) -> str:
+    names = [f"--{n.replace('_', '-')}" for n in names]
+    return f"{names[0]} applies" if len(names) == 1 else f"{', '.join(names)} apply"
+
+
+def _schedule_of_flags(args, config):
+    from nastk.oneshot.splitting import SplitSchedule
+
+    levels = args.splits if args.splits is not None else (2 if args.fewshot == "gm" else 1)
+    if levels < 1:
+        raise ConfigError(f"--splits must be at least 1, got {levels}")
+    if args.split_epochs:
+        epochs = _int_list(args.split_epochs, "--split-epochs")
+        if len(epochs) != levels and args.splits is not None:
+            raise ConfigError(f"--split-epochs lists {len(epochs)} epochs for --splits {levels}")
+    else:
+        epochs = [(level + 1) * config.epochs // (2 * levels) for level in range(levels)]
+    if epochs[-1] >= config.epochs:
+        raise ConfigError(f"the last split (after epoch {epochs[-1]}) leaves no epoch of the {config.epochs} to train the leaves")
+    options = {"method": args.fewshot, "split_epochs": epochs, "epochs_after": config.epochs - epochs[-1],
+               "restart": args.fewshot == "gm" and not args.no_restart}
+    if args.split_decisions:
+        options["candidates"] = _int_list(args.split_decisions, "--split-decisions")
+    for flag, field_name in (("gm_batches", "batches"), ("gm_mode", "mode"), ("gm_rule", "rule"), ("select_archs", "select_archs")):
+        if getattr(args, flag) is not None:
+            options[field_name] = getattr(args, flag)
+    return SplitSchedule(**options)
+
+
+def _int_list(text: str, flag: str):
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{flag} takes comma-separated whole numbers, got {text!r}") from None
+
+
 def run_train(args) -> int:
     from nastk.oneshot.trainer import train
 
-    summary = train(train_config(args), args.run_dir, resume=args.resume, device=args.device,
+    config = train_config(args)
+    schedule = split_schedule(args, config)
+    if schedule is not None:
+        return run_fewshot(args, config, schedule)
+    summary = train(config, args.run_dir, resume=args.resume, device=args.device,
                     progress=not args.no_progress)
     if summary["world_size"] > 1 and not _is_main():
         return 0
@@ -152,6 +258,24 @@ def run_train(args) -> int:
         if "arch" in summary:
             print(f"argmax architecture: {summary['arch']}")
         print(f"run folder: {summary['run_dir']}")
+    return 0
+
+
+def run_fewshot(args, config, schedule) -> int:
+    from dataclasses import replace
+
+    from nastk.oneshot.splitting import train_fewshot
+
+    if config.step == "single_path" and config.held_out_fraction is None:
+        config = replace(config, held_out_fraction=0.5)  # the half RSPS selects on
+    out = train_fewshot(config, schedule, args.run_dir, resume=args.resume, device=args.device,
+                        progress=not args.no_progress)
+    if args.format == "json":
+        print_json(out)
+    else:
+        print(f"{out['method']}: {len(out['leaves'])} sub-supernets; selected {out['arch']} from {out['leaf']} "
+              f"(parameter-free operations {100 * out['parameter_free_share']:.0f}%)")
+        print(f"run folder: {args.run_dir}")
     return 0
 
 
@@ -208,23 +332,42 @@ def run_select(args) -> int:
     from nastk.oneshot.selection import select
     from nastk.oneshot.trainer import load_trained
 
-    supernet, config, epoch = load_trained(args.run_dir, args.device)
-    selection = select(supernet, args.method)
-    out = {"run_dir": str(args.run_dir), "space": config.space, "epoch": epoch, **selection.to_dict()}
+    pt_flags = [f for f in ("crit", "pt_interval", "lr_factor", "tune_lr_min", "edge_order", "out")
+                if getattr(args, f) is not None] + [f for f in ("fix_alpha", "resume") if getattr(args, f)]
+    if args.method != "pt" and pt_flags:
+        raise ConfigError(f"{_flags(pt_flags)} only to --method pt")
+    if args.method == "pt":
+        from nastk.oneshot.perturbation import select_pt
+
+        options = {"crit": args.crit, "interval": args.pt_interval, "lr_factor": args.lr_factor,
+                   "lr_min": args.tune_lr_min, "edge_order": args.edge_order, "fix_alpha": True if args.fix_alpha else None}
+        picked = select_pt(args.run_dir, args.out, resume=args.resume, device=args.device,
+                           progress=not args.no_progress and args.format == "text",
+                           **{k: v for k, v in options.items() if v is not None})
+        supernet, config, epoch = load_trained(args.run_dir, args.device)
+        out = {"run_dir": str(args.run_dir), "space": config.space, "epoch": epoch, **picked}
+        arch = supernet.space.from_str(out["arch"])
+    else:
+        supernet, config, epoch = load_trained(args.run_dir, args.device)
+        selection = select(supernet, args.method)
+        out = {"run_dir": str(args.run_dir), "space": config.space, "epoch": epoch, **selection.to_dict()}
+        arch = selection.arch
     if hasattr(supernet.space, "genotype_str"):
-        out["genotype"] = supernet.space.genotype_str(selection.arch)
+        out["genotype"] = supernet.space.genotype_str(arch)
     if has_benchmark(config.space):
         try:
-            accuracy, protocol = benchmark_for(config.space).truth([selection.arch], args.truth_dataset)
+            accuracy, protocol = benchmark_for(config.space).truth([arch], args.truth_dataset)
             out["benchmark"] = {"accuracy": float(accuracy[0]), "protocol": protocol}
         except NastkError as error:  # the benchmark does not hold this architecture, or no table is installed
             out["benchmark"] = {"accuracy": None, "reason": str(error)}
-    with atomic_write(Path(args.run_dir) / f"selection-{args.method}.json", "w") as handle:
+    folder = Path(out["folder"]) if args.method == "pt" else Path(args.run_dir)
+    with atomic_write(folder / f"selection-{args.method}.json", "w") as handle:
         json.dump(out, handle, indent=1)
     if args.format == "json":
         print_json(out)
     else:
-        print(f"{args.method} architecture after {epoch} epochs: {out['arch']}")
+        print(f"{args.method} architecture after {epoch} epochs"
+              + (f" and {out['tuning_epochs']} tuning epochs" if args.method == "pt" else "") + f": {out['arch']}")
         if "genotype" in out:
             print(out["genotype"])
         print(f"parameter-free operations: {100 * out['parameter_free_share']:.0f}%")

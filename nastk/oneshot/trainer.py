@@ -24,7 +24,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -69,6 +69,9 @@ class OneShotConfig:
     #: the training step (nastk.oneshot.steps): single_path (SPOS, PA&DA) or darts
     step: str = "single_path"
     step_options: Dict[str, Any] = field(default_factory=dict)
+    #: share of the training images held out from weight training (None: the step's own, 0.5 for darts,
+    #: 0 for single_path); the held-out images are the validation split of DARTS-PT, GM-NAS and RSPS
+    held_out_fraction: Optional[float] = None
     #: options of the space's ``supernet()`` (NB201: C, N; DARTS: C, layers); missing ones take the space's defaults
     supernet: Dict[str, Any] = field(default_factory=dict)
     #: average-pool the images to this size (None: as stored), a cheaper stand-in for CPU runs
@@ -105,6 +108,8 @@ class OneShotConfig:
             raise ConfigError(f"image_size must be at least 1, got {self.image_size}")
         if self.train_size is not None and int(self.train_size) < 1:
             raise ConfigError(f"train_size must be at least 1, got {self.train_size}")
+        if self.held_out_fraction is not None and not 0 <= float(self.held_out_fraction) < 1:
+            raise ConfigError(f"held_out_fraction must be in [0, 1), got {self.held_out_fraction}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.lr_min <= self.lr:
@@ -176,7 +181,8 @@ class OneShotTrainer:
         self.metrics: Dict[str, Metric] = dict(DEFAULT_METRICS if metrics is None else metrics)
         data = downsample(data if data is not None else load_images(config.dataset), config.image_size)
         x, y = mixed(data.x_train, data.y_train, config.train_size)
-        held_out = int(round(len(x) * STEPS.get(config.step).held_out_fraction))
+        fraction = STEPS.get(config.step).held_out_fraction if config.held_out_fraction is None else config.held_out_fraction
+        held_out = int(round(len(x) * float(fraction)))
         if held_out and held_out == len(x):
             raise ConfigError(f"the {config.step} step holds out {held_out} of {len(x)} training images, leaving none to train on")
         # mixed() interleaves the classes, so both contiguous parts stay class-balanced
@@ -305,10 +311,37 @@ class OneShotTrainer:
             sums += [m(logits, y) for m in self.metrics.values()]
         return {f"valid_{name}": value / len(self.x_valid) for name, value in zip(self.metrics, sums)}
 
+    @torch.no_grad()
+    def held_out_quality(self, path, batch_size: Optional[int] = None) -> Tuple[float, float]:
+        """(accuracy %, mean loss) of a path or mixture (as :meth:`activate` takes) on the held-out
+        images: the validation split DARTS-PT and GM-NAS select with. BatchNorm uses batch statistics
+        (train mode, as DARTS-PT evaluates), and its running buffers are left as they were."""
+        if not len(self.x_held):
+            raise ConfigError("this run holds out no training images to select on; train with a bilevel step "
+                              "(darts) or set held_out_fraction")
+        buffers = {name: b.clone() for name, b in self.supernet.named_buffers()}
+        self.supernet.train()
+        self.activate(path)
+        size = int(batch_size or self.config.eval_batch_size)
+        hits = loss = 0.0
+        for start in range(0, len(self.x_held), size):
+            logits = self.supernet(self.x_held[start:start + size])
+            targets = self.y_held[start:start + size]
+            hits += correct_percent(logits, targets)
+            loss += float(self.loss(logits, targets)) * len(targets)
+        for name, buffer in self.supernet.named_buffers():
+            buffer.copy_(buffers[name])
+        return hits / len(self.x_held), loss / len(self.x_held)
+
     # --- the run ----------------------------------------------------------------------------------
-    def fit(self) -> List[Dict[str, Any]]:
-        """Train the remaining epochs (all of them unless :meth:`load_checkpoint` ran first)."""
-        for epoch in range(self.epoch, self.config.epochs):
+    def fit(self, until: Optional[int] = None) -> List[Dict[str, Any]]:
+        """Train the remaining epochs (all of them unless :meth:`load_checkpoint` ran first).
+
+        ``until``: stop after that many epochs of the schedule (a stage of a few-shot split schedule,
+        the tuning between two DARTS-PT decisions); the schedule still spans ``config.epochs``.
+        """
+        end = self.config.epochs if until is None else min(int(until), self.config.epochs)
+        for epoch in range(self.epoch, end):
             started = time.perf_counter()
             record: Dict[str, Any] = {"epoch": epoch, "lr": self.step.lr()}
             record.update(self.train_epoch(epoch))
@@ -357,13 +390,19 @@ class OneShotTrainer:
             handle.write(json.dumps(self.history[-1]) + "\n")
         self.dist.barrier()
 
-    def load_checkpoint(self) -> bool:
-        """Restore the run folder's checkpoint, if any; returns whether there was one."""
-        if self.checkpoint_path is None or not self.checkpoint_path.is_file():
+    def load_checkpoint(self, path: Optional[Path] = None, keep_mask: bool = False) -> bool:
+        """Restore the run folder's checkpoint (or ``path``, e.g. a few-shot parent's), if any; returns
+        whether there was one. ``keep_mask``: keep this supernet's allowed options (a child inherits
+        its parent's weights, optimizer and sampler states but not its mask)."""
+        path = self.checkpoint_path if path is None else Path(path)
+        if path is None or not path.is_file():
             return False
-        state = read_checkpoint(self.checkpoint_path, self.device)
+        state = read_checkpoint(path, self.device)
+        if "arch_logits" in state["model"] and self.supernet.arch_logits is None:
+            raise RunError(f"{path} holds architecture parameters this supernet does not have")
         self.supernet.load_state_dict(state["model"])
-        self.supernet.allowed = np.array(state["allowed"], dtype=bool)
+        if not keep_mask:
+            self.supernet.allowed = np.array(state["allowed"], dtype=bool)
         self.step.load_state_dict(state["step"])
         self.data_sampler.load_state_dict(state["data_sampler"])
         self.history, self.epoch = list(state["history"]), int(state["epoch"])
