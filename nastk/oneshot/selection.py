@@ -2,7 +2,8 @@
 
 ``argmax`` is DARTS' own rule: each decision's allowed option of largest mixture weight, through the
 supernet's :meth:`~nastk.supernet.Supernet.discretize` (spaces such as DARTS cells add their
-topology rule there). Perturbation-based selection (DARTS-PT) registers here as another method.
+topology rule there). Perturbation-based selection (DARTS-PT) tunes the supernet between
+decisions, so it is a run of its own: :mod:`nastk.oneshot.perturbation`.
 Every selection reports the share of parameter-free operations it picked, the usual symptom of
 DARTS' collapse (methods.md 4.4).
 """
