@@ -103,7 +103,7 @@ def main():
     sample = sample_architectures(space, 100, seed=0)
     truth, protocol = bench.truth(sample, "cifar10")
     result_path = work / "result.json"
-    results = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    results = json.loads(result_path.read_text())["methods"] if result_path.is_file() else {}
 
     def record(method, arch, free, extra):
         acc, _ = bench.truth([space.from_str(arch)], "cifar10")
