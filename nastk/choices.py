@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import re
 from collections import defaultdict
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -254,11 +255,9 @@ class Integer(_Numeric, Choice):
         return trial.suggest_int(self.name, self.low, self.high)
 
     def parse(self, text: str):
-        try:
-            value = int(text)
-        except ValueError:
-            raise self._bad(text, f"is not an integer in {self.low}..{self.high}") from None
-        return self.canonical(value)
+        if not re.fullmatch(r"-?[0-9]+", text):  # int() would also take '٣', ' 3' and '3_0'
+            raise self._bad(text, f"is not an integer in {self.low}..{self.high}")
+        return self.canonical(int(text))
 
     def _describe(self) -> str:
         return f"{self.low}, {self.high}"

@@ -23,6 +23,18 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"nastk: error: {message} (see '{self.prog} --help')\n")
 
 
+#: Longest error message printed; a message quoting a huge input is cut, not echoed whole.
+MAX_MESSAGE = 400
+
+
+def one_line(message: str) -> str:
+    """A message as one line of readable length."""
+    message = " ".join(message.split())
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return f"{message[:MAX_MESSAGE]}... (message cut, {len(message)} characters)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nastk import __version__
 
@@ -53,7 +65,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             check_device(args.device)
         return int(args.func(args) or 0)
     except NastkError as error:
-        print(f"nastk: error: {error}", file=sys.stderr)
+        print(f"nastk: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into head and the like
         return 0

@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import os
 import socket
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -51,8 +52,12 @@ from nastk.strategy import make_strategy, objective_key
 
 JOURNAL_FILE = "optuna_journal.log"
 ACTIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-#: A RUNNING trial without a worker label older than this is a worker that died right after asking.
-UNLABELLED_GRACE_S = 10.0
+#: A RUNNING trial without a worker label older than this is a worker that died right after asking
+#: (a live worker labels its trial within milliseconds). Checked on every poll, not only when a death
+#: is noticed, so an orphan however young at its worker's death is always recovered.
+UNLABELLED_GRACE_S = 5.0
+#: How often a worker checks that its coordinator is still there (it exits when it is not).
+WATCHDOG_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,8 @@ class StorageSpec:
             # waiting 5 s (not optuna's default 30 s) before breaking it is safe.
             return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path, grace_period=5)))
         if "://" not in self.url:
-            raise ConfigError(f"--storage must be a database URL such as postgresql://user:password@host/db, got {self.url!r}")
+            raise ConfigError("--storage must be a database URL such as postgresql://user:password@host/db; "
+                              "the value given has no scheme:// (not echoed: it may hold a password)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
@@ -162,6 +168,7 @@ def work(study: optuna.Study, strategy, evaluator: Evaluator, budget: int, label
     evaluated = 0
     while True:
         _fail_stale(study)
+        recover_unlabelled(study)
         trials = study.get_trials(deepcopy=False, states=ACTIVE)
         states = [t.state for t in trials]
         if states.count(TrialState.COMPLETE) >= budget:
@@ -172,21 +179,24 @@ def work(study: optuna.Study, strategy, evaluator: Evaluator, budget: int, label
             time.sleep(poll_s)
             continue
         trial = study.ask()
-        trial.set_user_attr("worker", label)
-        # Beat from the moment the trial exists: optuna never fails a trial that has no heartbeat.
-        with get_heartbeat_thread(trial._trial_id, study._storage):
-            if not _within_budget(study, trial.number, budget):
-                trial.set_user_attr("surplus", True)
-                study.tell(trial, state=TrialState.FAIL)
-                continue
-            arch = strategy.start(trial)
-            try:
-                result = evaluator.evaluate(arch)
-            except BaseException as error:
-                trial.set_user_attr("error", f"{type(error).__name__}: {error}")
-                study.tell(trial, state=TrialState.FAIL)
-                raise
-        strategy.complete(study, trial, result)
+        try:
+            trial.set_user_attr("worker", label)
+            # Beat from the moment the trial exists: optuna never fails a trial that has no heartbeat.
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                if not _within_budget(study, trial.number, budget):
+                    trial.set_user_attr("surplus", True)
+                    study.tell(trial, state=TrialState.FAIL)
+                    continue
+                arch = strategy.start(trial)
+                try:
+                    result = evaluator.evaluate(arch)
+                except BaseException as error:
+                    trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+                    study.tell(trial, state=TrialState.FAIL)
+                    raise
+            strategy.complete(study, trial, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # this worker stalled past a grace period and its trial was re-queued: not counted twice
         evaluated += 1
 
 
@@ -224,10 +234,22 @@ def _worker_main(config, spec: StorageSpec, name: str, index: int, device: str,
         study = optuna.load_study(study_name=name, storage=spec.open(), sampler=strategy.sampler(seed))
         # Without a heartbeat, only the coordinator can re-queue a lost worker's trial.
         alive = (lambda: True) if spec.has_heartbeat else (lambda: _pid_alive(coordinator))
+        _exit_with(coordinator)
         work(study, strategy, evaluator, config["budget"], worker_label(), alive=alive)
     except BaseException as error:
         errors.put((index, f"{type(error).__name__}: {error}".splitlines()[0]))
         raise SystemExit(1)
+
+
+def _exit_with(coordinator: int) -> None:
+    """End this worker when its coordinator is gone (killed or crashed): a worker never runs unsupervised.
+    Its unfinished trial is recovered by the next run or resume (or, with a database, by the heartbeat)."""
+    def watch():
+        while _pid_alive(coordinator) and os.getppid() != 1:
+            time.sleep(WATCHDOG_S)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="nastk-coordinator-watchdog", daemon=True).start()
 
 
 # --- the coordinating process ----------------------------------------------------------------------
@@ -235,22 +257,31 @@ def recover(study: optuna.Study, owner: Optional[str] = None) -> List[int]:
     """Fail the RUNNING trials of a dead worker (``owner``; None: every RUNNING trial) and re-queue
     their architectures through optuna's retry callback; returns the failed trial numbers."""
     recovered = []
-    now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        label = trial.user_attrs.get("worker")
-        started = trial.datetime_start.timestamp() if trial.datetime_start else now
-        orphan = label is None and now - started > UNLABELLED_GRACE_S  # died between ask and labelling
-        if owner is not None and label != owner and not orphan:
-            continue
-        try:
-            study.tell(trial.number, state=TrialState.FAIL)
-        except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
-            continue  # finished meanwhile, e.g. failed (and re-queued) by a heartbeat check elsewhere
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)(study, trial)
-        recovered.append(trial.number)
-    return recovered
+        if owner is None or trial.user_attrs.get("worker") == owner:
+            recovered += _fail_and_requeue(study, trial)
+    return recovered + recover_unlabelled(study)
+
+
+def recover_unlabelled(study: optuna.Study, grace_s: Optional[float] = None) -> List[int]:
+    """Recover RUNNING trials that never got a worker label within ``grace_s``: their worker died
+    between asking and labelling, and nothing else (no label, no heartbeat) would ever free them."""
+    grace_s = UNLABELLED_GRACE_S if grace_s is None else grace_s
+    now = time.time()
+    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+             if "worker" not in t.user_attrs and t.datetime_start and now - t.datetime_start.timestamp() > grace_s]
+    return [number for trial in stale for number in _fail_and_requeue(study, trial)]
+
+
+def _fail_and_requeue(study: optuna.Study, trial) -> List[int]:
+    try:
+        study.tell(trial.number, state=TrialState.FAIL)
+    except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+        return []  # finished meanwhile, e.g. failed (and re-queued) by a heartbeat check elsewhere
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)(study, trial)
+    return [trial.number]
 
 
 def open_study(config: Dict[str, Any], spec: StorageSpec, directions: List[str]) -> optuna.Study:
@@ -267,11 +298,23 @@ def open_study(config: Dict[str, Any], spec: StorageSpec, directions: List[str])
     return study
 
 
+def check_study(config: Dict[str, Any], workers: int, storage: Optional[str]) -> None:
+    """What :func:`run_study` would refuse, checked before the run folder is made."""
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    _strategy(config, config["seed"])
+    if storage is not None and "://" not in storage:
+        StorageSpec(storage, "").open()  # raises the ConfigError that explains the URL form
+
+
 def run_study(config: Dict[str, Any], run: Run, workers: int = 1, storage: Optional[str] = None,
               device: str = "cpu", progress: Optional[Callable[[int], None]] = None,
               evaluator_factory: Optional[Callable] = None, heartbeat: Tuple[int, int] = (10, 30),
-              poll_s: float = 0.2) -> Tuple[SearchOutcome, Dict[str, Any]]:
+              poll_s: float = 0.2, replacements: Optional[int] = None) -> Tuple[SearchOutcome, Dict[str, Any]]:
     """Run ``workers`` worker processes on the config's study until its budget is COMPLETE.
+
+    A worker killed by a signal (the OOM killer, a lost node) has its trial re-queued and is replaced,
+    up to ``replacements`` times (default: the budget); a worker that fails with an error stops the run.
 
     Returns the outcome (history in completion order, as the sequential engine's) and a description of
     the study for the summary. ``evaluator_factory(space, config, seed, device)`` (a picklable,
@@ -292,15 +335,17 @@ def run_study(config: Dict[str, Any], run: Run, workers: int = 1, storage: Optio
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["nastk.distributed", "nastk.strategies.optuna_search", "nastk.evaluators.benchmark"])
     errors = context.Queue()
-    processes = []
-    for index in range(workers):
+
+    def spawn(index: int):
         process = context.Process(target=_worker_main, name=f"nastk-worker-{index}",
                                   args=(config, spec, name, index, device, evaluator_factory, errors, os.getpid()))
         process.start()
-        processes.append(process)
+        return process
+
+    processes = [spawn(index) for index in range(workers)]
     failures: List[str] = []
     try:
-        failures = _supervise(study, processes, errors, progress, poll_s)
+        failures = _supervise(study, processes, errors, progress, poll_s, spawn, replacements, config["budget"])
     except BaseException:
         _stop(study, processes)
         raise
@@ -320,21 +365,28 @@ def run_study(config: Dict[str, Any], run: Run, workers: int = 1, storage: Optio
     return outcome, info
 
 
-def _supervise(study, processes, errors, progress, poll_s) -> List[str]:
-    """Wait for the workers; re-queue the trials of any that dies; stop all on a worker error."""
-    seen, failures, reported = set(), [], -1
-    while len(seen) < len(processes):
-        for process in processes:
-            if process.pid in seen or process.is_alive():
+def _supervise(study, processes, errors, progress, poll_s, spawn, replacements, budget) -> List[str]:
+    """Wait for the workers; re-queue the trials of any that dies and replace it; stop all on a worker error."""
+    failures, reported = [], -1
+    replacements = budget if replacements is None else replacements
+    running = dict(enumerate(processes))  # worker index -> its live process
+    while running:
+        recover_unlabelled(study)
+        for index, process in list(running.items()):
+            if process.is_alive():
                 continue
-            seen.add(process.pid)
+            del running[index]
             if process.exitcode != 0:  # negative: killed by a signal, a lost worker
                 recover(study, worker_label(process.pid))
+            if process.exitcode < 0 and replacements > 0 and not failures and _complete(study) < budget:
+                replacements -= 1
+                running[index] = replacement = spawn(index)
+                processes.append(replacement)
         while not errors.empty():
             index, message = errors.get()
             failures.append(f"worker {index}: {message}")
-        if failures and len(seen) < len(processes):
-            _stop(study, processes)
+        if failures and running:
+            _stop(study, list(running.values()))
             continue
         if progress:
             done = _complete(study)

@@ -11,7 +11,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from nastk.errors import CorruptDataError, MissingDataError
 
@@ -55,10 +55,19 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+_verified: dict = {}  # (path, size, mtime) -> sha256 already checked in this process
+
+
 def verify_sha256(path: Path, expected: str) -> None:
+    """Raise :class:`CorruptDataError` unless ``path`` has this sha256 (hashed once per process and version)."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if _verified.get(key) == expected:
+        return
     actual = sha256_of(path)
     if actual != expected:
         raise CorruptDataError(f"{path} has sha256 {actual[:12]}..., expected {expected[:12]}...; the file is corrupt or a different release")
+    _verified[key] = expected
 
 
 @contextmanager
@@ -80,3 +89,53 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+LOCK_FILE = ".nastk.lock"
+_held_locks: dict = {}  # resolved folder -> [open lock file, holders in this process]
+
+
+def lock_folder(directory: Path) -> Callable[[], None]:
+    """Take the OS lock that makes this process the folder's only writer; returns the release function.
+
+    The lock (``flock`` on ``.nastk.lock``) dies with its process, so a killed run never leaves a stale
+    lock behind. A second run of the same folder in this process shares it (a resume in the same
+    interpreter is sequential); another process gets a :class:`RunError` naming the holder.
+    """
+    from nastk.errors import RunError
+
+    key = str(Path(directory).resolve())
+    if key in _held_locks:
+        _held_locks[key][1] += 1
+    else:
+        handle = open(Path(directory) / LOCK_FILE, "a+")
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): runs are not protected against a second writer
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise RunError(f"run folder {directory} is in use by {holder}; wait for it to finish "
+                               f"(or stop it) before running or resuming it again") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"nastk process {os.getpid()}\n")
+        handle.flush()
+        _held_locks[key] = [handle, 1]
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if released or key not in _held_locks:
+            return
+        released = True
+        _held_locks[key][1] -= 1
+        if _held_locks[key][1] == 0:
+            _held_locks.pop(key)[0].close()
+
+    return release

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError, RunError
 from nastk.evaluator import Evaluator, Result
-from nastk.paths import atomic_write
+from nastk.paths import LOCK_FILE, atomic_write, lock_folder
 from nastk.strategy import Strategy, objective_key
 
 CONFIG, JOURNAL, SUMMARY = "config.json", "journal.jsonl", "summary.json"
@@ -31,11 +31,41 @@ class Run:
     def __init__(self, directory, config: Dict[str, Any], resume: bool = False):
         self.directory = Path(directory)
         self.config = config
+        created = not self.directory.exists()
+        lock_created = not (self.directory / LOCK_FILE).exists()
+        self.release = self._claim()
+        try:
+            self._check_or_create(config, resume)
+        except BaseException:
+            if lock_created:  # a refused run leaves nothing behind
+                (self.directory / LOCK_FILE).unlink(missing_ok=True)
+            self.release()
+            if created:
+                self.directory.rmdir()
+            raise
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def _claim(self) -> Callable[[], None]:
+        """Create the folder if needed and take its lock (one writer per run folder)."""
+        if self.directory.exists() and not self.directory.is_dir():
+            raise RunError(f"run folder {self.directory} exists and is not a folder")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return lock_folder(self.directory)
+        except OSError as error:
+            raise RunError(f"cannot write to run folder {self.directory}: {error.strerror or error}") from None
+
+    def _check_or_create(self, config: Dict[str, Any], resume: bool) -> None:
         config_path = self.directory / CONFIG
         if config_path.exists():
             if not resume:
                 raise RunError(f"run folder {self.directory} already holds a run; pass --resume or choose another --run-dir")
-            saved = json.loads(config_path.read_text())
+            saved = _read_saved_config(config_path)
             config = json.loads(json.dumps(config))
             if saved != config:
                 diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
@@ -49,10 +79,14 @@ class Run:
                                    f"({saved['budget']}); start a new run to search further")
                 with atomic_write(config_path, "w") as handle:  # extending: the run now has the larger budget
                     json.dump(config, handle, indent=2)
-        else:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with atomic_write(config_path, "w") as handle:
-                json.dump(config, handle, indent=2)
+            return
+        others = sorted(p.name for p in self.directory.iterdir() if p.name != LOCK_FILE)
+        if others:  # another run's files without its config (or unrelated files): never replay or mix in
+            shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            raise RunError(f"run folder {self.directory} holds files ({shown}) but no {CONFIG}; "
+                           f"choose a new or empty --run-dir")
+        with atomic_write(config_path, "w") as handle:
+            json.dump(config, handle, indent=2)
 
     @property
     def journal_path(self) -> Path:
@@ -62,23 +96,24 @@ class Run:
         """Journaled evaluations; a torn last line (killed mid-write) is dropped with a warning."""
         if not self.journal_path.exists():
             return []
-        lines = self.journal_path.read_text().splitlines()
+        lines = self.journal_path.read_bytes().splitlines()
         records = []
         for number, line in enumerate(lines):
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+                record = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
                 if number == len(lines) - 1:
                     warnings.warn(f"dropping a partly written last journal line in {self.journal_path}")
                     self._truncate(len(records))
                     break
                 raise RunError(f"journal {self.journal_path} line {number + 1} is corrupt") from None
+            records.append(record)
         return records
 
     def _truncate(self, keep: int) -> None:
-        lines = self.journal_path.read_text().splitlines()[:keep]
-        with atomic_write(self.journal_path, "w") as handle:
-            handle.write("".join(line + "\n" for line in lines))
+        lines = self.journal_path.read_bytes().splitlines()[:keep]
+        with atomic_write(self.journal_path, "wb") as handle:
+            handle.write(b"".join(line + b"\n" for line in lines))
 
     def append(self, record: Dict[str, Any]) -> None:
         with open(self.journal_path, "a") as handle:
@@ -89,6 +124,26 @@ class Run:
     def write_summary(self, summary: Dict[str, Any]) -> None:
         with atomic_write(self.directory / SUMMARY, "w") as handle:
             json.dump(summary, handle, indent=2)
+
+
+def _is_record(record: Any, step: int) -> bool:
+    """A journal line as the engine writes it: its step number, an architecture string and a result."""
+    if not isinstance(record, dict) or record.get("step") != step or not isinstance(record.get("arch"), str):
+        return False
+    result = record.get("result")
+    return (isinstance(result, dict) and isinstance(result.get("metrics"), dict)
+            and isinstance(result.get("objective"), str) and isinstance(result.get("protocol", {}), dict)
+            and isinstance(result.get("cost_s"), (int, float)) and not isinstance(result.get("cost_s"), bool))
+
+
+def _read_saved_config(path: Path) -> Dict[str, Any]:
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as error:
+        raise RunError(f"cannot resume: run config {path} is unreadable ({type(error).__name__})") from None
+    if not isinstance(saved, dict):
+        raise RunError(f"cannot resume: run config {path} does not hold a mapping")
+    return saved
 
 
 def _without_budget(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -132,7 +187,10 @@ def run_search(strategy: Strategy, evaluator: Evaluator, budget: int, run: Optio
     journal = run.records() if run else []
     if len(journal) > budget:
         raise RunError(f"the journal already holds {len(journal)} evaluations, more than the budget {budget}")
-    for record in journal:
+    for number, record in enumerate(journal):
+        if not _is_record(record, number):
+            raise RunError(f"journal {run.journal_path} line {number + 1} is not an evaluation record of this run "
+                           f"(expected step {number}, arch and result)")
         arch = strategy.ask()
         if arch.to_str() != record["arch"]:
             raise RunError(

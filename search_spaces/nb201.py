@@ -76,7 +76,7 @@ class NB201Space(SearchSpace):
                 )
             for position, entry in enumerate(entries):
                 op, sep, source = entry.partition("~")
-                if not sep or not source.isdigit() or int(source) != position:
+                if not sep or source != str(position):  # exactly the ASCII index: no '00', '٠' or '０'
                     raise ArchitectureError(
                         f"NB201 edge {entry!r} of node {node} in {text!r} must be 'op~{position}'"
                     )

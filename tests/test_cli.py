@@ -62,7 +62,7 @@ def test_listings(capsys):
     (["search", "--benchmark", "nb201", "--dataset", "cifar10", "--budget", "0"], "budget"),
     (["search", "--benchmark", "nb201", "--dataset", "cifar10", "--objective", "cifar10/valid/200"], "cifar10-valid"),
     (["search", "--space", "darts9"], "unknown search space"),
-    (["search", "--budget", "many"], "invalid int"),
+    (["search", "--budget", "many"], "must be a whole number"),
 ])
 def test_errors_are_one_line_with_status_2(capsys, nastk_data, tmp_path, argv, fragment):
     try:

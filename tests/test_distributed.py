@@ -5,10 +5,14 @@ import functools
 import json
 import multiprocessing
 import os
+import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -177,7 +181,7 @@ def test_run_stopped_by_killing_every_worker_resumes(nastk_data, tmp_path):
     log = tmp_path / "evaluations.jsonl"
     factory = functools.partial(slow_factory, str(log), 0.2)
     thread, box = run_in_thread(config=config, run=Run(tmp_path / "run", config), workers=2,
-                                evaluator_factory=factory, poll_s=0.05)
+                                evaluator_factory=factory, poll_s=0.05, replacements=0)
     study = wait_for(lambda: (tmp_path / "run" / JOURNAL_FILE).exists() and journal_study(tmp_path / "run", config))
     wait_for(lambda: len(study.get_trials(states=(TrialState.COMPLETE,))) >= 2)
     pids = {child.pid for child in multiprocessing.active_children() if child.name.startswith("nastk-worker")}
@@ -192,6 +196,88 @@ def test_run_stopped_by_killing_every_worker_resumes(nastk_data, tmp_path):
     assert outcome.replayed >= 2 and outcome.replayed + outcome.evaluated == 6
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     assert_recorded_exactly_once(study, log, budget=6, killed_pids=pids)
+
+
+def test_workers_killed_at_random_moments_are_replaced_and_each_trial_recorded_once(nastk_data, tmp_path):
+    """Fault injection: SIGKILL a random live worker at a random moment, five times; the coordinator
+    re-queues each lost trial, replaces the worker, and the search finishes with every trial once."""
+    config = make_config(budget=10, seed=2)
+    log = tmp_path / "evaluations.jsonl"
+    thread, box = run_in_thread(config=config, run=Run(tmp_path / "run", config), workers=2,
+                                evaluator_factory=functools.partial(slow_factory, str(log), 0.15), poll_s=0.05)
+    study = wait_for(lambda: (tmp_path / "run" / JOURNAL_FILE).exists() and journal_study(tmp_path / "run", config))
+    rng, killed = random.Random(0), set()
+    for _ in range(5):
+        time.sleep(rng.uniform(0.0, 0.4))
+        live = [c.pid for c in multiprocessing.active_children() if c.name.startswith("nastk-worker") and c.is_alive()]
+        if not live or not thread.is_alive():
+            break
+        victim = rng.choice(live)
+        os.kill(victim, signal.SIGKILL)
+        killed.add(victim)
+    thread.join(180)
+    assert not thread.is_alive(), "the search hung"
+    assert "error" not in box, box.get("error")
+    assert len(killed) >= 3
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert_recorded_exactly_once(study, log, budget=10, killed_pids=killed)
+
+
+def test_a_trial_orphaned_before_its_worker_labelled_it_is_recovered(nastk_data, tmp_path, monkeypatch):
+    """A worker that dies between asking a trial and labelling it leaves an unlabelled RUNNING trial that
+    no heartbeat or owner check frees; the coordinator recovers it on its next polls, however young."""
+    import nastk.distributed as distributed
+
+    monkeypatch.setattr(distributed, "UNLABELLED_GRACE_S", 0.5)
+    config = make_config(budget=6, seed=3)
+    log = tmp_path / "evaluations.jsonl"
+    thread, box = run_in_thread(config=config, run=Run(tmp_path / "run", config), workers=1,
+                                evaluator_factory=functools.partial(slow_factory, str(log), 0.2), poll_s=0.05)
+    study = wait_for(lambda: (tmp_path / "run" / JOURNAL_FILE).exists() and journal_study(tmp_path / "run", config))
+    wait_for(lambda: len(study.get_trials(states=(TrialState.COMPLETE,))) >= 1)
+    orphan = study.ask()  # asked and never labelled: the dead worker's trial
+    thread.join(120)
+    assert not thread.is_alive(), "the search hung on the orphaned trial"
+    assert "error" not in box, box.get("error")
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    assert_recorded_exactly_once(study, log, budget=6)
+
+
+def test_workers_do_not_outlive_a_killed_coordinator(nastk_data, tmp_path):
+    """SIGKILL the coordinating process: its workers notice within the watchdog interval and exit."""
+    script = tmp_path / "coordinator.py"
+    script.write_text(
+        "import functools, sys\n"
+        "sys.path.insert(0, %r)\n"
+        "from test_distributed import make_config, slow_factory\n"
+        "from nastk.distributed import run_study\n"
+        "from nastk.run import Run\n"
+        "if __name__ == '__main__':\n"
+        "    config = make_config(budget=200)\n"
+        "    run_study(config, Run(%r, config), workers=2,\n"
+        "              evaluator_factory=functools.partial(slow_factory, %r, 0.5))\n"
+        % (str(Path(__file__).parent), str(tmp_path / "run"), str(tmp_path / "log.jsonl")))
+    coordinator = subprocess.Popen([sys.executable, str(script)], env={**os.environ})
+    try:
+        wait_for(lambda: len(logged(tmp_path / "log.jsonl")) >= 2, timeout=120)
+        workers = {row["pid"] for row in logged(tmp_path / "log.jsonl")}
+        os.kill(coordinator.pid, signal.SIGKILL)
+        coordinator.wait(10)
+        wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=15)
+    finally:
+        if coordinator.poll() is None:
+            coordinator.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by its parent) is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_non_optuna_strategies_cannot_run_in_parallel(tmp_path):

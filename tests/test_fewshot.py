@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from nastk.paths import LOCK_FILE
 from nastk.errors import ArchitectureError, ConfigError, RunError
 from nastk.oneshot.data import load_images
 from nastk.oneshot.fewshot import (ROOT_STATE, TREE, FewShotSupernets, SplitTree, load_leaf, node_dir,
@@ -237,7 +238,7 @@ def fewshot_run(space, digits, tmp_path_factory):
 
 def test_train_leaves_layout_and_summary(fewshot_run):
     config, tree, run_dir, summary = fewshot_run
-    assert {p.name for p in run_dir.iterdir()} == {"config.json", TREE, ROOT_STATE, "summary.json",
+    assert {p.name for p in run_dir.iterdir()} - {LOCK_FILE} == {"config.json", TREE, ROOT_STATE, "summary.json",
                                                    "root.0", "root.1.0", "root.1.1"}
     assert SplitTree.load(run_dir / TREE) == tree
     assert [e["id"] for e in summary["leaves"]] == ["root.0", "root.1.0", "root.1.1"]

@@ -65,7 +65,7 @@ def test_text_output_and_index(capsys, darts_rows):
 @pytest.mark.parametrize("argv, fragment", [
     (["--arch", DARTS_V2], "not among the 214 trained genotypes"),
     (["--index", "214"], "out of range 0..213"),
-    (["--index", "-1"], "out of range 0..213"),
+    (["--index", "-1"], "must be a whole number >= 0"),
     (["--index", "0", "--dataset", "cifar100"], "CIFAR-10 test accuracies only"),
     (["--index", "0", "--epochs", "200"], "has no 'cifar10/test/200'"),
     (["--arch", "normal:sep3@0"], "normal:...;reduce:..."),

@@ -489,5 +489,7 @@ def test_darts_under_ddp_keeps_replicas_and_alpha_identical(tmp_path):
 def test_non_positive_supernet_sizes_are_one_line_and_write_nothing(tmp_path, capsys):
     for flags in (["--C", "0"], ["--N", "-1"], ["--space", "darts", "--layers", "3", "--C", "0"]):
         run = tmp_path / "_".join(flags)
-        assert main(["supernet", "train", "--dataset", "digits", "--run-dir", str(run), *flags]) == 2
-        assert "must be at least 1" in capsys.readouterr().err and not run.exists()
+        with pytest.raises(SystemExit) as exit_:  # argparse checks the declared range of every flag
+            main(["supernet", "train", "--dataset", "digits", "--run-dir", str(run), *flags])
+        assert exit_.value.code == 2
+        assert "must be a whole number >= 1" in capsys.readouterr().err and not run.exists()

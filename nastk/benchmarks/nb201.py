@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import json
 import math
 import warnings
@@ -27,8 +26,9 @@ import numpy as np
 
 from nastk.architecture import Architecture
 from nastk.benchmarks.registry import Benchmark
-from nastk.errors import ArchitectureError, ConfigError, CorruptDataError, DataError, MissingDataError
-from nastk.paths import atomic_write, cache_root, data_file, sha256_of, verify_sha256
+from nastk.errors import ArchitectureError, ConfigError, CorruptDataError, MissingDataError
+from nastk.integrity import read_npz, write_npz
+from nastk.paths import cache_root, data_file, verify_sha256
 from nastk.protocol import Protocol
 from search_spaces.nb201 import NB201Space
 
@@ -173,27 +173,18 @@ class NB201Table:
         return out
 
     # --- persistence --------------------------------------------------------------------------
-    def save(self, path: Path) -> None:
-        arrays = {f"col:{key}": values for key, values in self.columns.items()}
-        meta = json.dumps({"format": FORMAT_VERSION, "source": self.source})
-        buffer = io.BytesIO()
-        np.savez(buffer, codes=self.codes.astype(np.int32), meta=np.array(meta), **arrays)
-        with atomic_write(path) as handle:
-            handle.write(buffer.getvalue())
+    def save(self, path: Path, source_sha256: Optional[str] = None) -> None:
+        arrays = {"codes": self.codes.astype(np.int32), **{f"col:{key}": values for key, values in self.columns.items()}}
+        write_npz(path, arrays, {"format": FORMAT_VERSION, "source": self.source}, len(self.codes), source_sha256)
 
     @classmethod
-    def load(cls, path: Path) -> "NB201Table":
-        try:
-            with np.load(path) as archive:
-                meta = json.loads(str(archive["meta"]))
-                if meta.get("format") != FORMAT_VERSION:
-                    raise CorruptDataError(f"{path} has cache format {meta.get('format')}, expected {FORMAT_VERSION}")
-                columns = {name[4:]: archive[name] for name in archive.files if name.startswith("col:")}
-                return cls(archive["codes"], columns, meta["source"])
-        except DataError:
-            raise
-        except Exception as error:  # zip/npz/json errors all mean the same thing here
-            raise CorruptDataError(f"cannot read NB201 cache {path}: {error}") from None
+    def load(cls, path: Path, rows: Optional[int] = None, source_sha256: Optional[str] = None) -> "NB201Table":
+        """A cache written by :meth:`save`, checked whole (row count, content and source checksums)."""
+        arrays, meta = read_npz(path, "NB201 cache", rows=rows, source_sha256=source_sha256)
+        if meta.get("format") != FORMAT_VERSION:
+            raise CorruptDataError(f"{path} has cache format {meta.get('format')}, expected {FORMAT_VERSION}")
+        columns = {name[4:]: values for name, values in arrays.items() if name.startswith("col:")}
+        return cls(arrays["codes"], columns, meta["source"])
 
 
 # --- conversion ---------------------------------------------------------------------------------
@@ -232,15 +223,18 @@ def convert_official(path: Path, trust_pickle: bool = False) -> NB201Table:
     return _from_codes_and_strings(arch_strs, columns, f"official:{Path(path).name}")
 
 
-def _cached(cache_name: str, convert) -> NB201Table:
+def _cached(cache_name: str, convert, rows: Optional[int] = None, source_sha256: Optional[str] = None) -> NB201Table:
+    """The converted table from its cache, rebuilt from the source when the cache is missing or not whole."""
     cache = cache_root() / cache_name
     if cache.is_file():
         try:
-            return NB201Table.load(cache)
+            return NB201Table.load(cache, rows=rows, source_sha256=source_sha256)
         except CorruptDataError as error:
-            warnings.warn(f"rebuilding unreadable NB201 cache: {error}")
+            warnings.warn(f"rebuilding the NB201 cache: {error}")
     table = convert()
-    table.save(cache)
+    if rows is not None and len(table) != rows:
+        raise CorruptDataError(f"the converted NB201 table has {len(table)} rows, expected {rows}")
+    table.save(cache, source_sha256)
     return table
 
 
@@ -255,7 +249,7 @@ def load_table(path: Optional[str] = None, trust_pickle: bool = False) -> NB201T
         if not source.is_file():
             raise MissingDataError(f"NB201 table {source} not found")
         name = f"nb201-compact-v{FORMAT_VERSION}-{manifest['sha256'][:16]}.npz"
-        return _cached(name, lambda: convert_compact_csv(source, manifest))
+        return _cached(name, lambda: convert_compact_csv(source, manifest), manifest["rows"], manifest["sha256"])
     source = Path(path).expanduser()
     if not source.is_file():
         raise MissingDataError(f"NB201 table {source} not found")
@@ -265,7 +259,7 @@ def load_table(path: Optional[str] = None, trust_pickle: bool = False) -> NB201T
         raise ConfigError(f"unsupported NB201 table file {source}: expected .csv.gz, .pth (official) or .npz (nastk cache)")
     stat = source.stat()
     name = f"nb201-official-v{FORMAT_VERSION}-{source.stem}-{stat.st_size}-{int(stat.st_mtime)}.npz"
-    return _cached(name, lambda: convert_official(source, trust_pickle))
+    return _cached(name, lambda: convert_official(source, trust_pickle))  # a partial official dump is allowed
 
 
 @lru_cache(maxsize=None)

@@ -22,10 +22,14 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 
 from nastk.errors import ConfigError, CorruptDataError, MissingDataError
-from nastk.paths import data_file
+from nastk.paths import data_file, verify_sha256
 
 SUITE_ZERO = "nb201/nb201_zc_proxies_nbsuitezero.csv.gz"
 EARLY_SAMPLE = "nb201/nb201_zc_proxies_naslib_early_sample.csv.gz"
+#: sha256 and row count of the shared tables (the data folder's README), checked whenever one is read:
+#: half a table or altered values are an error, not a smaller pool.
+SHIPPED = {SUITE_ZERO: ("3f0a8badfb10f652cc70151d511a1cc6b0e373db0798e68f1bb61ca30579e661", 18890),
+           EARLY_SAMPLE: ("93cfefb7fb132480c29c30d85873276e581297579267f3f91b4e03220074e675", 2174)}
 #: nastk / RoBoT proxy names that the NAS-Bench-Suite-Zero files spell differently (used when a
 #: table lacks the nastk spelling, so nastk's own score files are read under their own names).
 ALIASES = {"jacob_cov": "jacov", "naswot": "nwot"}
@@ -59,7 +63,10 @@ def default_table_path(dataset: str) -> Path:
     """The shared table covering ``dataset``: Suite-Zero's 9,445 archs, or the 725 sample for cifar100."""
     if dataset not in TABLE_DATASET:
         raise ConfigError(f"no proxy table covers dataset {dataset!r}; known: {', '.join(TABLE_DATASET)}")
-    return data_file(EARLY_SAMPLE if TABLE_DATASET[dataset] == "cifar100" else SUITE_ZERO)
+    relative = EARLY_SAMPLE if TABLE_DATASET[dataset] == "cifar100" else SUITE_ZERO
+    path = data_file(relative)
+    verify_sha256(path, SHIPPED[relative][0])
+    return path
 
 
 def _column_name(name: str, header: Sequence[str]) -> str:
@@ -92,6 +99,9 @@ def read_proxy_table(path: Union[str, Path], dataset: Optional[str] = None,
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise CorruptDataError(f"cannot read proxy table {path}: {error}") from None
+    expected = next((rows_ for relative, (_, rows_) in SHIPPED.items() if path.name == Path(relative).name), None)
+    if expected is not None and len(rows) != expected:
+        raise CorruptDataError(f"proxy table {path} has {len(rows)} rows, expected {expected} (truncated or altered)")
     if "arch_str" not in header:
         raise CorruptDataError(f"proxy table {path} has no arch_str column (columns: {', '.join(header)})")
     if dataset is not None and "dataset" in header:

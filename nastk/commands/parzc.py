@@ -10,6 +10,7 @@ import sys
 
 from nastk.commands import print_json
 from nastk.errors import ConfigError
+from nastk.options import Int
 
 
 def register_fit(commands) -> None:
@@ -19,19 +20,19 @@ def register_fit(commands) -> None:
     add("predictor", choices=["parzc"], help="the learned proxy to fit")
     add("--space", default="nb201", help="search space (nb201)")
     add("--dataset", default="cifar10", help="labels: cifar10, cifar100 or ImageNet16-120 (inputs are CIFAR-10 statistics)")
-    add("--train-size", type=int, required=True, help="labelled architectures K (e.g. 78, 156, 469, 781)")
-    add("--seed", type=int, default=0, help="split and training seed")
+    add("--train-size", type=Int(minimum=1), required=True, help="labelled architectures K (e.g. 78, 156, 469, 781)")
+    add("--seed", type=Int(minimum=0), default=0, help="split and training seed")
     add("--variant", default="parzc",
         help="parzc (DiffKendall, Bayesian), parzc-mse, parzc-det (no Bayesian layers), mlp (plain MLP on x_zc)")
     add("--loss", help="override the variant's loss: diffkendall, mse, pw, or sums like mse+dk")
     add("--config", default="small", help="model size: small (CPU, default) or full (published)")
     add("--token-mixing", action="store_true", help="mix across patches in the mixer (the paper's intent; the code does not)")
-    add("--epochs", type=int, default=300, help="training epochs (default 300, the ParZC runner's)")
-    add("--batch-size", type=int, default=10, help="training batch (default 10)")
-    add("--max-steps", type=int, help="cap on optimiser steps (fewer epochs for large K)")
-    add("--pool-size", type=int, help="use the first N architectures of the layer-wise cache, computing missing ones "
+    add("--epochs", type=Int(minimum=1), default=300, help="training epochs (default 300, the ParZC runner's)")
+    add("--batch-size", type=Int(minimum=1), default=10, help="training batch (default 10)")
+    add("--max-steps", type=Int(minimum=1), help="cap on optimiser steps (fewer epochs for large K)")
+    add("--pool-size", type=Int(minimum=1), help="use the first N architectures of the layer-wise cache, computing missing ones "
                                       "(about 1 s each); default: the whole cache")
-    add("--mc-samples", type=int, default=20, help="forward passes for the predictive mean and std")
+    add("--mc-samples", type=Int(minimum=1), default=20, help="forward passes for the predictive mean and std")
     add("--format", choices=["text", "json"], default="text")
     parser.set_defaults(func=run_fit)
 

@@ -10,6 +10,7 @@ import numpy as np
 from nastk.commands import print_json
 from nastk.errors import ConfigError
 from nastk.proxies.registry import PROXIES, get_proxy, proxy_names
+from nastk.options import Int
 
 #: Datasets for which NB201 has 200-epoch test accuracies (the ground truth of ``correlate``).
 GROUND_TRUTH_DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
@@ -28,14 +29,14 @@ def register(subparsers) -> None:
     correlate.add_argument("--space", default="nb201")
     correlate.add_argument("--dataset", default="cifar10", help="images that score the networks (cifar10, digits)")
     correlate.add_argument("--truth", default=None, help="NB201 accuracy dataset (default: --dataset)")
-    correlate.add_argument("--sample", type=int, default=100, help="number of random architectures")
+    correlate.add_argument("--sample", type=Int(minimum=1), default=100, help="number of random architectures")
     correlate.add_argument("--proxies", default="all", help="comma-separated proxy names, or all")
-    correlate.add_argument("--seed", type=int, default=0, help="seeds the architecture sample, the batch and the init")
+    correlate.add_argument("--seed", type=Int(minimum=0), default=0, help="seeds the architecture sample, the batch and the init")
     correlate.add_argument("--device", default="cpu")
-    correlate.add_argument("--batch-size", type=int, default=64)
+    correlate.add_argument("--batch-size", type=Int(minimum=1), default=64)
     correlate.add_argument("--cache", default=None, help="JSON-lines score cache to reuse and extend")
-    correlate.add_argument("--C", type=int, default=16, help="network width (NB201: 16)")
-    correlate.add_argument("--N", type=int, default=5, help="cells per stage (NB201: 5)")
+    correlate.add_argument("--C", type=Int(minimum=1), default=16, help="network width (NB201: 16)")
+    correlate.add_argument("--N", type=Int(minimum=1), default=5, help="cells per stage (NB201: 5)")
     correlate.add_argument("--format", choices=["json"], default="json")
     correlate.set_defaults(func=run_correlate)
     register_fit(commands)

@@ -16,6 +16,7 @@ from nastk.commands import print_json
 from nastk.errors import NastkError
 from nastk.protocol import DATASETS, Protocol
 from nastk.space import get_space
+from nastk.options import Int
 
 
 def register(subparsers) -> None:
@@ -25,9 +26,9 @@ def register(subparsers) -> None:
                         help=f"nb201 (required): one of {', '.join(DATASETS)}; darts: cifar10 (the default, its only one)")
     parser.add_argument("--arch", help="architecture string, e.g. |nor_conv_3x3~0|+|...| (nb201); the compact "
                                       "normal:...;reduce:... string or Genotype(...) notation (darts)")
-    parser.add_argument("--index", type=int, help="the benchmark's N-th entry instead of --arch "
+    parser.add_argument("--index", type=Int(minimum=0), help="the benchmark's N-th entry instead of --arch "
                                                  "(NB201 index; DARTS table row, 0..213)")
-    parser.add_argument("--epochs", type=int, default=None,
+    parser.add_argument("--epochs", type=Int(minimum=1), default=None,
                         help="training length of the reported test accuracy: nb201 12 or 200 (default 200); "
                              "darts 300, 450 or 600 (default 600)")
     parser.add_argument("--table", default=None, help="NB201 table: compact .csv.gz (default: $NASTK_DATA), official .pth, "

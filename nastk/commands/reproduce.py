@@ -5,6 +5,7 @@ import shlex
 import sys
 
 from nastk.commands import print_json
+from nastk.options import Int
 
 
 def register(subparsers) -> None:
@@ -12,12 +13,12 @@ def register(subparsers) -> None:
     add = parser.add_argument
     add("benchmark", choices=["nb201"], help="what to reproduce")
     add("--quick", action="store_true", help="small version for CI: cifar10, 2 seeds, 20 queries")
-    add("--seeds", type=int, help="number of seeds, 0..N-1 (default 20)")
-    add("--budget", type=int, help="queries per search (default 100)")
-    add("--max-queries", type=int, help="cap on queries while spending the equal-time budget (default 3 x budget)")
+    add("--seeds", type=Int(minimum=1), help="number of seeds, 0..N-1 (default 20)")
+    add("--budget", type=Int(minimum=1), help="queries per search (default 100)")
+    add("--max-queries", type=Int(minimum=1), help="cap on queries while spending the equal-time budget (default 3 x budget)")
     add("--datasets", help="comma-separated (default cifar10,cifar100,ImageNet16-120)")
     add("--strategies", help="comma-separated, must include random (default random,re,bo-tpe,bo-gp,nsga2)")
-    add("--jobs", type=int, default=1, help="parallel processes (default 1)")
+    add("--jobs", type=Int(minimum=1), default=1, help="parallel processes (default 1)")
     add("--out", default="docs/results", help="output folder (default docs/results)")
     add("--format", choices=["text", "json"], default="text")
     parser.set_defaults(func=run)

@@ -16,6 +16,7 @@ from nastk.commands import print_json
 from nastk.errors import ConfigError
 from nastk.evaluators import make_evaluator, reports_truth
 from nastk.evaluators.multi_objective import parse_objectives, pareto_front, plot_pareto, with_objectives
+from nastk.options import Float, Int, Text, check_all
 from nastk.run import Run, run_search
 from nastk.space import get_space
 from nastk.strategy import STRATEGIES, make_strategy
@@ -29,6 +30,15 @@ DEFAULTS: Dict[str, Any] = {
     "proxy_table": None, "proxies": None,
     "objectives": None, "selection": "nsga2", "workers": 1, "storage": None,
 }
+#: The type and range of every option, checked the same way for flags, config files and resumed runs.
+SCHEMA = {
+    "space": Text(nullable=False), "strategy": Text(nullable=False), "budget": Int(minimum=1), "seed": Int(minimum=0),
+    "evaluator": Text(), "benchmark": Text(), "dataset": Text(), "objective": Text(nullable=False), "table": Text(),
+    "epochs": Int(minimum=1), "final_epochs": Int(minimum=1), "batch_size": Int(minimum=1), "lr": Float(above=0),
+    "C": Int(minimum=1), "N": Int(minimum=1), "population_size": Int(minimum=1), "sample_size": Int(minimum=1),
+    "proxy_table": Text(), "proxies": Text(lists=True), "objectives": Text(lists=True),
+    "selection": Text(choices=["nsga2", "eagan"], nullable=False), "workers": Int(minimum=1), "storage": Text(),
+}
 STRATEGY_OPTIONS = {"re": ("population_size", "sample_size"),
                     "robot": ("budget", "dataset", "proxy_table", "proxies"),
                     "bo-tpe": ("objectives",), "bo-gp": ("objectives",), "bo-encoding": ("objectives",),
@@ -41,28 +51,28 @@ def register(subparsers) -> None:
     add("--config", help="YAML or JSON file with any of the options below (flags override it)")
     add("--space", help="search space (default nb201)")
     add("--strategy", help=f"query strategy: {', '.join(STRATEGIES.names())} (default re)")
-    add("--budget", type=int, help="number of evaluations (default 20)")
-    add("--seed", type=int, help="random seed (default 0)")
+    add("--budget", type=SCHEMA["budget"], help="number of evaluations (default 20)")
+    add("--seed", type=SCHEMA["seed"], help="random seed (default 0)")
     add("--benchmark", help="evaluate by look-up in this benchmark (nb201); needs --dataset")
     add("--dataset", help="benchmark dataset (cifar10, cifar10-valid, cifar100, ImageNet16-120) or training dataset (digits, cifar10)")
     add("--objective", help="benchmark protocol the search maximises: valid12 (NB201's search protocol, default), "
                             "valid200, test200 (an oracle), or dataset/split/epochs[/family]")
     add("--evaluator", help="benchmark, train, or proxy:NAME (default: benchmark with --benchmark, else train)")
     add("--table", help="NB201 table file (compact .csv.gz, official .pth or nastk .npz)")
-    add("--epochs", type=int, help="train evaluator: epochs per candidate (default 3)")
-    add("--final-epochs", type=int, help="train evaluator: epochs to retrain the winner (default 12)")
-    add("--batch-size", type=int, help="training / proxy batch size (default 64)")
-    add("--lr", type=float, help="train evaluator: learning rate (default 0.1)")
-    add("--C", type=int, help="train/proxy evaluator: network width (default 8)")
-    add("--N", type=int, help="train/proxy evaluator: cells per stage (default 1)")
-    add("--population-size", type=int, help="re: population size (default 10)")
-    add("--sample-size", type=int, help="re: tournament size (default 3)")
+    add("--epochs", type=SCHEMA["epochs"], help="train evaluator: epochs per candidate (default 3)")
+    add("--final-epochs", type=SCHEMA["final_epochs"], help="train evaluator: epochs to retrain the winner (default 12)")
+    add("--batch-size", type=SCHEMA["batch_size"], help="training / proxy batch size (default 64)")
+    add("--lr", type=SCHEMA["lr"], help="train evaluator: learning rate (default 0.1)")
+    add("--C", type=SCHEMA["C"], help="train/proxy evaluator: network width (default 8)")
+    add("--N", type=SCHEMA["N"], help="train/proxy evaluator: cells per stage (default 1)")
+    add("--population-size", type=SCHEMA["population_size"], help="re: population size (default 10)")
+    add("--sample-size", type=SCHEMA["sample_size"], help="re: tournament size (default 3)")
     add("--objectives", help="comma-separated objectives, acc first: acc,params,flops,latency,energy or a "
                              "HW-NAS-Bench column (e.g. raspi4_latency); multi-objective strategies (nsga2, "
                              "bo-tpe, bo-gp) optimise all, and the summary reports the Pareto front (default acc)")
     add("--selection", choices=["nsga2", "eagan"], help="nsga2: survivor selection, NSGA-II's crowding "
                                                         "(default) or EAGAN's merged-front selection")
-    add("--workers", type=int, help="parallel worker processes sharing one optuna study (journal file in "
+    add("--workers", type=SCHEMA["workers"], help="parallel worker processes sharing one optuna study (journal file in "
                                     "--run-dir); optuna strategies only (default 1: the sequential engine)")
     add("--storage", help="database URL of a shared optuna study (e.g. postgresql://user:pw@host/db); "
                           "machines running the same command join the same study")
@@ -94,7 +104,7 @@ def resolve_options(args) -> Dict[str, Any]:
             options[key] = value
     if args.evaluator is None and "evaluator" not in from_file and "evaluator" not in resumed:
         options["evaluator"] = "benchmark" if options["benchmark"] else "train"
-    return options
+    return check_all(options, SCHEMA)
 
 
 def options_of_run_config(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -136,20 +146,28 @@ def _read_config(path: Path) -> Dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text (a binary file?)") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of option names to values")
     if isinstance(data.get("evaluator"), dict):  # a run's config.json: rerun (or vary) that run
         data = options_of_run_config(data)
-    data = {key.replace("-", "_"): value for key, value in data.items()}
+    data = {str(key).replace("-", "_"): value for key, value in data.items()}
     unknown = sorted(set(data) - set(DEFAULTS))
     if unknown:
         raise ConfigError(f"config file {path} has unknown option(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
-    return data
+    return check_all(data, SCHEMA, f"config file {path}")
 
 
 def run_config(options: Dict[str, Any]) -> Dict[str, Any]:
@@ -197,20 +215,26 @@ def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str =
     evaluator = with_objectives(make_evaluator(space, config["evaluator"], seed=config["seed"], device=device),
                                 space, config)
     bar = _progress_bar(config["budget"], enabled=progress)
-    extra: Dict[str, Any] = {}
     if config.get("engine") == "study":
-        from nastk.distributed import run_study
+        from nastk.distributed import check_study, run_study
 
-        run = Run(run_dir, config, resume=resume)
-        outcome, extra = run_study(config, run, workers=workers, storage=storage, device=device,
-                                   progress=lambda done: bar.update(done - bar.n) if bar else None)
+        check_study(config, workers, storage)
+        with Run(run_dir, config, resume=resume) as run:  # locked until its summary is written
+            outcome, extra = run_study(config, run, workers=workers, storage=storage, device=device,
+                                       progress=lambda done: bar.update(done - bar.n) if bar else None)
+            return _finish(config, run, outcome, evaluator, bar, started, device, extra)
     else:
         if storage:
             raise ConfigError("--storage needs an optuna strategy's study; it is not used by the sequential engine")
         strategy = make_strategy(config["strategy"], space, seed=config["seed"], **config["strategy_options"])
-        run = Run(run_dir, config, resume=resume)
-        outcome = run_search(strategy, evaluator, config["budget"], run,
-                             progress=lambda step, record: bar.update(1) if bar else None)
+        with Run(run_dir, config, resume=resume) as run:
+            outcome = run_search(strategy, evaluator, config["budget"], run,
+                                 progress=lambda step, record: bar.update(1) if bar else None)
+            return _finish(config, run, outcome, evaluator, bar, started, device, {})
+
+
+def _finish(config, run, outcome, evaluator, bar, started, device, extra) -> Dict[str, Any]:
+    """The summary of a finished search, written to the run folder."""
     if bar:
         bar.close()
     final = evaluator.final_metrics(outcome.best_arch) or {}

@@ -15,6 +15,7 @@ from pathlib import Path
 from nastk.commands import print_json
 from nastk.errors import ConfigError
 from nastk.paths import atomic_write
+from nastk.options import Float, Int
 
 #: train flags that map one-to-one onto OneShotConfig fields
 _CONFIG_FLAGS = ("space", "dataset", "image_size", "sampler", "step", "epochs", "train_size", "batch_size", "accumulate", "lr",
@@ -41,48 +42,48 @@ def register(subparsers) -> None:
         "(SPOS / PA&DA, --sampler); darts = bilevel DARTS on a 50/50 split of the training images, starting from "
         "DARTS' recipe (50 epochs, batch 64, lr 0.025 cosine to 0.001, wd 3e-4) unless flags say otherwise "
         "(default single_path)")
-    add("--order", type=int, choices=[1, 2], help="darts: first- or second-order (unrolled) alpha gradient (default 1)")
+    add("--order", type=Int(minimum=1, maximum=2), help="darts: first- or second-order (unrolled) alpha gradient (default 1)")
     add("--weighting", choices=["softmax", "max_w"], help="darts: mixture weights, softmax or sharpDARTS' Max-W (default softmax)")
-    add("--arch-lr", type=float, help="darts: Adam learning rate of alpha (default 3e-4)")
-    add("--arch-warmup-epochs", type=int, help="darts: epochs with alpha frozen before it learns (default 0)")
+    add("--arch-lr", type=Float(above=0), help="darts: Adam learning rate of alpha (default 3e-4)")
+    add("--arch-warmup-epochs", type=Int(minimum=0), help="darts: epochs with alpha frozen before it learns (default 0)")
     add("--fix-alpha", action="store_true", help="darts: never update alpha (uniform mixture, DARTS-PT's blank supernet)")
-    add("--lr-min", type=float, help="final weight learning rate of the schedule (default 0; darts 0.001)")
+    add("--lr-min", type=Float(minimum=0), help="final weight learning rate of the schedule (default 0; darts 0.001)")
     add("--lr-schedule", choices=["cosine", "cosine_power"], help="weight learning-rate schedule per epoch: cosine, "
         "or sharpDARTS' cosine power annealing (default cosine)")
-    add("--lr-power", type=float, help="cosine_power: the exponent base p (default 10; 1 = cosine)")
+    add("--lr-power", type=Float(above=0), help="cosine_power: the exponent base p (default 10; 1 = cosine)")
     add("--sampler", choices=["uniform", "pada", "pa", "da", "space"], help="uniform = SPOS; pada = path and data "
         "importance sampling; pa / da = path-only / data-only ablations; space = SPOS over the space's own random "
         "architectures (needed for darts, whose cells keep two inputs per node) (default uniform)")
     add("--dataset", help="training images: cifar10 (the shared subset), digits, or an .npz in the same layout (default cifar10)")
-    add("--epochs", type=int, help="training epochs (default 250, PA&DA's)")
-    add("--train-size", type=int, help="use this many training images (a fixed class-mixed subset; default all)")
-    add("--C", type=int, help="supernet width (default: the space's, 16 for nb201 and darts)")
-    add("--N", type=int, help="nb201: cells per stage (default 5)")
-    add("--layers", type=int, help="darts: cells in the search network (default 8)")
-    add("--image-size", type=int, help="average-pool the images to this size first (e.g. 16; default as stored)")
-    add("--batch-size", type=int, help="global batch size over all ranks (default 256)")
-    add("--accumulate", type=int, help="micro-batches per rank and step, gradients averaged (default 1); "
+    add("--epochs", type=Int(minimum=1), help="training epochs (default 250, PA&DA's)")
+    add("--train-size", type=Int(minimum=1), help="use this many training images (a fixed class-mixed subset; default all)")
+    add("--C", type=Int(minimum=1), help="supernet width (default: the space's, 16 for nb201 and darts)")
+    add("--N", type=Int(minimum=1), help="nb201: cells per stage (default 5)")
+    add("--layers", type=Int(minimum=1), help="darts: cells in the search network (default 8)")
+    add("--image-size", type=Int(minimum=1), help="average-pool the images to this size first (e.g. 16; default as stored)")
+    add("--batch-size", type=Int(minimum=1), help="global batch size over all ranks (default 256)")
+    add("--accumulate", type=Int(minimum=1), help="micro-batches per rank and step, gradients averaged (default 1); "
         "one process with --accumulate K computes what K DDP ranks compute")
-    add("--lr", type=float, help="SGD learning rate, cosine-annealed to 0 (default 0.05)")
-    add("--momentum", type=float, help="SGD momentum (default 0.9)")
-    add("--weight-decay", type=float, help="weight decay (default 2.5e-4)")
-    add("--tau-max", type=float, help="PA&DA: cap the mixing weight tau_e = e/E (an importance floor; default 1 = as published)")
-    add("--valid-size", type=int, help="test images for the per-epoch supernet accuracy (monitoring only; default 500)")
+    add("--lr", type=Float(above=0), help="SGD learning rate, cosine-annealed to 0 (default 0.05)")
+    add("--momentum", type=Float(minimum=0, below=1), help="SGD momentum (default 0.9)")
+    add("--weight-decay", type=Float(minimum=0), help="weight decay (default 2.5e-4)")
+    add("--tau-max", type=Float(above=0, maximum=1), help="PA&DA: cap the mixing weight tau_e = e/E (an importance floor; default 1 = as published)")
+    add("--valid-size", type=Int(minimum=0), help="test images for the per-epoch supernet accuracy (monitoring only; default 500)")
     add("--no-augment", action="store_true", help="no random crop / flip")
-    add("--seed", type=int, help="random seed (default 0)")
+    add("--seed", type=Int(minimum=0), help="random seed (default 0)")
     add("--device", default="cpu", help="torch device (cpu, cuda; under torchrun cuda means cuda:LOCAL_RANK)")
-    add("--held-out-fraction", type=float, help="share of the training images held out from weight training, the "
+    add("--held-out-fraction", type=Float(minimum=0, below=1), help="share of the training images held out from weight training, the "
         "validation split selection reads (default: the step's, 0.5 for darts, 0 for single_path; few-shot "
         "single_path runs default to 0.5)")
     add("--fewshot", choices=["gm", "exhaustive"], help="few-shot training: gm = GM-NAS' gradient-matching splits "
         "into two groups; exhaustive = one sub-supernet per option of a decision (Few-shot NAS); the architecture "
         "is selected across the sub-supernets at the end (default: one-shot)")
-    add("--splits", type=int, help="few-shot: split levels (gm: 2^K sub-supernets; default gm 2, exhaustive 1)")
+    add("--splits", type=Int(minimum=1), help="few-shot: split levels (gm: 2^K sub-supernets; default gm 2, exhaustive 1)")
     add("--split-epochs", help="few-shot: comma-separated epochs after which each level splits (default: evenly "
         "over the first half of --epochs, e.g. 15,30 of 60); the leaves train the remaining epochs")
     add("--no-restart", action="store_true", help="few-shot: leaves inherit their parent after the last split "
         "instead of restarting from scratch (default: gm restarts, exhaustive inherits)")
-    add("--gm-batches", type=int, help="gm: minibatches the gradient-matching distance averages (R; default 10, "
+    add("--gm-batches", type=Int(minimum=1), help="gm: minibatches the gradient-matching distance averages (R; default 10, "
         "the paper's 100)")
     add("--gm-mode", choices=["hard", "soft"], help="gm: an option's row is one-hot (hard) or keeps its "
         "mixture weight (soft, darts only) (default hard)")
@@ -90,7 +91,7 @@ def register(subparsers) -> None:
         "(NB201 rule); darts = groups of >= 2, edge of least within-group distance (DARTS-space rule) (default cut)")
     add("--split-decisions", help="few-shot: comma-separated decisions that may be split (default all; exhaustive "
         "splits the first of them at each level)")
-    add("--select-archs", type=int, help="few-shot single_path: random architectures evaluated per sub-supernet "
+    add("--select-archs", type=Int(minimum=1), help="few-shot single_path: random architectures evaluated per sub-supernet "
         "(default 200)")
     add("--run-dir", required=True, help="run folder (config.json, checkpoint.pt, metrics.jsonl, summary.json; "
         "few-shot: tree.json, one folder per node, selection.json)")
@@ -102,12 +103,12 @@ def register(subparsers) -> None:
     rank = commands.add_parser("rank", help="rank architectures with a trained supernet's weights against NB201")
     add = rank.add_argument
     add("--run-dir", required=True, help="a folder written by 'nastk supernet train'")
-    add("--sample", type=int, default=100, help="rank this many distinct random architectures (default 100)")
-    add("--seed", type=int, default=0, help="seed of the architecture sample (default 0)")
+    add("--sample", type=Int(minimum=1), default=100, help="rank this many distinct random architectures (default 100)")
+    add("--seed", type=Int(minimum=0), default=0, help="seed of the architecture sample (default 0)")
     add("--archs", help="file with one architecture string per line (instead of --sample)")
-    add("--eval-size", type=int, help="test images to evaluate on (default all)")
-    add("--batch-size", type=int, default=500, help="evaluation batch (BatchNorm uses batch statistics; default 500)")
-    add("--bn-calibration", type=int, default=0,
+    add("--eval-size", type=Int(minimum=1), help="test images to evaluate on (default all)")
+    add("--batch-size", type=Int(minimum=1), default=500, help="evaluation batch (BatchNorm uses batch statistics; default 500)")
+    add("--bn-calibration", type=Int(minimum=0), default=0,
         help="recalibrate tracked BatchNorm statistics on this many training batches per architecture")
     add("--truth-dataset", default="cifar10",
         help="benchmark dataset of the ground truth (default cifar10: 200-epoch test accuracy)")
@@ -124,11 +125,11 @@ def register(subparsers) -> None:
         "decision the option whose removal hurts the supernet's held-out accuracy most, tuning the supernet in "
         "between (DARTS cells: then two inputs per node by the same test) (default argmax)")
     add("--crit", choices=["acc", "loss"], help="pt: the held-out accuracy drop or loss rise decides (default acc)")
-    add("--pt-interval", type=int, help="pt: tuning epochs between decisions (default 5, DARTS-PT's)")
+    add("--pt-interval", type=Int(minimum=0), help="pt: tuning epochs between decisions (default 5, DARTS-PT's)")
     add("--fix-alpha", action="store_true", help="pt: keep alpha frozen while tuning (DARTS-PT fix-alpha; default: "
         "as the supernet was trained)")
-    add("--lr-factor", type=float, help="pt: tuning learning rate as a multiple of the search lr (default 0.1)")
-    add("--tune-lr-min", type=float, help="pt: anneal the tuning lr to this by cosine (default constant; DARTS-PT's "
+    add("--lr-factor", type=Float(above=0), help="pt: tuning learning rate as a multiple of the search lr (default 0.1)")
+    add("--tune-lr-min", type=Float(minimum=0), help="pt: anneal the tuning lr to this by cosine (default constant; DARTS-PT's "
         "DARTS-space recipe: 0.001)")
     add("--edge-order", choices=["random", "fixed"], help="pt: seeded random order of the decisions, or their own "
         "order (default random)")

@@ -8,8 +8,10 @@ most the last unflushed architectures and resumes from the rest.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -19,6 +21,7 @@ import torch
 
 from nastk.architecture import Architecture
 from nastk.datasets import load_dataset
+from nastk.errors import CorruptDataError
 from nastk.evaluator import Evaluator, Result
 from nastk.paths import atomic_write
 from nastk.proxies import compute_proxies, get_proxy
@@ -26,17 +29,30 @@ from nastk.space import SearchSpace
 
 
 class ProxyCache:
-    """Proxy scores on disk, one JSON object per line; ``flush`` rewrites the file atomically."""
+    """Proxy scores on disk, one JSON object per line, each carrying the checksum of its own content;
+    ``flush`` rewrites the file atomically. A line that is damaged, altered or of the wrong shape is
+    dropped with a warning (its score is computed again), never used."""
 
     def __init__(self, path: Optional[Union[str, Path]]):
         self.path = Path(path) if path else None
         self.records: Dict[Tuple, Dict[str, Any]] = {}
         self._dirty = False
         if self.path and self.path.is_file():
-            for line in self.path.read_text().splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    self.records[self._key(record)] = record
+            try:
+                lines = self.path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as error:
+                raise CorruptDataError(f"cannot read proxy cache {self.path}: {type(error).__name__}") from None
+            dropped = 0
+            for line in filter(str.strip, lines):
+                record = _verified_record(line)
+                if record is None:
+                    dropped += 1
+                    continue
+                self.records[self._key(record)] = record
+            if dropped:
+                warnings.warn(f"proxy cache {self.path}: dropped {dropped} damaged or altered line(s); "
+                              f"their scores are computed again")
+                self._dirty = True
 
     @staticmethod
     def _key(record: Dict[str, Any]) -> Tuple:
@@ -55,8 +71,27 @@ class ProxyCache:
             return
         with atomic_write(self.path, "w") as handle:
             for record in self.records.values():
-                handle.write(json.dumps(record) + "\n")
+                handle.write(json.dumps({**record, "sha": _record_sha(record)}) + "\n")
         self._dirty = False
+
+
+def _record_sha(record: Dict[str, Any]) -> str:
+    content = json.dumps({k: v for k, v in record.items() if k != "sha"}, sort_keys=True)
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def _verified_record(line: str) -> Optional[Dict[str, Any]]:
+    """The record of one cache line, or None when it does not parse, lacks a key or fails its checksum."""
+    try:
+        record = json.loads(line)
+        ProxyCache._key(record)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None
+    score = record.get("score", "")
+    if not (score is None or isinstance(score, (int, float))) or record.get("sha") != _record_sha(record):
+        return None
+    record.pop("sha")
+    return record
 
 
 class ProxyScorer:

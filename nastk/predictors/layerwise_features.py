@@ -15,8 +15,6 @@ a killed computation resumes where it stopped.
 """
 from __future__ import annotations
 
-import io
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,8 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from nastk.errors import CorruptDataError
-from nastk.paths import atomic_write, cache_root
+from nastk.integrity import read_npz, write_npz
+from nastk.paths import cache_root
 
 STATISTICS = ("grad_norm", "snip", "synflow")
 FORMAT_VERSION = 1
@@ -115,21 +114,16 @@ def cache_path(seed: int = 42, batch_size: int = 64, C: int = 16, N: int = 5, ro
 
 
 def save_pool(pool: LayerwisePool, path: Path) -> None:
-    buffer = io.BytesIO()
-    arrays = {f"stat:{name}": values for name, values in pool.values.items()}
-    np.savez(buffer, codes=pool.codes, seconds=pool.seconds, meta=np.array(json.dumps(pool.meta)), **arrays)
-    with atomic_write(path) as handle:
-        handle.write(buffer.getvalue())
+    arrays = {"codes": pool.codes, "seconds": pool.seconds, **{f"stat:{name}": values for name, values in pool.values.items()}}
+    write_npz(path, arrays, pool.meta, len(pool.codes))
 
 
 def load_pool(path: Path) -> LayerwisePool:
-    try:
-        with np.load(path) as archive:
-            meta = json.loads(str(archive["meta"]))
-            values = {name[5:]: archive[name] for name in archive.files if name.startswith("stat:")}
-            return LayerwisePool(archive["codes"], values, archive["seconds"], meta)
-    except Exception as error:  # zip/npz/json errors all mean an unreadable cache
-        raise CorruptDataError(f"cannot read layer-wise cache {path}: {error}") from None
+    """A pool written by :func:`save_pool`, checked whole (row count and content checksum)."""
+    arrays, meta = read_npz(path, "layer-wise cache")
+    meta.pop("integrity")
+    values = {name[5:]: array for name, array in arrays.items() if name.startswith("stat:")}
+    return LayerwisePool(arrays["codes"], values, arrays["seconds"], meta)
 
 
 def pool_order(pool_seed: int = 0, size: int = 15625) -> np.ndarray:
