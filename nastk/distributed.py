@@ -298,13 +298,14 @@ def open_study(config: Dict[str, Any], spec: StorageSpec, directions: List[str])
     return study
 
 
-def check_study(config: Dict[str, Any], workers: int, storage: Optional[str]) -> None:
-    """What :func:`run_study` would refuse, checked before the run folder is made."""
+def check_study(config: Dict[str, Any], workers: int, storage: Optional[str]):
+    """What :func:`run_study` would refuse, checked before the run folder is made; returns the strategy."""
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    _strategy(config, config["seed"])
+    strategy = _strategy(config, config["seed"])
     if storage is not None and "://" not in storage:
         StorageSpec(storage, "").open()  # raises the ConfigError that explains the URL form
+    return strategy
 
 
 def run_study(config: Dict[str, Any], run: Run, workers: int = 1, storage: Optional[str] = None,
@@ -320,9 +321,7 @@ def run_study(config: Dict[str, Any], run: Run, workers: int = 1, storage: Optio
     the study for the summary. ``evaluator_factory(space, config, seed, device)`` (a picklable,
     module-level callable) replaces the config's evaluator, e.g. in tests.
     """
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
-    strategy = _strategy(config, config["seed"])  # validates the strategy before any process starts
+    strategy = check_study(config, workers, storage)  # before any process starts
     spec = StorageSpec(storage, str(run.directory), *heartbeat)
     study = open_study(config, spec, strategy.directions)
     name = study.study_name

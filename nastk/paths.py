@@ -13,7 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from nastk.errors import CorruptDataError, MissingDataError
+from nastk.errors import CorruptDataError, MissingDataError, RunError
+
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): run folders are not protected against a second writer
+    fcntl = None
 
 _CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,17 +107,11 @@ def lock_folder(directory: Path) -> Callable[[], None]:
     lock behind. A second run of the same folder in this process shares it (a resume in the same
     interpreter is sequential); another process gets a :class:`RunError` naming the holder.
     """
-    from nastk.errors import RunError
-
     key = str(Path(directory).resolve())
     if key in _held_locks:
         _held_locks[key][1] += 1
     else:
         handle = open(Path(directory) / LOCK_FILE, "a+")
-        try:
-            import fcntl
-        except ImportError:  # no flock (Windows): runs are not protected against a second writer
-            fcntl = None
         if fcntl is not None:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
