@@ -46,3 +46,7 @@ class ConfigError(NastkError, ValueError):
 
 class RunError(NastkError):
     """A run folder is inconsistent with the requested run (e.g. resuming with another config)."""
+
+
+class EvaluationError(NastkError):
+    """An evaluator produced something that is not a result (e.g. a metric that is not a number)."""

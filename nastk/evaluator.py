@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from nastk.architecture import Architecture
+from nastk.errors import EvaluationError
+from nastk.plain_data import plain
 
 
 @dataclass(frozen=True)
@@ -24,11 +26,25 @@ class Result:
     objective: str = "accuracy"
     protocol: Dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self):
+        # Proxies and training loops return numpy or torch scalars; the journal and summaries need plain
+        # numbers, so they are converted here, once, rather than failing at the journal write.
+        metrics = {str(name): _metric_value(value, f"metric {name!r}") for name, value in dict(self.metrics).items()}
+        cost = _metric_value(self.cost_s, "cost_s")
+        if isinstance(cost, str):
+            raise EvaluationError(f"cost_s of an evaluation result must be a number, got {cost[:60]!r}")
+        protocol = plain(dict(self.protocol), default=str)
+        object.__setattr__(self, "metrics", metrics)
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "cost_s", 0.0 if cost is None else float(cost))
+
     @property
     def value(self) -> float:
         """The objective value; NaN (never an exception) when it is missing or not finite."""
         value = self.metrics.get(self.objective, math.nan)
-        return float(value) if value is not None and math.isfinite(value) else math.nan
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return math.nan
+        return float(value) if math.isfinite(value) else math.nan
 
     def to_dict(self) -> Dict[str, Any]:
         return {"metrics": dict(self.metrics), "cost_s": self.cost_s, "objective": self.objective,
@@ -38,6 +54,21 @@ class Result:
     def from_dict(cls, data: Dict[str, Any]) -> "Result":
         return cls(dict(data["metrics"]), float(data.get("cost_s", 0.0)), data.get("objective", "accuracy"),
                    dict(data.get("protocol", {})))
+
+
+def _metric_value(value: Any, what: str) -> Optional[float]:
+    """A metric as a Python number (None stays None: a metric the evaluator could not compute; a string is
+    kept as a label, e.g. an evaluation id)."""
+    if value is None or isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return value
+    try:
+        converted = plain(value)
+    except TypeError:
+        converted = value
+    if isinstance(converted, bool) or not isinstance(converted, (int, float)):
+        raise EvaluationError(f"{what} of an evaluation result must be a number, got a {type(value).__name__} "
+                              f"({str(value)[:60]})")
+    return converted
 
 
 class Evaluator(abc.ABC):

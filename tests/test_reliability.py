@@ -16,6 +16,7 @@ from nastk.errors import CorruptDataError, RunError
 from nastk.options import Value
 from nastk.paths import LOCK_FILE
 from nastk.run import Run
+from plugin_space import PluginSpace
 
 BENCH = ["search", "--benchmark", "nb201", "--dataset", "cifar10", "--strategy", "random", "--budget", "3",
          "--no-progress"]
@@ -75,6 +76,66 @@ def test_a_rejected_run_leaves_no_folder_behind(capsys, nastk_data, tmp_path, ex
     code, _, err = run_cli(capsys, argv)
     assert code == 2 and err.count("\n") == 1 and "secret" not in err
     assert not (tmp_path / "run").exists()
+
+
+class EscapingSpace(PluginSpace):
+    """A space whose own name would climb out of the run root if it were used as a path."""
+
+    name = "../../escaped"
+
+
+@pytest.mark.parametrize("argv", [
+    ["--space", "test_reliability:EscapingSpace", "--strategy", "random"],  # the space's name is '../../escaped'
+    ["--strategy", "../../escaped", "--workers", "2"],                       # refused: unknown strategy
+    ["--strategy", "../../escaped", "--storage", "sqlite:///x.db"],
+])
+def test_default_run_folders_never_escape_the_run_root(capsys, tmp_path, monkeypatch, argv):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    code, _, err = run_cli(capsys, ["search", "--evaluator", "proxy:synflow", "--dataset", "digits", "--C", "4",
+                                    "--budget", "2", "--no-progress", "--format", "json"] + argv)
+    outside = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if work not in (p, *p.parents))
+    assert outside == ["a"]  # nothing beside or above the working folder
+    if code == 0:
+        (folder,) = (work / "runs").iterdir()
+        assert folder.name.startswith("______escaped-random-seed0-")
+    else:
+        assert code == 2 and err.count("\n") == 1 and not (work / "runs").exists()
+
+
+def test_numpy_and_torch_values_in_a_result_are_journaled_as_numbers(tmp_path):
+    import torch
+
+    from nastk.evaluator import Evaluator, Result
+    from nastk.run import run_search
+    from nastk.space import get_space
+    from nastk.strategy import make_strategy
+
+    class NumpyEvaluator(Evaluator):
+        def evaluate(self, arch):
+            return Result({"accuracy": np.float32(0.25), "params": np.int64(7), "loss": torch.tensor(1.5)},
+                          cost_s=np.float64(2.0), protocol={"sizes": np.arange(2)})
+
+    space = get_space("nb201")
+    config = {"space": "nb201", "budget": 2}
+    with Run(tmp_path / "run", config) as run:
+        outcome = run_search(make_strategy("random", space, seed=0), NumpyEvaluator(), 2, run)
+    record = json.loads((tmp_path / "run" / "journal.jsonl").read_text().splitlines()[0])
+    assert record["result"]["metrics"] == {"accuracy": 0.25, "params": 7, "loss": 1.5}
+    assert record["result"]["protocol"] == {"sizes": [0, 1]} and outcome.total_cost_s == 4.0
+
+
+@pytest.mark.parametrize("metric", ["0.5x", [0.1, 0.2], np.zeros(3), True])
+def test_a_result_with_a_metric_that_is_not_a_number_is_one_clear_error(metric):
+    from nastk.errors import EvaluationError
+    from nastk.evaluator import Result
+
+    if isinstance(metric, str):  # strings are labels (e.g. an evaluation id), never the objective
+        assert np.isnan(Result({"accuracy": metric}).value)
+        return
+    with pytest.raises(EvaluationError, match="metric 'accuracy' of an evaluation result must be a number"):
+        Result({"accuracy": metric})
 
 
 @pytest.mark.parametrize("resume", [False, True])

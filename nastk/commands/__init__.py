@@ -1,7 +1,8 @@
 """Sub-commands of the ``nastk`` CLI, one module each (see :mod:`nastk.cli`)."""
 import json
-import math
 import sys
+
+from nastk.plain_data import plain
 
 
 def print_json(obj) -> None:
@@ -13,14 +14,4 @@ def print_json(obj) -> None:
 
 def json_safe(value):
     """``value`` with numpy scalars and arrays as Python numbers and lists, non-finite floats as None."""
-    if isinstance(value, dict):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy scalar or array
-        return json_safe(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)  # paths, devices and the like
+    return plain(value, nonfinite_as_none=True, default=str)  # paths, devices and the like as text

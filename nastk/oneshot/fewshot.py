@@ -47,6 +47,7 @@ from nastk.errors import ArchitectureError, ConfigError, RunError
 from nastk.oneshot.distributed import Distributed
 from nastk.oneshot.trainer import CHECKPOINT, METRICS, OneShotConfig, OneShotTrainer, build_supernet, read_checkpoint
 from nastk.paths import atomic_write
+from nastk.plain_data import plain
 from nastk.run import Run
 from nastk.supernet import Supernet
 
@@ -66,21 +67,11 @@ def _index(value: Any, what: str) -> int:
     return int(value)
 
 
-def _json_default(value: Any):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def _plain_json(value: Any, what: str) -> Any:
     """``value`` as plain JSON data (numpy arrays and tensors become lists); ConfigError if it is not JSON."""
     try:
-        return json.loads(json.dumps(value, default=_json_default))
-    except (TypeError, ValueError) as error:
+        return plain(value)
+    except TypeError as error:
         raise ConfigError(f"{what} must be plain JSON data: {error}") from None
 
 

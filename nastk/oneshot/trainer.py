@@ -37,6 +37,7 @@ from nastk.oneshot.distributed import Distributed
 from nastk.oneshot.samplers import SAMPLER_PRESETS, make_samplers
 from nastk.oneshot.steps import LR_SCHEDULES, STEPS, Batch, TrainingStep, make_step
 from nastk.paths import atomic_write
+from nastk.plain_data import plain
 from nastk.run import Run
 from nastk.space import get_space
 from nastk.supernet import Supernet
@@ -352,7 +353,7 @@ class OneShotTrainer:
                 record["replica_spread"] = self._replica_spread()
             record["epoch_s"] = round(time.perf_counter() - started, 3)
             record["images_per_s"] = round(record["images"] / record["epoch_s"], 1)
-            self.history.append(_plain(record))
+            self.history.append(plain(record, nonfinite_as_none=True))
             self.epoch = epoch + 1
             self.save_checkpoint()
             if self.progress and self.dist.is_main:
@@ -461,18 +462,6 @@ def load_trained(run_dir, device="cpu"):
     supernet.load_state_dict(state["model"])
     supernet.allowed = np.array(state["allowed"], dtype=bool)
     return supernet, config, int(state["epoch"])
-
-
-def _plain(record: Dict[str, Any]) -> Dict[str, Any]:
-    """JSON-able values (numpy scalars to floats, NaN kept out)."""
-    out = {}
-    for key, value in record.items():
-        if isinstance(value, (np.floating, float)):
-            value = float(value) if math.isfinite(value) else None
-        elif isinstance(value, np.integer):
-            value = int(value)
-        out[key] = value
-    return out
 
 
 def _or_nan(value) -> float:
