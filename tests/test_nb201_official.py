@@ -228,3 +228,14 @@ def test_official_file_through_the_table_and_cli(official_file, tmp_path, monkey
     assert main(["query", "--dataset", "cifar10", "--arch", ARCHS[3].replace("none~2", "skip_connect~2"),
                  "--table", str(official_file)]) == 2
     assert "not in the NB201 table" in capsys.readouterr().err
+
+
+def test_an_official_release_must_hold_every_cell(tmp_path, monkeypatch):
+    from nastk.benchmarks.nb201 import OFFICIAL_RELEASES, load_table
+
+    monkeypatch.setenv("NASTK_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / OFFICIAL_RELEASES[1]  # a 3-cell file under the name of the full release
+    torch.save(official_dict(), path)
+    with pytest.raises(CorruptDataError, match=f"{OFFICIAL_RELEASES[1]} has [0-9]+ rows, expected 15625"):
+        load_table(str(path))
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())  # nothing cached

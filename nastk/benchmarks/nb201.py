@@ -223,6 +223,11 @@ def convert_official(path: Path, trust_pickle: bool = False) -> NB201Table:
     return _from_codes_and_strings(arch_strs, columns, f"official:{Path(path).name}")
 
 
+#: The official releases' file names; each must hold every one of NB201's cells.
+OFFICIAL_RELEASES = ("NAS-Bench-201-v1_0-e61699.pth", "NAS-Bench-201-v1_1-096897.pth")
+NUM_CELLS = 5 ** 6
+
+
 def _cached(cache_name: str, convert, rows: Optional[int] = None, source_sha256: Optional[str] = None) -> NB201Table:
     """The converted table from its cache, rebuilt from the source when the cache is missing or not whole."""
     cache = cache_root() / cache_name
@@ -233,7 +238,7 @@ def _cached(cache_name: str, convert, rows: Optional[int] = None, source_sha256:
             warnings.warn(f"rebuilding the NB201 cache: {error}")
     table = convert()
     if rows is not None and len(table) != rows:
-        raise CorruptDataError(f"the converted NB201 table has {len(table)} rows, expected {rows}")
+        raise CorruptDataError(f"NB201 table {table.source} has {len(table)} rows, expected {rows}")
     table.save(cache, source_sha256)
     return table
 
@@ -259,7 +264,8 @@ def load_table(path: Optional[str] = None, trust_pickle: bool = False) -> NB201T
         raise ConfigError(f"unsupported NB201 table file {source}: expected .csv.gz, .pth (official) or .npz (nastk cache)")
     stat = source.stat()
     name = f"nb201-official-v{FORMAT_VERSION}-{source.stem}-{stat.st_size}-{int(stat.st_mtime)}.npz"
-    return _cached(name, lambda: convert_official(source, trust_pickle))  # a partial official dump is allowed
+    rows = NUM_CELLS if source.name in OFFICIAL_RELEASES else None  # other names: e.g. a partial dump, allowed
+    return _cached(name, lambda: convert_official(source, trust_pickle), rows)
 
 
 @lru_cache(maxsize=None)
