@@ -46,9 +46,11 @@ from optuna.trial import TrialState
 
 from nastk.errors import ConfigError, RunError
 from nastk.evaluator import Evaluator, Result
-from nastk.run import Run, SearchOutcome
+from nastk.evaluators import run_evaluator
+from nastk.run import Run
 from nastk.space import get_space
-from nastk.strategy import make_strategy, objective_key
+from nastk.strategy import make_strategy
+from nastk.trial import SearchOutcome, Stop, Trial
 
 JOURNAL_FILE = "optuna_journal.log"
 ACTIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
@@ -134,14 +136,6 @@ def worker_label(pid: Optional[int] = None) -> str:
     return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
-def build_evaluator(space, config: Dict[str, Any], seed: int, device: str) -> Evaluator:
-    """The run's evaluator, with the cost metrics its objectives need (the same in every worker)."""
-    from nastk.evaluators import make_evaluator
-    from nastk.evaluators.multi_objective import with_objectives
-
-    return with_objectives(make_evaluator(space, config["evaluator"], seed=seed, device=device), space, config)
-
-
 def _strategy(config: Dict[str, Any], seed: int):
     from nastk.strategies.optuna_search import OptunaStrategy
 
@@ -156,22 +150,25 @@ def _strategy(config: Dict[str, Any], seed: int):
 
 
 # --- one worker ------------------------------------------------------------------------------------
-def work(study: optuna.Study, strategy, evaluator: Evaluator, budget: int, label: str,
+def work(study: optuna.Study, strategy, evaluator: Evaluator, budget, label: str,
          poll_s: float = 0.2, alive: Callable[[], bool] = lambda: True) -> int:
-    """Ask, evaluate, tell until the study holds ``budget`` COMPLETE trials; returns evaluations done.
+    """Ask, evaluate, tell until the study's COMPLETE trials satisfy ``budget`` (a query count or a
+    :class:`~nastk.trial.Stop`, whose cost limit counts the study's summed cost); returns evaluations done.
 
     When only trials running elsewhere are left, the worker waits for them (one may be lost and
     re-queued) unless ``alive()`` says nobody is left to re-queue it.
     """
     from optuna.storages._heartbeat import get_heartbeat_thread  # the heartbeat optuna's optimize() runs
 
+    stop, started = Stop.of(budget), time.monotonic()
+    budget = stop.queries
     evaluated = 0
     while True:
         _fail_stale(study)
         recover_unlabelled(study)
         trials = study.get_trials(deepcopy=False, states=ACTIVE)
         states = [t.state for t in trials]
-        if states.count(TrialState.COMPLETE) >= budget:
+        if _stopped(trials, stop, started):
             return evaluated
         if len(trials) >= budget and TrialState.WAITING not in states:
             if not alive():
@@ -198,6 +195,12 @@ def work(study: optuna.Study, strategy, evaluator: Evaluator, budget: int, label
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # this worker stalled past a grace period and its trial was re-queued: not counted twice
         evaluated += 1
+
+
+def _stopped(trials, stop: Stop, started: float) -> bool:
+    """Whether the study's COMPLETE trials (among ``trials``) satisfy the stop rule."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    return stop.reached(len(complete), sum(t.user_attrs["result"]["cost_s"] for t in complete), started)
 
 
 def _within_budget(study: optuna.Study, number: int, budget: int) -> bool:
@@ -230,12 +233,12 @@ def _worker_main(config, spec: StorageSpec, name: str, index: int, device: str,
         seed = int(np.random.SeedSequence([config["seed"], index, os.getpid()]).generate_state(1)[0])
         strategy = _strategy(config, seed)
         space = get_space(config["space"])
-        evaluator = (evaluator_factory or build_evaluator)(space, config, config["seed"], device)
+        evaluator = (evaluator_factory or run_evaluator)(space, config, config["seed"], device)
         study = optuna.load_study(study_name=name, storage=spec.open(), sampler=strategy.sampler(seed))
         # Without a heartbeat, only the coordinator can re-queue a lost worker's trial.
         alive = (lambda: True) if spec.has_heartbeat else (lambda: _pid_alive(coordinator))
         _exit_with(coordinator)
-        work(study, strategy, evaluator, config["budget"], worker_label(), alive=alive)
+        work(study, strategy, evaluator, Stop.from_config(config), worker_label(), alive=alive)
     except BaseException as error:
         errors.put((index, f"{type(error).__name__}: {error}".splitlines()[0]))
         raise SystemExit(1)
@@ -330,7 +333,7 @@ def run_study(config: Dict[str, Any], run: Run, workers: int = 1, storage: Optio
         # by an earlier invocation that was killed.
         recover(study)
     before = _complete(study)
-    started = time.perf_counter()
+    stop, started = Stop.from_config(config), time.monotonic()
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["nastk.distributed", "nastk.strategies.optuna_search", "nastk.evaluators.benchmark"])
     errors = context.Queue()
@@ -344,7 +347,7 @@ def run_study(config: Dict[str, Any], run: Run, workers: int = 1, storage: Optio
     processes = [spawn(index) for index in range(workers)]
     failures: List[str] = []
     try:
-        failures = _supervise(study, processes, errors, progress, poll_s, spawn, replacements, config["budget"])
+        failures = _supervise(study, processes, errors, progress, poll_s, spawn, replacements, stop, started)
     except BaseException:
         _stop(study, processes)
         raise
@@ -352,22 +355,22 @@ def run_study(config: Dict[str, Any], run: Run, workers: int = 1, storage: Optio
     if failures:
         raise RunError(f"{len(failures)} worker(s) failed; first: {failures[0]} "
                        f"({done}/{config['budget']} evaluations recorded; fix and --resume)")
-    if done < config["budget"]:
+    if not _stopped(study.get_trials(deepcopy=False), stop, started):
         raise RunError(f"all workers stopped after {done}/{config['budget']} evaluations; continue with --resume")
     outcome = outcome_from_study(study, before)
     trials = study.get_trials(deepcopy=False)
     info = {"study": {"name": name, "storage": spec.display(), "workers": workers,
-                      "wall_s": round(time.perf_counter() - started, 3),
+                      "wall_s": round(time.monotonic() - started, 3),
                       "failed": sum(t.state == TrialState.FAIL and not t.user_attrs.get("surplus") for t in trials),
                       "retried": sum(t.state == TrialState.COMPLETE and "failed_trial" in t.system_attrs for t in trials),
                       "surplus": sum(bool(t.user_attrs.get("surplus")) for t in trials)}}
     return outcome, info
 
 
-def _supervise(study, processes, errors, progress, poll_s, spawn, replacements, budget) -> List[str]:
+def _supervise(study, processes, errors, progress, poll_s, spawn, replacements, stop: Stop, started) -> List[str]:
     """Wait for the workers; re-queue the trials of any that dies and replace it; stop all on a worker error."""
     failures, reported = [], -1
-    replacements = budget if replacements is None else replacements
+    replacements = stop.queries if replacements is None else replacements
     running = dict(enumerate(processes))  # worker index -> its live process
     while running:
         recover_unlabelled(study)
@@ -377,7 +380,8 @@ def _supervise(study, processes, errors, progress, poll_s, spawn, replacements, 
             del running[index]
             if process.exitcode != 0:  # negative: killed by a signal, a lost worker
                 recover(study, worker_label(process.pid))
-            if process.exitcode < 0 and replacements > 0 and not failures and _complete(study) < budget:
+            if (process.exitcode < 0 and replacements > 0 and not failures
+                    and not _stopped(study.get_trials(deepcopy=False), stop, started)):
                 replacements -= 1
                 running[index] = replacement = spawn(index)
                 processes.append(replacement)
@@ -417,20 +421,14 @@ def _complete(study: optuna.Study) -> int:
 
 
 def outcome_from_study(study: optuna.Study, replayed: int = 0) -> SearchOutcome:
-    """The study's COMPLETE trials as the engine's history, in completion order."""
+    """The study's COMPLETE trials as the engine's trials, in completion order."""
     trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                     key=lambda t: (t.datetime_complete, t.number))
     space = get_space(study.user_attrs["nastk_config"]["space"])
-    outcome = SearchOutcome(None, None, replayed=replayed, evaluated=len(trials) - replayed)
-    best_key = None
+    outcome = SearchOutcome(replayed=replayed)
     for step, trial in enumerate(trials):
-        result = Result.from_dict(trial.user_attrs["result"])
-        record = {"step": step, "arch": trial.user_attrs["arch"], "result": result.to_dict(),
-                  "wall_s": round((trial.datetime_complete - trial.datetime_start).total_seconds(), 6),
-                  "trial": trial.number, "worker": trial.user_attrs.get("worker")}
-        outcome.history.append(record)
-        key = objective_key(result.value)
-        if best_key is None or key > best_key:
-            best_key, outcome.best_result = key, result
-            outcome.best_arch = space.from_str(record["arch"])
+        record = Trial(step, trial.user_attrs["arch"], Result.from_dict(trial.user_attrs["result"]),
+                       trial.datetime_start.timestamp(), trial.datetime_complete.timestamp(),
+                       trial.user_attrs.get("worker"), trial.number)
+        outcome.add(record, space.from_str(record.arch))
     return outcome

@@ -22,11 +22,12 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from nastk.errors import ConfigError
+from nastk.trial import Stop
 
 STRATEGIES = ("random", "re", "bo-tpe", "bo-gp", "nsga2")
 LABELS = {"random": "Random search", "re": "Regularized evolution (REA)", "bo-tpe": "BO, TPE (optuna)",
@@ -82,13 +83,8 @@ class Trace:
         return np.array([self.best_test(k) for k in range(1, n + 1)])
 
 
-class _Done(Exception):
-    """Raised from the engine's progress hook once both budgets are spent."""
-
-
-def search_trace(strategy: str, dataset: str, seed: int, max_queries: int,
-                 stop: Optional[Callable[[int, float], bool]] = None) -> Trace:
-    """Run one search on the engine until ``stop(queries, cumulative cost)`` (or ``max_queries``)."""
+def search_trace(strategy: str, dataset: str, seed: int, stop: Union[int, Stop]) -> Trace:
+    """Run one search on the engine until ``stop`` (a query budget or a :class:`~nastk.trial.Stop`)."""
     from nastk.evaluators.benchmark import BenchmarkEvaluator
     from nastk.run import run_search
     from nastk.space import get_space
@@ -96,22 +92,14 @@ def search_trace(strategy: str, dataset: str, seed: int, max_queries: int,
 
     trace = Trace(strategy, dataset, seed)
 
-    def progress(step: int, record: Dict[str, Any]) -> None:
-        metrics = record["result"]["metrics"]
-        trace.objective.append(float(metrics["accuracy"]))
-        trace.test.append(float(metrics["test_accuracy"]))
-        trace.cost.append(float(record["result"]["cost_s"]))
-        trace.archs.append(record["arch"])
-        if stop is not None and stop(len(trace.cost), sum(trace.cost)):
-            raise _Done
-
     started = time.perf_counter()
     space = get_space("nb201")
-    try:
-        run_search(make_strategy(strategy, space, seed=seed), BenchmarkEvaluator(dataset), max_queries,
-                   progress=progress)
-    except _Done:
-        pass
+    outcome = run_search(make_strategy(strategy, space, seed=seed), BenchmarkEvaluator(dataset), stop)
+    for trial in outcome.trials:
+        trace.objective.append(float(trial.result.metrics["accuracy"]))
+        trace.test.append(float(trial.result.metrics["test_accuracy"]))
+        trace.cost.append(float(trial.result.cost_s))
+        trace.archs.append(trial.arch)
     trace.wall_s = time.perf_counter() - started
     return trace
 
@@ -135,17 +123,6 @@ def _traces(jobs: Sequence[Tuple], workers: int, progress: Optional[Callable[[Tr
     return out
 
 
-@dataclass(frozen=True)
-class _StopAfter:
-    """Stop once ``budget`` queries are made and the cumulative cost exceeds ``seconds`` (picklable)."""
-
-    budget: int
-    seconds: float
-
-    def __call__(self, queries: int, cost: float) -> bool:
-        return queries >= self.budget and cost > self.seconds
-
-
 def compare(settings: Settings, progress: Optional[Callable[[Trace], None]] = None) -> Dict[str, Any]:
     """Run every (dataset, strategy, seed) and summarise both budgets; returns a JSON-able dict."""
     unknown = [s for s in settings.strategies if s not in LABELS]
@@ -160,7 +137,7 @@ def compare(settings: Settings, progress: Optional[Callable[[Trace], None]] = No
                           settings.jobs, progress)
     seconds = {d: float(np.mean([sum(t.cost[:settings.budget]) for t in random_runs if t.dataset == d]))
                for d in settings.datasets}
-    others = [(name, d, s, settings.max_queries, _StopAfter(settings.budget, seconds[d]))
+    others = [(name, d, s, Stop(settings.max_queries, cost_s=seconds[d], min_queries=settings.budget))
               for d in settings.datasets for name in settings.strategies if name != "random" for s in settings.seeds]
     traces = random_runs + _traces(others, settings.jobs, progress)
     return {"settings": asdict(settings), "time_budget_s": seconds, "optimum": OPTIMUM,

@@ -12,15 +12,14 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
-from nastk.architecture import Architecture
-from nastk.errors import ConfigError, RunError
-from nastk.evaluator import Evaluator, Result
+from nastk.errors import RunError
+from nastk.evaluator import Evaluator
 from nastk.paths import LOCK_FILE, atomic_write, lock_folder
-from nastk.strategy import Strategy, objective_key
+from nastk.strategy import Strategy
+from nastk.trial import SearchOutcome, Stop, Trial, is_record
 
 CONFIG, JOURNAL, SUMMARY = "config.json", "journal.jsonl", "summary.json"
 
@@ -126,16 +125,6 @@ class Run:
             json.dump(summary, handle, indent=2)
 
 
-def _is_record(record: Any, step: int) -> bool:
-    """A journal line as the engine writes it: its step number, an architecture string and a result."""
-    if not isinstance(record, dict) or record.get("step") != step or not isinstance(record.get("arch"), str):
-        return False
-    result = record.get("result")
-    return (isinstance(result, dict) and isinstance(result.get("metrics"), dict)
-            and isinstance(result.get("objective"), str) and isinstance(result.get("protocol", {}), dict)
-            and isinstance(result.get("cost_s"), (int, float)) and not isinstance(result.get("cost_s"), bool))
-
-
 def _read_saved_config(path: Path) -> Dict[str, Any]:
     try:
         saved = json.loads(path.read_text())
@@ -152,43 +141,20 @@ def _without_budget(config: Dict[str, Any]) -> Dict[str, Any]:
     return {**{k: v for k, v in config.items() if k != "budget"}, "strategy_options": options}
 
 
-@dataclass
-class SearchOutcome:
-    best_arch: Optional[Architecture]
-    best_result: Optional[Result]
-    history: List[Dict[str, Any]] = field(default_factory=list)
-    replayed: int = 0
-    evaluated: int = 0
+def run_search(strategy: Strategy, evaluator: Evaluator, budget: Union[int, Stop], run: Optional[Run] = None,
+               progress: Optional[Callable[[Trial, SearchOutcome], None]] = None) -> SearchOutcome:
+    """Ask, evaluate, journal, tell until ``budget`` (a query count or a :class:`~nastk.trial.Stop`) says
+    stop; replay the run's journal first.
 
-    @property
-    def total_cost_s(self) -> float:
-        return float(sum(record["result"]["cost_s"] for record in self.history))
-
-
-def run_search(strategy: Strategy, evaluator: Evaluator, budget: int, run: Optional[Run] = None,
-               progress: Optional[Callable[[int, Dict[str, Any]], None]] = None) -> SearchOutcome:
-    """Ask, evaluate, journal, tell, ``budget`` times; replay a run's journal first.
-
-    ``progress(step, record)`` is called after every evaluation (a progress bar, a logger).
+    ``progress(trial, outcome)`` is called after every evaluation (a progress bar, a log line).
     """
-    if budget < 1:
-        raise ConfigError(f"budget must be at least 1, got {budget}")
-    outcome = SearchOutcome(None, None)
-    best_key = None
-
-    def record_result(arch: Architecture, result: Result, record: Dict[str, Any]) -> None:
-        nonlocal best_key
-        strategy.tell(arch, result)
-        outcome.history.append(record)
-        key = objective_key(result.value)
-        if best_key is None or key > best_key:
-            best_key, outcome.best_arch, outcome.best_result = key, arch, result
-
+    stop = Stop.of(budget)
+    outcome = SearchOutcome()
     journal = run.records() if run else []
-    if len(journal) > budget:
-        raise RunError(f"the journal already holds {len(journal)} evaluations, more than the budget {budget}")
+    if len(journal) > stop.queries:
+        raise RunError(f"the journal already holds {len(journal)} evaluations, more than the budget {stop.queries}")
     for number, record in enumerate(journal):
-        if not _is_record(record, number):
+        if not is_record(record, number):
             raise RunError(f"journal {run.journal_path} line {number + 1} is not an evaluation record of this run "
                            f"(expected step {number}, arch and result)")
         arch = strategy.ask()
@@ -196,18 +162,22 @@ def run_search(strategy: Strategy, evaluator: Evaluator, budget: int, run: Optio
             raise RunError(
                 f"resume diverged at evaluation {record['step']}: the strategy proposed {arch.to_str()} "
                 f"but the journal holds {record['arch']} (was the seed or code changed?)")
-        record_result(arch, Result.from_dict(record["result"]), record)
+        trial = Trial.from_record(record)
+        strategy.tell(arch, trial.result)
+        outcome.add(trial, arch)
         outcome.replayed += 1
-    for step in range(len(journal), budget):
+    started = time.monotonic()
+    cost = outcome.total_cost_s
+    while not stop.reached(len(outcome.trials), cost, started):
         arch = strategy.ask()
-        started = time.perf_counter()
+        began = time.time()
         result = evaluator.evaluate(arch)
-        record = {"step": step, "arch": arch.to_str(), "result": result.to_dict(),
-                  "wall_s": round(time.perf_counter() - started, 6)}
+        trial = Trial(len(outcome.trials), arch.to_str(), result, began, time.time())
         if run:
-            run.append(record)
-        outcome.evaluated += 1
-        record_result(arch, result, record)
+            run.append(trial.to_record())
+        strategy.tell(arch, result)
+        outcome.add(trial, arch)
+        cost += result.cost_s
         if progress:
-            progress(step, record)
+            progress(trial, outcome)
     return outcome

@@ -7,7 +7,6 @@ through JSON, which lets a run checkpoint a strategy or hand it to another proce
 from __future__ import annotations
 
 import abc
-import math
 from typing import Any, Dict, Tuple
 
 import numpy as np
@@ -16,11 +15,6 @@ from nastk.architecture import Architecture
 from nastk.evaluator import Result
 from nastk.registry import Registry
 from nastk.space import SearchSpace
-
-
-def objective_key(value: float) -> float:
-    """Sort key that ranks NaN objectives last."""
-    return value if value is not None and math.isfinite(value) else -math.inf
 
 
 class Strategy(abc.ABC):

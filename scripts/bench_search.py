@@ -69,7 +69,7 @@ def overhead(queries: int):
         stamps = []
         strategy = make_strategy(name, get_space("nb201"), seed=0, **options)
         started = time.perf_counter()
-        run_search(strategy, evaluator, queries, progress=lambda step, record: stamps.append(time.perf_counter()))
+        run_search(strategy, evaluator, queries, progress=lambda trial, outcome: stamps.append(time.perf_counter()))
         gaps = np.diff([started] + stamps)
         rows.append({"strategy": name, "options": options, "queries": queries,
                      "mean_ms": 1000 * float(gaps.mean()), "last10_ms": 1000 * float(gaps[-10:].mean()),
@@ -98,9 +98,9 @@ class ReplayedTime:
 
 
 def replayed_time_factory(scale, space, config, seed, device):
-    from nastk.distributed import build_evaluator
+    from nastk.evaluators import run_evaluator
 
-    return ReplayedTime(build_evaluator(space, config, seed, device), scale)
+    return ReplayedTime(run_evaluator(space, config, seed, device), scale)
 
 
 def speedup(budget: int, repeats: int, kind: str):
@@ -132,8 +132,8 @@ def speedup(budget: int, repeats: int, kind: str):
                 outcome, _ = run_study(config, Run(Path(folder) / "run", config), workers=workers,
                                        evaluator_factory=factory)
                 walls.append(time.perf_counter() - started)
-                assert len(outcome.history) == budget
-                evaluation.append(sum(r["wall_s"] for r in outcome.history))
+                assert len(outcome.trials) == budget
+                evaluation.append(sum(r.wall_s for r in outcome.trials))
         results[str(workers)] = {"wall_s": walls, "evaluation_s": evaluation}
     results["speedup"] = float(np.median(results["1"]["wall_s"]) / np.median(results["2"]["wall_s"]))
     results["budget"], results["kind"] = budget, kind

@@ -100,7 +100,7 @@ def run_robot(space, pool, evaluator, dataset, seed, budget):
 def run_re(space, evaluator, seed, budget):
     """nastk's regularized evolution on the full NB201 space (population 10, sample 3)."""
     outcome = run_search(make_strategy("re", space, seed=seed), evaluator, budget)
-    distinct = len({record["arch"] for record in outcome.history})
+    distinct = len({record.arch for record in outcome.trials})
     return {"test": outcome.best_result.metrics["test_accuracy"], "objective": outcome.best_result.value,
             "cost_s": outcome.total_cost_s, "distinct": distinct}
 

@@ -215,8 +215,8 @@ def mlp_space():
 @pytest.mark.parametrize("strategy", ["random", "re", "bo-tpe"])
 def test_user_space_runs_every_strategy_unchanged(mlp_space, strategy):
     outcome = run_search(make_strategy(strategy, mlp_space, seed=0), ChoiceScore(), 40)
-    assert len(outcome.history) == 40 and outcome.best_result.value >= 4.0
-    assert mlp_space.from_str(outcome.history[0]["arch"]).to_str() == outcome.history[0]["arch"]
+    assert len(outcome.trials) == 40 and outcome.best_result.value >= 4.0
+    assert mlp_space.from_str(outcome.trials[0].arch).to_str() == outcome.trials[0].arch
 
 
 def test_user_space_gets_codec_capabilities_and_cost(mlp_space):

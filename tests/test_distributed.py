@@ -51,9 +51,9 @@ class LoggedSlowEvaluator(Evaluator):
 
 def slow_factory(log_path, delay_s, space, config, seed, device):
     """Module-level (picklable for spawned workers): the config's evaluator, slowed and logged."""
-    from nastk.distributed import build_evaluator
+    from nastk.evaluators import run_evaluator
 
-    return LoggedSlowEvaluator(build_evaluator(space, config, seed, device), log_path, delay_s)
+    return LoggedSlowEvaluator(run_evaluator(space, config, seed, device), log_path, delay_s)
 
 
 def make_config(budget, seed=0, strategy="bo-tpe"):
@@ -153,7 +153,7 @@ def test_two_workers_on_a_journal_file_record_each_evaluation_once(nastk_data, t
     assert_recorded_exactly_once(study, log, budget=8)
     workers = {t.user_attrs["worker"] for t in study.trials}
     assert len(workers) == 2 and info["study"]["workers"] == 2 and info["study"]["surplus"] == 0
-    assert len(outcome.history) == 8 and outcome.evaluated == 8
+    assert len(outcome.trials) == 8 and outcome.evaluated == 8
     assert outcome.best_result.value == max(t.values[0] for t in study.get_trials(states=(TrialState.COMPLETE,)))
 
 
@@ -172,7 +172,7 @@ def test_sigkilled_worker_is_recovered_by_the_coordinator(nastk_data, tmp_path):
     assert study.trials[victim.number].state == TrialState.FAIL
     retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == victim.params
-    assert info["study"]["retried"] == 1 and len(outcome.history) == 6
+    assert info["study"]["retried"] == 1 and len(outcome.trials) == 6
     assert_recorded_exactly_once(study, log, budget=6, killed_pids=(pid,))
 
 
@@ -324,7 +324,7 @@ def test_lost_machine_is_recovered_by_heartbeat_and_the_study_joined(nastk_data,
     assert study.trials[victim.number].state == TrialState.FAIL
     retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == victim.params
-    assert info["study"]["retried"] == 1 and len(outcome.history) == 5
+    assert info["study"]["retried"] == 1 and len(outcome.trials) == 5
     assert_recorded_exactly_once(study, log, budget=5,
                                  killed_pids=(int(victim.user_attrs["worker"].split(":")[1]),))
 

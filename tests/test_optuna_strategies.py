@@ -28,7 +28,7 @@ def evaluator(nb201_table):
 
 
 def archs(outcome):
-    return [record["arch"] for record in outcome.history]
+    return [record.arch for record in outcome.trials]
 
 
 @pytest.mark.parametrize("name", sorted(FAST))
@@ -184,9 +184,9 @@ def test_nsga2_pareto_front_is_the_non_dominated_set(nb201, evaluator):
     for selection in ("nsga2", "eagan"):
         outcome = run_search(make_strategy("nsga2", nb201, seed=1, objectives="acc,latency", population_size=8,
                                            selection=selection), wrapped, 40)
-        front = pareto_front(outcome.history, objectives)
-        points = {r["arch"]: (r["result"]["metrics"]["accuracy"], r["result"]["metrics"]["edgegpu_latency"])
-                  for r in outcome.history}
+        front = pareto_front(outcome.trials, objectives)
+        points = {r.arch: (r.result.metrics["accuracy"], r.result.metrics["edgegpu_latency"])
+                  for r in outcome.trials}
         signs = np.array([-1.0, 1.0])
         on = {row["arch"] for row in front}
         assert front and len(on) == len(front)

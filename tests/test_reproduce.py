@@ -6,7 +6,8 @@ import pytest
 
 from nastk.cli import main
 from nastk.errors import ConfigError
-from nastk.reproduce import Settings, Trace, _StopAfter, compare, search_trace
+from nastk.reproduce import Settings, Trace, compare, search_trace
+from nastk.trial import Stop
 
 
 def test_trace_budgets():
@@ -19,7 +20,7 @@ def test_trace_budgets():
 
 
 def test_search_stops_once_both_budgets_are_spent(nastk_data):
-    trace = search_trace("re", "cifar10", 0, 300, stop=_StopAfter(budget=20, seconds=5000.0))
+    trace = search_trace("re", "cifar10", 0, Stop(300, cost_s=5000.0, min_queries=20))
     queries, total = len(trace.cost), sum(trace.cost)
     assert queries >= 20 and total > 5000.0
     assert queries == 20 or sum(trace.cost[:-1]) <= 5000.0

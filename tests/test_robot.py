@@ -52,7 +52,7 @@ def test_never_requeries_and_duplicate_bo_steps_are_free(nb201):
     archs, proxies, evaluator = synthetic(nb201, size=6, seed=3)
     strategy = robot(nb201, archs, proxies, budget=6)
     outcome = run_search(strategy, evaluator, 6)
-    asked = [record["arch"] for record in outcome.history]
+    asked = [record.arch for record in outcome.trials]
     assert len(set(asked)) == 6 == evaluator.calls  # the whole 6-arch pool, each once
     assert strategy.bo_steps == 6
     # on a 6-arch pool BO repeats argmaxes; those steps were completed without asking
@@ -67,7 +67,7 @@ def test_exploitation_follows_the_best_weights_ranking(nb201):
     strategy = robot(nb201, archs, proxies, budget=4)
     outcome = run_search(strategy, evaluator, 12)
     bo_archs = {step["arch"] for step in strategy.trace if step["new"]}
-    exploited = [record["arch"] for record in outcome.history if record["arch"] not in bo_archs]
+    exploited = [record.arch for record in outcome.trials if record.arch not in bo_archs]
     ranking = [archs[row].to_str() for row in strategy.pool.ranking(strategy.best_weights)]
     assert exploited == [a for a in ranking if a not in bo_archs][:len(exploited)]
     assert len(exploited) == 12 - strategy.distinct_bo_queries
@@ -75,7 +75,7 @@ def test_exploitation_follows_the_best_weights_ranking(nb201):
 
 def test_same_seed_same_proposals_other_seed_differs(nb201):
     archs, proxies, evaluator = synthetic(nb201)
-    histories = [[r["arch"] for r in run_search(robot(nb201, archs, proxies, seed=s, budget=5), evaluator, 5).history]
+    histories = [[r.arch for r in run_search(robot(nb201, archs, proxies, seed=s, budget=5), evaluator, 5).trials]
                  for s in (2, 2, 3)]
     assert histories[0] == histories[1]
     assert histories[0] != histories[2]
@@ -91,18 +91,18 @@ def test_resume_by_replay_and_state_dict_round_trip(nb201, tmp_path):
     (cut / JOURNAL).write_text("\n".join(lines[:3]) + "\n")
     resumed = run_search(make(6), evaluator, 7, Run(cut, {"seed": 6}, resume=True))
     assert resumed.replayed == 3 and resumed.evaluated == 4
-    assert [r["arch"] for r in resumed.history] == [r["arch"] for r in full.history]
+    assert [r.arch for r in resumed.trials] == [r.arch for r in full.trials]
 
     state = make(6)
-    for record in full.history[:3]:
-        state.tell(state.ask(), Result.from_dict(record["result"]))
+    for record in full.trials[:3]:
+        state.tell(state.ask(), record.result)
     restored = make(99)
     restored.load_state_dict(json.loads(json.dumps(state.state_dict())))
     assert restored.seed == 6
-    for record in full.history[3:]:
+    for record in full.trials[3:]:
         arch = restored.ask()
-        assert arch.to_str() == record["arch"]
-        restored.tell(arch, Result.from_dict(record["result"]))
+        assert arch.to_str() == record.arch
+        restored.tell(arch, record.result)
 
 
 def test_pool_normalisation_nan_and_constant_columns(nb201):
@@ -211,6 +211,6 @@ def test_library_maximize_loop_matches_the_strategy(nb201):
             "cost": np.ones(len(archs)), "names": np.array(strategy.pool.names),
             "arch": np.array([a.to_str() for a in archs])}
     run = loop.robot_loop(pool, seed=4, budget=8, keys_mode="index")
-    assert [archs[row].to_str() for row in run["queried"]] == [record["arch"] for record in outcome.history]
+    assert [archs[row].to_str() for row in run["queried"]] == [record.arch for record in outcome.trials]
     assert run["bo_distinct"] == strategy.distinct_bo_queries
     assert run["objective"] == pytest.approx(outcome.best_result.value)

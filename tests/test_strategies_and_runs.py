@@ -37,9 +37,9 @@ def evaluator(nb201_table):
 @pytest.mark.parametrize("name", ["random", "re"])
 def test_same_seed_same_search(nb201, evaluator, name):
     runs = [run_search(make_strategy(name, nb201, seed=3), evaluator, 60) for _ in range(2)]
-    assert [r["arch"] for r in runs[0].history] == [r["arch"] for r in runs[1].history]
+    assert [r.arch for r in runs[0].trials] == [r.arch for r in runs[1].trials]
     other = run_search(make_strategy(name, nb201, seed=4), evaluator, 60)
-    assert [r["arch"] for r in other.history] != [r["arch"] for r in runs[0].history]
+    assert [r.arch for r in other.trials] != [r.arch for r in runs[0].trials]
 
 
 @pytest.mark.parametrize("name", ["random", "re"])
@@ -109,8 +109,8 @@ def test_interrupted_run_resumes_to_the_same_result(nb201, evaluator, tmp_path):
     assert counting.calls == 27 and resumed.replayed == 23
     assert resumed.best_arch == full.best_arch
     assert (tmp_path / "full" / JOURNAL).read_text().count("\n") == (tmp_path / "cut" / JOURNAL).read_text().count("\n") == 50
-    strip = lambda h: [(r["arch"], r["result"]) for r in h]  # noqa: E731
-    assert strip(resumed.history) == strip(full.history)
+    strip = lambda h: [(r.arch, r.result) for r in h]  # noqa: E731
+    assert strip(resumed.trials) == strip(full.trials)
 
 
 def test_torn_journal_line_is_dropped_and_re_evaluated(nb201, evaluator, tmp_path):

@@ -14,10 +14,11 @@ from typing import Any, Dict, Optional
 from nastk.benchmarks.registry import benchmark_for, has_benchmark
 from nastk.commands import print_json
 from nastk.errors import ConfigError
-from nastk.evaluators import make_evaluator, reports_truth
-from nastk.evaluators.multi_objective import parse_objectives, pareto_front, plot_pareto, with_objectives
+from nastk.evaluators import reports_truth, run_evaluator
+from nastk.evaluators.multi_objective import parse_objectives, pareto_front, plot_pareto
 from nastk.options import Float, Int, Text, check_all
 from nastk.run import Run, run_search
+from nastk.trial import Stop
 from nastk.space import get_space
 from nastk.strategy import STRATEGIES, make_strategy
 
@@ -212,8 +213,7 @@ def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str =
     """
     started = time.perf_counter()
     space = get_space(config["space"])
-    evaluator = with_objectives(make_evaluator(space, config["evaluator"], seed=config["seed"], device=device),
-                                space, config)
+    evaluator = run_evaluator(space, config, config["seed"], device)
     bar = _progress_bar(config["budget"], enabled=progress)
     if config.get("engine") == "study":
         from nastk.distributed import check_study, run_study
@@ -228,8 +228,8 @@ def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str =
             raise ConfigError("--storage needs an optuna strategy's study; it is not used by the sequential engine")
         strategy = make_strategy(config["strategy"], space, seed=config["seed"], **config["strategy_options"])
         with Run(run_dir, config, resume=resume) as run:
-            outcome = run_search(strategy, evaluator, config["budget"], run,
-                                 progress=lambda step, record: bar.update(1) if bar else None)
+            outcome = run_search(strategy, evaluator, Stop.from_config(config), run,
+                                 progress=lambda trial, outcome: bar.update(1) if bar else None)
             return _finish(config, run, outcome, evaluator, bar, started, device, {})
 
 
@@ -239,11 +239,11 @@ def _finish(config, run, outcome, evaluator, bar, started, device, extra) -> Dic
         bar.close()
     final = evaluator.final_metrics(outcome.best_arch) or {}
     summary = {
-        "best_arch": outcome.best_arch.to_str(),
+        "best_arch": outcome.best.arch,
         "best_objective": outcome.best_result.value,
         "test_accuracy": final.get("test_accuracy"),
         "final_metrics": final,
-        "evaluations": len(outcome.history),
+        "evaluations": len(outcome.trials),
         "replayed": outcome.replayed,
         "evaluated_now": outcome.evaluated,
         "cost_s": outcome.total_cost_s,
@@ -253,35 +253,20 @@ def _finish(config, run, outcome, evaluator, bar, started, device, extra) -> Dic
         "seed": config["seed"],
         "device": str(device),
         "run_dir": str(run.directory),
-        "trajectory": _trajectory(outcome.history),
+        "trajectory": outcome.trajectory(),
         **extra,
     }
     if config.get("objectives"):
         objectives = parse_objectives(config["objectives"])
-        summary["pareto_front"] = pareto_front(outcome.history, objectives)
+        summary["pareto_front"] = pareto_front(outcome.trials, objectives)
         try:
-            plot_pareto(outcome.history, objectives, run.directory / "pareto.png",
-                        title=f"{config['strategy']} on {config['space']}, {len(outcome.history)} evaluations")
+            plot_pareto(outcome.trials, objectives, run.directory / "pareto.png",
+                        title=f"{config['strategy']} on {config['space']}, {len(outcome.trials)} evaluations")
             summary["pareto_plot"] = str(run.directory / "pareto.png")
         except ModuleNotFoundError:  # matplotlib is the optional `plot` extra
             summary["pareto_plot"] = None
     run.write_summary(summary)
     return summary
-
-
-def _trajectory(history):
-    """Best-so-far objective, its test accuracy when known, and cumulative cost after each evaluation."""
-    from nastk.strategy import objective_key
-
-    rows, best, best_key, cost = [], None, None, 0.0
-    for record in history:
-        result = record["result"]
-        value = result["metrics"].get(result["objective"])
-        cost += result["cost_s"]
-        if best_key is None or objective_key(value) > best_key:
-            best_key, best = objective_key(value), result["metrics"]
-        rows.append([round(cost, 3), best.get(result["objective"]), best.get("test_accuracy")])
-    return rows
 
 
 def _progress_bar(total: int, enabled: bool):

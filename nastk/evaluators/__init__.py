@@ -37,6 +37,14 @@ def make_evaluator(space: SearchSpace, config: Dict[str, Any], seed: int = 0, de
     raise ConfigError(f"unknown evaluator kind {kind!r}; known: benchmark, train, proxy:NAME")
 
 
+def run_evaluator(space: SearchSpace, config: Dict[str, Any], seed: int, device: str) -> Evaluator:
+    """A run's evaluator from its whole config: the configured evaluator plus the cost metrics the run's
+    ``objectives`` need. The one place both engines (and every worker process) build it."""
+    from nastk.evaluators.multi_objective import with_objectives
+
+    return with_objectives(make_evaluator(space, config["evaluator"], seed=seed, device=device), space, config)
+
+
 def reports_truth(space: str, dataset: Optional[str] = None) -> bool:
     """Whether any search of ``space`` can report benchmark ground truth (its benchmark covers every
     architecture, as NB201's does), for ``dataset`` when given."""

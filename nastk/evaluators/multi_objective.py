@@ -21,6 +21,7 @@ from nastk.benchmarks import hw_nas_bench
 from nastk.errors import ConfigError
 from nastk.evaluator import Evaluator, Result
 from nastk.space import SearchSpace
+from nastk.trial import Trial
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,8 @@ def with_objectives(evaluator: Evaluator, space: SearchSpace, config: Dict[str, 
 
 
 # --- the Pareto front ------------------------------------------------------------------------------
-def pareto_front(history: Sequence[Dict[str, Any]], objectives: Sequence[Objective]) -> List[Dict[str, Any]]:
-    """The non-dominated evaluations of a search history (journal records), one per architecture,
+def pareto_front(history: Sequence[Trial], objectives: Sequence[Objective]) -> List[Dict[str, Any]]:
+    """The non-dominated evaluations of a search's trials, one per architecture,
     best search objective first. Evaluations with a missing objective value cannot be ranked and are left out."""
     study = _scored_study(history, objectives)
     front = sorted(study.best_trials, key=lambda t: (-t.values[0], t.number))
@@ -149,25 +150,25 @@ def pareto_front(history: Sequence[Dict[str, Any]], objectives: Sequence[Objecti
     return rows
 
 
-def _scored_study(history: Sequence[Dict[str, Any]], objectives: Sequence[Objective]):
+def _scored_study(history: Sequence[Trial], objectives: Sequence[Objective]):
     """An in-memory optuna study holding the history's objective vectors (the input its sorting needs)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=[o.direction for o in objectives])
     trials = []
-    for record in history:
-        result = Result.from_dict(record["result"])
+    for trial in history:
+        result = trial.result
         values = [o.value(result) for o in objectives]
         if all(math.isfinite(v) for v in values):
             trials.append(optuna.trial.create_trial(
-                values=values, user_attrs={"arch": record["arch"],
+                values=values, user_attrs={"arch": trial.arch,
                                            "test_accuracy": result.metrics.get("test_accuracy")}))
     study.add_trials(trials)
     return study
 
 
-def plot_pareto(history: Sequence[Dict[str, Any]], objectives: Sequence[Objective], path, title: str = "") -> None:
+def plot_pareto(history: Sequence[Trial], objectives: Sequence[Objective], path, title: str = "") -> None:
     """Search objective against each other objective: every evaluation (grey), the front over all
     objectives (red points) and the two-objective front of each panel (staircase)."""
     import matplotlib
@@ -178,7 +179,7 @@ def plot_pareto(history: Sequence[Dict[str, Any]], objectives: Sequence[Objectiv
     front = {row["arch"] for row in pareto_front(history, objectives)}
     quality, others = objectives[0], objectives[1:]
     fig, axes = plt.subplots(1, len(others), figsize=(4.5 * len(others), 4), squeeze=False)
-    results = [(record["arch"], Result.from_dict(record["result"])) for record in history]
+    results = [(trial.arch, trial.result) for trial in history]
     for axis, objective in zip(axes[0], others):
         points = [(objective.value(result), quality.value(result), arch in front) for arch, result in results]
         axis.scatter([x for x, _, on in points if not on], [y for _, y, on in points if not on],

@@ -12,7 +12,8 @@ from typing import Any, Dict
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError
 from nastk.evaluator import Result
-from nastk.strategy import Strategy, objective_key
+from nastk.strategy import Strategy
+from nastk.trial import objective_key
 
 
 class RegularizedEvolution(Strategy):

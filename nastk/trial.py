@@ -1,0 +1,153 @@
+"""The record of a search: one typed :class:`Trial` per evaluation, the :class:`SearchOutcome` that
+collects them (best so far, cost, anytime trajectory) and the :class:`Stop` rule that ends a search.
+
+Both engines produce exactly these: the sequential engine (:func:`nastk.run.run_search`, whose
+back-end is the run folder's journal) and the parallel one (:mod:`nastk.distributed`, whose back-end
+is an optuna storage). Summaries, Pareto fronts, ``nastk runs`` and reproduction reports read them,
+never engine-specific dicts.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from nastk.architecture import Architecture
+from nastk.errors import ConfigError
+from nastk.evaluator import Result
+
+
+def objective_key(value: Optional[float]) -> float:
+    """Sort key that ranks NaN (and missing) objectives last."""
+    return value if value is not None and math.isfinite(value) else -math.inf
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One evaluation: which architecture, its result, when it ran and on which worker."""
+
+    step: int
+    arch: str
+    result: Result
+    started: float = 0.0  # unix time the evaluation began
+    finished: float = 0.0
+    worker: Optional[str] = None  # host:pid of a parallel worker; None on the sequential engine
+    number: Optional[int] = None  # the optuna trial number on the parallel engine
+
+    @property
+    def wall_s(self) -> float:
+        return max(0.0, self.finished - self.started)
+
+    def to_record(self) -> Dict[str, Any]:
+        """The journal line (also the form summaries and ``--format json`` show)."""
+        record = {"step": self.step, "arch": self.arch, "result": self.result.to_dict(),
+                  "wall_s": round(self.wall_s, 6), "started": round(self.started, 6)}
+        if self.worker is not None:
+            record["worker"] = self.worker
+        if self.number is not None:
+            record["trial"] = self.number
+        return record
+
+    @classmethod
+    def from_record(cls, record: Dict[str, Any]) -> "Trial":
+        """A journal line back as a trial (shape checked by :func:`is_record` first). Journals written
+        before trials carried their start time have only ``wall_s``."""
+        started = float(record.get("started", 0.0))
+        return cls(record["step"], record["arch"], Result.from_dict(record["result"]), started,
+                   started + float(record.get("wall_s", 0.0)), record.get("worker"), record.get("trial"))
+
+
+def is_record(record: Any, step: int) -> bool:
+    """A journal line as the engine writes it: its step number, an architecture string and a result."""
+    if not isinstance(record, dict) or record.get("step") != step or not isinstance(record.get("arch"), str):
+        return False
+    result = record.get("result")
+    numbers = [record.get(key, 0.0) for key in ("wall_s", "started")] + [
+        result.get("cost_s") if isinstance(result, dict) else None]
+    return (isinstance(result, dict) and isinstance(result.get("metrics"), dict)
+            and isinstance(result.get("objective"), str) and isinstance(result.get("protocol", {}), dict)
+            and all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers))
+
+
+@dataclass
+class SearchOutcome:
+    """Every trial of a search in order, with the best so far kept as they arrive."""
+
+    trials: List[Trial] = field(default_factory=list)
+    replayed: int = 0  # trials read back from the journal / study rather than evaluated now
+    best: Optional[Trial] = None
+    #: the best trial's architecture as an object of its space (what final evaluation and export need)
+    best_arch: Optional[Architecture] = None
+
+    def add(self, trial: Trial, arch: Architecture) -> None:
+        self.trials.append(trial)
+        if self.best is None or objective_key(trial.result.value) > objective_key(self.best.result.value):
+            self.best, self.best_arch = trial, arch
+
+    @property
+    def evaluated(self) -> int:
+        return len(self.trials) - self.replayed
+
+    @property
+    def best_result(self) -> Optional[Result]:
+        return self.best.result if self.best else None
+
+    @property
+    def total_cost_s(self) -> float:
+        return float(sum(trial.result.cost_s for trial in self.trials))
+
+    def trajectory(self) -> List[List[Optional[float]]]:
+        """After each trial: cumulative cost, best-so-far objective and that architecture's test accuracy."""
+        rows, best, cost = [], None, 0.0
+        for trial in self.trials:
+            cost += trial.result.cost_s
+            if best is None or objective_key(trial.result.value) > objective_key(best.value):
+                best = trial.result
+            rows.append([round(cost, 3), _finite(best.value), _finite(best.metrics.get("test_accuracy"))])
+        return rows
+
+
+def _finite(value: Any) -> Optional[float]:
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """When a search ends: at ``queries`` trials, or earlier once the summed evaluation cost (simulated
+    by a benchmark, measured by training) exceeds ``cost_s`` or the search has run ``wall_s`` seconds,
+    but never before ``min_queries`` trials."""
+
+    queries: int
+    cost_s: Optional[float] = None
+    wall_s: Optional[float] = None
+    min_queries: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.queries, bool) or not isinstance(self.queries, int) or self.queries < 1:
+            raise ConfigError(f"budget must be a whole number >= 1, got {self.queries!r}")
+        for name in ("cost_s", "wall_s"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+        if not 0 <= self.min_queries <= self.queries:
+            raise ConfigError(f"min_queries must be between 0 and the budget {self.queries}, got {self.min_queries}")
+
+    @classmethod
+    def of(cls, budget) -> "Stop":
+        """A Stop from a plain query budget (or a Stop itself)."""
+        return budget if isinstance(budget, Stop) else cls(budget)
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "Stop":
+        """A run config's stop rule: its ``budget`` and, when given, its ``stop`` limits."""
+        limits = config.get("stop") or {}
+        return cls(config["budget"], limits.get("cost_s"), limits.get("wall_s"))
+
+    def reached(self, queries: int, cost_s: float, started: float) -> bool:
+        if queries >= self.queries:
+            return True
+        if queries < self.min_queries:
+            return False
+        return ((self.cost_s is not None and cost_s > self.cost_s)
+                or (self.wall_s is not None and time.monotonic() - started > self.wall_s))
