@@ -13,7 +13,7 @@ from typing import List, Optional
 from nastk.errors import NastkError
 
 #: Sub-command modules; each defines ``register(subparsers)`` and sets ``func`` on its parser.
-COMMAND_MODULES = ("query", "search", "listing", "proxies", "supernet", "reproduce")
+COMMAND_MODULES = ("query", "search", "runs", "export", "listing", "proxies", "supernet", "reproduce")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -88,6 +88,11 @@ class Evaluator(abc.ABC):
         """Metrics to report for the search's winner (e.g. its benchmark test accuracy), if any."""
         return None
 
+    def final_model(self):
+        """The winner's network as :meth:`final_metrics` trained it (a ``torch.nn.Module``), or None when
+        this evaluator trains nothing; the run folder keeps its weights for ``nastk export``."""
+        return None
+
 
 class CachedEvaluator(Evaluator):
     """Wraps an evaluator so each architecture is evaluated at most once per process."""
@@ -107,3 +112,6 @@ class CachedEvaluator(Evaluator):
 
     def final_metrics(self, arch: Architecture) -> Optional[Dict[str, float]]:
         return self.inner.final_metrics(arch)
+
+    def final_model(self):
+        return self.inner.final_model()

@@ -138,3 +138,19 @@ def lock_folder(directory: Path) -> Callable[[], None]:
             _held_locks.pop(key)[0].close()
 
     return release
+
+
+def folder_in_use(directory: Path) -> bool:
+    """Whether a live process holds the folder's lock (read-only check: the lock is not taken)."""
+    path = Path(directory) / LOCK_FILE
+    if fcntl is None or not path.is_file():
+        return False
+    if str(Path(directory).resolve()) in _held_locks:
+        return True
+    with open(path, "r") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return False

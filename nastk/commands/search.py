@@ -17,6 +17,7 @@ from nastk.errors import ConfigError
 from nastk.evaluators import reports_truth, run_evaluator
 from nastk.evaluators.multi_objective import parse_objectives, pareto_front, plot_pareto
 from nastk.options import Float, Int, Text, check_all
+from nastk.progress import Progress
 from nastk.run import Run, run_search
 from nastk.trial import Stop
 from nastk.space import get_space
@@ -30,6 +31,7 @@ DEFAULTS: Dict[str, Any] = {
     "population_size": 10, "sample_size": 3,
     "proxy_table": None, "proxies": None,
     "objectives": None, "selection": "nsga2", "workers": 1, "storage": None,
+    "max_cost": None, "max_wall": None,
 }
 #: The type and range of every option, checked the same way for flags, config files and resumed runs.
 SCHEMA = {
@@ -39,6 +41,7 @@ SCHEMA = {
     "C": Int(minimum=1), "N": Int(minimum=1), "population_size": Int(minimum=1), "sample_size": Int(minimum=1),
     "proxy_table": Text(), "proxies": Text(lists=True), "objectives": Text(lists=True),
     "selection": Text(choices=["nsga2", "eagan"], nullable=False), "workers": Int(minimum=1), "storage": Text(),
+    "max_cost": Float(above=0), "max_wall": Float(above=0),
 }
 STRATEGY_OPTIONS = {"re": ("population_size", "sample_size"),
                     "robot": ("budget", "dataset", "proxy_table", "proxies"),
@@ -54,6 +57,9 @@ def register(subparsers) -> None:
     add("--strategy", help=f"query strategy: {', '.join(STRATEGIES.names())} (default re)")
     add("--budget", type=SCHEMA["budget"], help="number of evaluations (default 20)")
     add("--seed", type=SCHEMA["seed"], help="random seed (default 0)")
+    add("--max-cost", type=SCHEMA["max_cost"], metavar="SECONDS",
+        help="also stop once the summed evaluation cost (simulated by a benchmark, measured by training) exceeds this")
+    add("--max-wall", type=SCHEMA["max_wall"], metavar="SECONDS", help="also stop after this much wall time")
     add("--benchmark", help="evaluate by look-up in this benchmark (nb201); needs --dataset")
     add("--dataset", help="benchmark dataset (cifar10, cifar10-valid, cifar100, ImageNet16-120) or training dataset (digits, cifar10)")
     add("--objective", help="benchmark protocol the search maximises: valid12 (NB201's search protocol, default), "
@@ -85,7 +91,7 @@ def register(subparsers) -> None:
     add("--run-dir", help="run folder (default runs/<space>-<strategy>-seed<seed>-<time>)")
     add("--resume", action="store_true", help="continue the run in --run-dir from its journal")
     add("--format", choices=["text", "json"], default="text")
-    add("--no-progress", action="store_true", help="no progress bar")
+    add("--no-progress", action="store_true", help="no progress bar (or, when stderr is not a terminal, no line per evaluation)")
     parser.set_defaults(func=run)
 
 
@@ -130,6 +136,8 @@ def options_of_run_config(config: Dict[str, Any]) -> Dict[str, Any]:
         options["objectives"] = ",".join(options["objectives"])
     if config.get("objectives"):
         options["objectives"] = ",".join(config["objectives"])
+    limits = config.get("stop") or {}
+    options.update(max_cost=limits.get("cost_s"), max_wall=limits.get("wall_s"))
     return options
 
 
@@ -199,6 +207,9 @@ def run_config(options: Dict[str, Any]) -> Dict[str, Any]:
               "budget": options["budget"], "seed": options["seed"], "evaluator": evaluator_config}
     if len(objectives) > 1:
         config["objectives"] = objectives
+    limits = {key: options[option] for key, option in (("cost_s", "max_cost"), ("wall_s", "max_wall")) if options[option]}
+    if limits:
+        config["stop"] = limits
     if options["workers"] != 1 or options["storage"]:
         config["engine"] = "study"  # the shared optuna study is the journal (nastk.distributed)
     return config
@@ -214,14 +225,14 @@ def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str =
     started = time.perf_counter()
     space = get_space(config["space"])
     evaluator = run_evaluator(space, config, config["seed"], device)
-    bar = _progress_bar(config["budget"], enabled=progress)
+    bar = Progress(config["budget"], "search", "evaluations", enabled=progress)
     if config.get("engine") == "study":
         from nastk.distributed import check_study, run_study
 
         check_study(config, workers, storage)
         with Run(run_dir, config, resume=resume) as run:  # locked until its summary is written
             outcome, extra = run_study(config, run, workers=workers, storage=storage, device=device,
-                                       progress=lambda done: bar.update(done - bar.n) if bar else None)
+                                       progress=lambda done: bar.update(done))
             return _finish(config, run, outcome, evaluator, bar, started, device, extra)
     else:
         if storage:
@@ -229,15 +240,18 @@ def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str =
         strategy = make_strategy(config["strategy"], space, seed=config["seed"], **config["strategy_options"])
         with Run(run_dir, config, resume=resume) as run:
             outcome = run_search(strategy, evaluator, Stop.from_config(config), run,
-                                 progress=lambda trial, outcome: bar.update(1) if bar else None)
+                                 progress=lambda trial, outcome: bar.update(best=outcome.best.result.value))
             return _finish(config, run, outcome, evaluator, bar, started, device, {})
 
 
 def _finish(config, run, outcome, evaluator, bar, started, device, extra) -> Dict[str, Any]:
     """The summary of a finished search, written to the run folder."""
-    if bar:
-        bar.close()
+    bar.close()
     final = evaluator.final_metrics(outcome.best_arch) or {}
+    if evaluator.final_model() is not None:  # the retrained winner: kept for `nastk export`
+        from nastk.export import save_winner
+
+        save_winner(run.directory, outcome.best.arch, evaluator.final_model())
     summary = {
         "best_arch": outcome.best.arch,
         "best_objective": outcome.best_result.value,
@@ -267,14 +281,6 @@ def _finish(config, run, outcome, evaluator, bar, started, device, extra) -> Dic
             summary["pareto_plot"] = None
     run.write_summary(summary)
     return summary
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="search", unit="eval", disable=None, leave=False)
 
 
 def _safe(name: str) -> str:

@@ -62,5 +62,8 @@ class BenchmarkReported(Evaluator):
     def final_metrics(self, arch: Architecture) -> Dict[str, float]:
         return self.benchmark.final_metrics(arch)
 
+    def final_model(self):
+        return self.inner.final_model()
+
     def describe(self) -> Dict[str, Any]:
         return {**self.inner.describe(), "report": self.benchmark.report_protocol.key}

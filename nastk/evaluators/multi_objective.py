@@ -100,6 +100,9 @@ class ObjectivesEvaluator(Evaluator):
         final = self.inner.final_metrics(arch)
         return None if final is None else {**final, **self.costs(arch)}
 
+    def final_model(self):
+        return self.inner.final_model()
+
     def describe(self) -> Dict[str, Any]:
         return {**self.inner.describe(), "objectives": [o.name for o in self.objectives]}
 

@@ -33,6 +33,7 @@ class TrainingEvaluator(Evaluator):
         n_valid = int(len(self.data.x_train) * valid_fraction)
         self.x_fit, self.y_fit = self.data.x_train[n_valid:], self.data.y_train[n_valid:]
         self.x_valid, self.y_valid = self.data.x_train[:n_valid], self.data.y_train[:n_valid]
+        self._final_model = None
 
     def _seed_for(self, arch: Architecture) -> int:
         """A per-architecture seed, so an architecture's result does not depend on evaluation order."""
@@ -54,8 +55,12 @@ class TrainingEvaluator(Evaluator):
 
     def final_metrics(self, arch: Architecture) -> Dict[str, float]:
         model, _ = self._trained(arch, self.data.x_train, self.data.y_train, self.final_config)
+        self._final_model = model
         return {"test_accuracy": accuracy(model, self.data.x_test, self.data.y_test, self.device),
                 "final_epochs": self.final_config.epochs}
+
+    def final_model(self):
+        return self._final_model
 
     def describe(self) -> Dict[str, Any]:
         return {"evaluator": "train", "objective": f"{self.data.name} validation accuracy after {self.config.epochs} epochs",

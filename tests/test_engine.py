@@ -1,0 +1,67 @@
+"""The one engine's trial record, its stop rule and its progress lines."""
+import io
+import json
+
+import pytest
+
+from nastk.cli import main
+from nastk.errors import ConfigError
+from nastk.progress import Progress
+from nastk.trial import Stop, Trial
+
+BENCH = ["search", "--benchmark", "nb201", "--dataset", "cifar10", "--strategy", "re", "--seed", "3", "--format", "json"]
+
+
+def journal(run):
+    return [Trial.from_record(json.loads(line)) for line in (run / "journal.jsonl").read_text().splitlines()]
+
+
+def test_a_cost_limit_stops_a_search_early_and_resume_keeps_it(capsys, nastk_data, tmp_path):
+    run = tmp_path / "run"
+    assert main(BENCH + ["--budget", "50", "--max-cost", "1500", "--run-dir", str(run), "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    trials = journal(run)
+    costs = [t.result.cost_s for t in trials]
+    assert len(trials) < 50 and sum(costs) > 1500 >= sum(costs[:-1])  # stopped at the first trial past the limit
+    assert summary["evaluations"] == len(trials) and summary["cost_s"] == pytest.approx(sum(costs))
+    assert main(["search", "--run-dir", str(run), "--resume", "--format", "json", "--no-progress"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["evaluated_now"] == 0 and again["best_arch"] == summary["best_arch"]
+
+
+def test_trials_carry_their_times_and_round_trip_through_the_journal(capsys, nastk_data, tmp_path):
+    run = tmp_path / "run"
+    assert main(BENCH + ["--budget", "4", "--run-dir", str(run), "--no-progress"]) == 0
+    trials = journal(run)
+    assert [t.step for t in trials] == [0, 1, 2, 3] and all(t.finished >= t.started > 1e9 for t in trials)
+    assert all(Trial.from_record(t.to_record()) == t for t in trials)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"queries": 0}, "budget"), ({"queries": 5, "cost_s": -1.0}, "cost_s"),
+                                             ({"queries": 5, "min_queries": 6}, "min_queries")])
+def test_bad_stop_rules_are_config_errors(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        Stop(**kwargs)
+
+
+def test_min_queries_holds_off_a_cost_limit():
+    stop = Stop(10, cost_s=1.0, min_queries=3)
+    assert not stop.reached(2, 100.0, 0.0) and stop.reached(3, 100.0, 0.0) and not stop.reached(3, 0.5, 0.0)
+    assert stop.reached(10, 0.0, 0.0)
+
+
+def test_progress_is_one_line_per_step_when_not_a_terminal():
+    stream = io.StringIO()
+    with Progress(3, "search", "evaluations", stream=stream) as progress:
+        for best in (0.5, 2e-7, 3e8):
+            progress.update(best=best)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("search 1/3 evaluations  best 0.5000") and "left" in lines[0]
+    assert "best 2.000e-07" in lines[1] and "best 3.000e+08" in lines[2] and "left" not in lines[2]
+
+
+def test_no_progress_lines_with_no_progress(capsys, nastk_data, tmp_path):
+    assert main(BENCH + ["--budget", "3", "--run-dir", str(tmp_path / "a"), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(BENCH + ["--budget", "3", "--run-dir", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().err.count("search ") == 3
