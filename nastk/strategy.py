@@ -58,6 +58,7 @@ STRATEGIES.register("bo-tpe", "nastk.strategies.optuna_search:TPESearch")
 STRATEGIES.register("bo-gp", "nastk.strategies.optuna_search:GPSearch")
 STRATEGIES.register("nsga2", "nastk.strategies.optuna_search:NSGA2Search")
 STRATEGIES.register("bo-encoding", "nastk.strategies.encoding_bo:EncodingBO")
+STRATEGIES.register("ls", "nastk.strategies.local_search:LocalSearch")
 
 
 def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options) -> Strategy:

@@ -28,7 +28,7 @@ DEFAULTS: Dict[str, Any] = {
     "space": "nb201", "strategy": "re", "budget": 20, "seed": 0,
     "evaluator": "train", "benchmark": None, "dataset": None, "objective": "valid12", "table": None,
     "epochs": 3, "final_epochs": 12, "batch_size": 64, "lr": 0.1, "C": 8, "N": 1,
-    "population_size": 10, "sample_size": 3,
+    "population_size": 10, "sample_size": 3, "initial_size": 10,
     "proxy_table": None, "proxies": None,
     "objectives": None, "selection": "nsga2", "workers": 1, "storage": None,
     "max_cost": None, "max_wall": None,
@@ -38,12 +38,12 @@ SCHEMA = {
     "space": Text(nullable=False), "strategy": Text(nullable=False), "budget": Int(minimum=1), "seed": Int(minimum=0),
     "evaluator": Text(), "benchmark": Text(), "dataset": Text(), "objective": Text(nullable=False), "table": Text(),
     "epochs": Int(minimum=1), "final_epochs": Int(minimum=1), "batch_size": Int(minimum=1), "lr": Float(above=0),
-    "C": Int(minimum=1), "N": Int(minimum=1), "population_size": Int(minimum=1), "sample_size": Int(minimum=1),
+    "C": Int(minimum=1), "N": Int(minimum=1), "population_size": Int(minimum=1), "sample_size": Int(minimum=1), "initial_size": Int(minimum=1),
     "proxy_table": Text(), "proxies": Text(lists=True), "objectives": Text(lists=True),
     "selection": Text(choices=["nsga2", "eagan"], nullable=False), "workers": Int(minimum=1), "storage": Text(),
     "max_cost": Float(above=0), "max_wall": Float(above=0),
 }
-STRATEGY_OPTIONS = {"re": ("population_size", "sample_size"),
+STRATEGY_OPTIONS = {"re": ("population_size", "sample_size"), "ls": ("initial_size",),
                     "robot": ("budget", "dataset", "proxy_table", "proxies"),
                     "bo-tpe": ("objectives",), "bo-gp": ("objectives",), "bo-encoding": ("objectives",),
                     "nsga2": ("objectives", "population_size", "selection")}
@@ -74,6 +74,7 @@ def register(subparsers) -> None:
     add("--N", type=SCHEMA["N"], help="train/proxy evaluator: cells per stage (default 1)")
     add("--population-size", type=SCHEMA["population_size"], help="re: population size (default 10)")
     add("--sample-size", type=SCHEMA["sample_size"], help="re: tournament size (default 3)")
+    add("--initial-size", type=SCHEMA["initial_size"], help="ls: random architectures before the first move (default 10)")
     add("--objectives", help="comma-separated objectives, acc first: acc,params,flops,latency,energy or a "
                              "HW-NAS-Bench column (e.g. raspi4_latency); multi-objective strategies (nsga2, "
                              "bo-tpe, bo-gp) optimise all, and the summary reports the Pareto front (default acc)")
