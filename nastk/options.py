@@ -128,6 +128,39 @@ class Text(Value):
         return value
 
 
+class Seeds(Value):
+    """Seeds for repeated runs: ``0-9`` (a range, both ends included), ``3`` or ``0,4,7``."""
+
+    MAX = 10_000  # repeated runs, not a loop over every integer
+
+    def describe(self) -> str:
+        return "seeds such as 0-9, 3 or 0,4,7 (whole numbers >= 0)"
+
+    def convert(self, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        if isinstance(value, int):
+            parts = [str(value)]
+        elif isinstance(value, (list, tuple)):
+            parts = [str(v) for v in value]
+        elif isinstance(value, str):
+            parts = value.split(",")
+        else:
+            raise ValueError(value)
+        seeds = []
+        for part in parts:
+            low, _, high = part.strip().partition("-")
+            if not low.isascii() or not low.isdigit() or (high and not (high.isascii() and high.isdigit())):
+                raise ValueError(value)
+            first, last = int(low), int(high) if high else int(low)
+            if last < first or last - first >= self.MAX:
+                raise ValueError(value)
+            seeds += range(first, last + 1)
+        if not seeds or len(seeds) > self.MAX or len(set(seeds)) != len(seeds):
+            raise ValueError(value)
+        return tuple(seeds)
+
+
 def check_all(options: dict, schema: dict, source: str = "") -> dict:
     """Every option of ``options`` checked (and converted) by its declaration in ``schema``."""
     return {name: schema[name].check(name, value, source) if name in schema else value for name, value in options.items()}

@@ -65,3 +65,32 @@ def test_no_progress_lines_with_no_progress(capsys, nastk_data, tmp_path):
     assert capsys.readouterr().err == ""
     assert main(BENCH + ["--budget", "3", "--run-dir", str(tmp_path / "b")]) == 0
     assert capsys.readouterr().err.count("search ") == 3
+
+
+def test_seeds_run_one_search_per_seed_and_report_mean_and_std(capsys, nastk_data, tmp_path):
+    import numpy as np
+
+    argv = ["search", "--benchmark", "nb201", "--dataset", "cifar10", "--budget", "6", "--seeds", "2-4",
+            "--run-dir", str(tmp_path / "many"), "--no-progress", "--format", "json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["seeds"] == [2, 3, 4] and [r["seed"] for r in out["runs"]] == [2, 3, 4]
+    best = [r["best_objective"] for r in out["runs"]]
+    assert out["best_objective"] == {"mean": pytest.approx(np.mean(best)), "std": pytest.approx(np.std(best)), "n": 3}
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["seed2", "seed3", "seed4"]
+    assert main(BENCH[:-2] + ["--budget", "6", "--seed", "3", "--run-dir", str(tmp_path / "one"),
+                              "--no-progress", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["best_arch"] == out["runs"][1]["best_arch"]
+
+
+@pytest.mark.parametrize("extra, message", [(["--seeds", "3-1"], "must be seeds such as"),
+                                            (["--seeds", "0-2", "--seed", "1"], "either --seed or --seeds")])
+def test_bad_seed_lists_are_one_line_and_write_nothing(capsys, nastk_data, tmp_path, extra, message):
+    argv = ["search", "--benchmark", "nb201", "--dataset", "cifar10", "--budget", "3", "--run-dir",
+            str(tmp_path / "x"), "--no-progress"] + extra
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1 and not (tmp_path / "x").exists()

@@ -19,7 +19,8 @@ def register(subparsers) -> None:
     add("--datasets", help="comma-separated (default cifar10,cifar100,ImageNet16-120)")
     add("--strategies", help="comma-separated, must include random (default random,re,bo-tpe,bo-gp,nsga2)")
     add("--jobs", type=Int(minimum=1), default=1, help="parallel processes (default 1)")
-    add("--out", default="docs/results", help="output folder (default docs/results)")
+    add("--out", default="runs/reproduce", help="output folder (default runs/reproduce; the committed report "
+                                                "lives in docs/results and is only rewritten with --out docs/results)")
     add("--format", choices=["text", "json"], default="text")
     parser.set_defaults(func=run)
 

@@ -7,6 +7,8 @@ retrained longer and reported on held-out test digits.
 from __future__ import annotations
 
 import json
+import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -16,7 +18,7 @@ from nastk.commands import print_json
 from nastk.errors import ConfigError
 from nastk.evaluators import reports_truth, run_evaluator
 from nastk.evaluators.multi_objective import parse_objectives, pareto_front, plot_pareto
-from nastk.options import Float, Int, Text, check_all
+from nastk.options import Float, Int, Seeds, Text, check_all
 from nastk.progress import Progress
 from nastk.run import Run, run_search
 from nastk.trial import Stop
@@ -57,6 +59,8 @@ def register(subparsers) -> None:
     add("--strategy", help=f"query strategy: {', '.join(STRATEGIES.names())} (default re)")
     add("--budget", type=SCHEMA["budget"], help="number of evaluations (default 20)")
     add("--seed", type=SCHEMA["seed"], help="random seed (default 0)")
+    add("--seeds", type=Seeds(), help="repeated runs, one per seed (0-9, 3 or 0,4,7), each in <run-dir>/seed<N>; "
+                                      "prints the mean and std of the best objective and test accuracy")
     add("--max-cost", type=SCHEMA["max_cost"], metavar="SECONDS",
         help="also stop once the summed evaluation cost (simulated by a benchmark, measured by training) exceeds this")
     add("--max-wall", type=SCHEMA["max_wall"], metavar="SECONDS", help="also stop after this much wall time")
@@ -291,21 +295,71 @@ def _safe(name: str) -> str:
 
 def run(args) -> int:
     options = resolve_options(args)
-    config = run_config(options)
+    seeds = args.seeds or (options["seed"],)
+    if args.seeds and args.seed is not None:
+        raise ConfigError("give either --seed or --seeds, not both")
+    configs = [run_config({**options, "seed": seed}) for seed in seeds]  # every one valid before any runs
+    config = configs[0]
     space_name = get_space(config["space"]).name  # a module:Class space is named by its own name
-    run_dir = args.run_dir or f"runs/{_safe(space_name)}-{_safe(config['strategy'])}-seed{config['seed']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_strategy(config)
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    if args.seeds:
+        base = Path(args.run_dir or f"runs/{_safe(space_name)}-{_safe(config['strategy'])}-seeds-{stamp}")
+        run_dirs = [base / f"seed{seed}" for seed in seeds]
+    else:
+        run_dirs = [args.run_dir or f"runs/{_safe(space_name)}-{_safe(config['strategy'])}-seed{config['seed']}-{stamp}"]
     if args.format == "text" and not args.resume and not args.benchmark and config["evaluator"]["kind"] == "train":
         ev = config["evaluator"]
         print(f"nastk: searching {config['space']} with {config['strategy']} for {config['budget']} candidates, "
               f"each trained {ev['epochs']} epochs on {ev['dataset']} (C={ev['build']['C']}, N={ev['build']['N']}); "
-              f"the winner is retrained {ev['final_epochs']} epochs and tested. Run folder: {run_dir}")
-    summary = execute(config, run_dir, resume=args.resume, device=args.device, progress=not args.no_progress,
-                      workers=options["workers"], storage=options["storage"])
+              f"the winner is retrained {ev['final_epochs']} epochs and tested. Run folder: {run_dirs[0]}"
+              + (f" (and {len(run_dirs) - 1} more seeds beside it)" if len(run_dirs) > 1 else ""))
+    summaries = []
+    for config, run_dir in zip(configs, run_dirs):
+        summary = execute(config, run_dir, resume=args.resume, device=args.device, progress=not args.no_progress,
+                          workers=options["workers"], storage=options["storage"])
+        summaries.append({key: value for key, value in summary.items() if key != "trajectory"})
+        if args.format == "text":
+            if args.seeds:
+                print(f"seed {config['seed']}: best {summary['best_objective']:.4f}"
+                      + (f", test {summary['test_accuracy']:.4f}" if summary["test_accuracy"] is not None else "")
+                      + f"  ({run_dir})")
+            else:
+                _print_summary(summary)
+    if not args.seeds:
+        if args.format == "json":
+            print_json(summaries[0])
+        return 0
+    aggregate = {key: _mean_std([s[key] for s in summaries]) for key in ("best_objective", "test_accuracy")}
     if args.format == "json":
-        print_json({key: value for key, value in summary.items() if key != "trajectory"})
+        print_json({"seeds": list(seeds), **aggregate, "runs": summaries})
     else:
-        _print_summary(summary)
+        for key, row in aggregate.items():
+            if row:
+                print(f"{key.replace('_', ' '):14s}: {row['mean']:.4f} +- {row['std']:.4f} over {row['n']} seeds")
     return 0
+
+
+def _check_strategy(config: Dict[str, Any]) -> None:
+    """What the strategy would refuse, said before anything is printed or created."""
+    from nastk.strategy import STRATEGIES
+
+    cls = STRATEGIES.get(config["strategy"])
+    get_space(config["space"]).require(*getattr(cls, "requires", ()))
+    if config.get("objectives") and "objectives" not in STRATEGY_OPTIONS.get(config["strategy"], ()):
+        print(f"nastk: note: {config['strategy']} optimises one objective ({config['objectives'][0]}); the others "
+              f"are measured and the summary reports the Pareto front of all "
+              f"(multi-objective: {', '.join(k for k, v in STRATEGY_OPTIONS.items() if 'objectives' in v)})",
+              file=sys.stderr)
+
+
+def _mean_std(values) -> Optional[Dict[str, float]]:
+    import numpy as np
+
+    numbers = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not numbers:
+        return None
+    return {"mean": float(np.mean(numbers)), "std": float(np.std(numbers)), "n": len(numbers)}
 
 
 def _print_summary(summary: Dict[str, Any]) -> None:

@@ -59,6 +59,14 @@ def nb201_data(dataset: str = "cifar10", pool_size: Optional[int] = None, log=No
     from nastk.space import get_space
 
     path = layerwise_features.cache_path()
+    if not path.is_file() and layerwise_features.committed_cache(path).is_file():
+        # A fresh checkout: start from the statistics committed beside the results (checked on load).
+        import shutil
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(layerwise_features.committed_cache(path), path)
+        if log:
+            log(f"using the committed layer-wise statistics {layerwise_features.committed_cache(path)}")
     if pool_size:
         pool = layerwise_features.load_pool(path) if path.is_file() else None
         if pool is None or len(pool) < pool_size:
@@ -67,7 +75,8 @@ def nb201_data(dataset: str = "cifar10", pool_size: Optional[int] = None, log=No
     elif path.is_file():
         pool = layerwise_features.load_pool(path)
     else:
-        raise ConfigError(f"no layer-wise statistics cached at {path}; pass --pool-size N to compute N architectures "
+        raise ConfigError(f"no layer-wise statistics cached at {path} (nor committed at "
+                          f"{layerwise_features.committed_cache(path)}); pass --pool-size N to compute N architectures "
                           "(about 1 s each on one core)")
     space, table = get_space("nb201"), default_table()
     archs = [space.from_code(int(code)) for code in pool.codes]

@@ -109,6 +109,11 @@ class Extractor:
         return out
 
 
+def committed_cache(path: Path) -> Path:
+    """Where a checkout keeps the committed copy of the cache file ``path`` names (docs/results/caches)."""
+    return Path(__file__).resolve().parents[2] / "docs" / "results" / "caches" / Path(path).name
+
+
 def cache_path(seed: int = 42, batch_size: int = 64, C: int = 16, N: int = 5, root: Optional[Path] = None) -> Path:
     return Path(root or cache_root()) / f"parzc_layerwise_cifar10_C{C}N{N}_b{batch_size}_s{seed}.npz"
 
