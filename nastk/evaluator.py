@@ -29,11 +29,11 @@ class Result:
     def __post_init__(self):
         # Proxies and training loops return numpy or torch scalars; the journal and summaries need plain
         # numbers, so they are converted here, once, rather than failing at the journal write.
-        metrics = {str(name): _metric_value(value, f"metric {name!r}") for name, value in dict(self.metrics).items()}
-        cost = _metric_value(self.cost_s, "cost_s")
+        metrics = {str(name): _metric_value(value, name) for name, value in dict(self.metrics).items()}
+        cost = _metric_value(self.cost_s, None)
         if isinstance(cost, str):
             raise EvaluationError(f"cost_s of an evaluation result must be a number, got {cost[:60]!r}")
-        protocol = plain(dict(self.protocol), default=str)
+        protocol = plain(dict(self.protocol), default=str) if self.protocol else {}
         object.__setattr__(self, "metrics", metrics)
         object.__setattr__(self, "protocol", protocol)
         object.__setattr__(self, "cost_s", 0.0 if cost is None else float(cost))
@@ -56,7 +56,7 @@ class Result:
                    dict(data.get("protocol", {})))
 
 
-def _metric_value(value: Any, what: str) -> Optional[float]:
+def _metric_value(value: Any, name: Optional[str]) -> Optional[float]:
     """A metric as a Python number (None stays None: a metric the evaluator could not compute; a string is
     kept as a label, e.g. an evaluation id)."""
     if value is None or isinstance(value, (int, float, str)) and not isinstance(value, bool):
@@ -66,6 +66,7 @@ def _metric_value(value: Any, what: str) -> Optional[float]:
     except TypeError:
         converted = value
     if isinstance(converted, bool) or not isinstance(converted, (int, float)):
+        what = "cost_s" if name is None else f"metric {name!r}"
         raise EvaluationError(f"{what} of an evaluation result must be a number, got a {type(value).__name__} "
                               f"({str(value)[:60]})")
     return converted

@@ -57,6 +57,29 @@ def re_thousand(repeats: int):
     return {"table_load_s": load_s, "engine_s": engine, "cli_s": cli}
 
 
+def engine_overhead(repeats: int, queries: int = 1000):
+    """Per-query cost of the sequential engine itself for RE on the table: in memory and with the run
+    folder's journal (one fsynced line per query). Issue 12's target: <= 0.1 ms/query in memory."""
+    from nastk.benchmarks.nb201 import default_table
+    from nastk.evaluators.benchmark import BenchmarkEvaluator
+    from nastk.run import Run, run_search
+    from nastk.space import get_space
+    from nastk.strategy import make_strategy
+
+    evaluator = BenchmarkEvaluator("cifar10", table=default_table())
+    memory, journal = [], []
+    for seed in range(repeats):
+        started = time.perf_counter()
+        run_search(make_strategy("re", get_space("nb201"), seed=seed), evaluator, queries)
+        memory.append(1000 * (time.perf_counter() - started) / queries)
+        with tempfile.TemporaryDirectory() as folder:
+            with Run(Path(folder) / "run", {"space": "nb201", "budget": queries}) as run:
+                started = time.perf_counter()
+                run_search(make_strategy("re", get_space("nb201"), seed=seed), evaluator, queries, run)
+                journal.append(1000 * (time.perf_counter() - started) / queries)
+    return {"queries": queries, "memory_ms_per_query": memory, "journal_ms_per_query": journal}
+
+
 def overhead(queries: int):
     """Wall time per query of each strategy on the table (the look-up itself is microseconds)."""
     from nastk.evaluators.benchmark import BenchmarkEvaluator
@@ -146,7 +169,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--overhead-queries", type=int, default=100)
     parser.add_argument("--parallel-budget", type=int, default=24)
+    parser.add_argument("--engine-only", action="store_true",
+                        help="only the engine's per-query overhead, printed as JSON (run it on two checkouts to compare)")
     args = parser.parse_args()
+    if args.engine_only:
+        import nastk
+
+        print(json.dumps({"nastk": nastk.__file__, "load_average": os.getloadavg(), **engine_overhead(args.repeats)}))
+        return
     load = os.getloadavg()
     report = {"command": "NASTK_DATA=../shared/benchmarks .venv/bin/python scripts/bench_search.py "
                          + " ".join(shlex.quote(a) for a in sys.argv[1:]),
