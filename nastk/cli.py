@@ -16,8 +16,33 @@ from nastk.errors import NastkError
 COMMAND_MODULES = ("query", "search", "runs", "export", "listing", "proxies", "supernet", "reproduce")
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every option's help shows its default, unless the help text already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if _shows_default(action) and "default" not in text:
+            text = f"{text} (default: %(default)s)".strip()
+        return text
+
+
+def _shows_default(action) -> bool:
+    return (bool(action.option_strings) and action.default is not None and action.default is not argparse.SUPPRESS
+            and not isinstance(action.default, bool))
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """Argument errors as a single line naming the problem (exit status 2)."""
+    """Argument errors as a single line naming the problem (exit status 2); defaults shown in --help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        if action.help is None and _shows_default(action):  # argparse prints no help line for help=None
+            action.help = "(default: %(default)s)"
+        return action
 
     def error(self, message: str):
         self.exit(2, f"nastk: error: {message} (see '{self.prog} --help')\n")

@@ -38,3 +38,27 @@ def test_unavailable_or_malformed_device_is_one_line_before_any_run_folder(tmp_p
             assert main(argv + ["--device", device, "--run-dir", str(run), "--no-progress"]) == 2
             err = capsys.readouterr().err
             assert message in err and err.count("\n") == 1 and not run.exists()
+
+
+def test_every_option_with_a_default_shows_it_in_help():
+    import argparse
+
+    from nastk.cli import build_parser
+
+    def parsers(parser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
+
+    missing, checked = [], 0
+    for parser in parsers(build_parser()):
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if (action.option_strings and action.default not in (None, argparse.SUPPRESS)
+                    and not isinstance(action.default, bool)):
+                checked += 1
+                if "default" not in formatter._expand_help(action):
+                    missing.append(f"{parser.prog} {action.option_strings[0]}")
+    assert checked >= 40 and not missing

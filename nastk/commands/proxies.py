@@ -38,6 +38,7 @@ def register(subparsers) -> None:
     correlate.add_argument("--C", type=Int(minimum=1), default=16, help="network width (NB201: 16)")
     correlate.add_argument("--N", type=Int(minimum=1), default=5, help="cells per stage (NB201: 5)")
     correlate.add_argument("--format", choices=["json"], default="json")
+    correlate.add_argument("--no-progress", action="store_true", help="no progress bar or per-architecture lines")
     correlate.set_defaults(func=run_correlate)
     register_fit(commands)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
@@ -120,7 +121,8 @@ def run_correlate(args) -> int:
     truth = _ground_truth([space.to_str(a) for a in archs], args.truth or args.dataset)
     scored = score_architectures(space, archs, names, dataset=args.dataset, batch_size=args.batch_size,
                                  seed=args.seed, device=args.device, cache_path=args.cache,
-                                 build_options=None if (args.C, args.N) == (16, 5) else {"C": args.C, "N": args.N})
+                                 build_options=None if (args.C, args.N) == (16, 5) else {"C": args.C, "N": args.N},
+                                 progress=not args.no_progress)
     result = correlations(scored.scores, truth)
     for name in names:
         result[name]["seconds_per_arch"] = float(np.nanmean(scored.seconds[name]))

@@ -171,19 +171,22 @@ def score_architectures(space: SearchSpace, archs: Sequence[Architecture], proxi
                         build_options: Optional[Dict[str, Any]] = None, progress: bool = True,
                         flush_every_s: float = 30.0) -> ScoredArchitectures:
     """All ``proxies`` of every architecture, each network built once and scored with shared passes."""
-    from tqdm import tqdm
+    from nastk.progress import Progress
 
     scorer = ProxyScorer(space, dataset, batch_size, seed, device, num_classes, cache_path, build_options)
     scores = {name: np.full(len(archs), np.nan) for name in proxies}
     seconds = {name: np.full(len(archs), np.nan) for name in proxies}
     last_flush = time.monotonic()
+    bar = Progress(len(archs), "proxies", "architectures scored", enabled=progress)
     try:
-        for i, arch in enumerate(tqdm(archs, desc="proxies", unit="arch", disable=None if progress else True)):
+        for i, arch in enumerate(archs):
             for name, record in scorer.score(arch, proxies).items():
                 scores[name][i], seconds[name][i] = record["score"], record["seconds"]
+            bar.update()
             if time.monotonic() - last_flush > flush_every_s:
                 scorer.cache.flush()
                 last_flush = time.monotonic()
     finally:
+        bar.close()
         scorer.cache.flush()
     return ScoredArchitectures([space.to_str(a) for a in archs], scores, seconds)

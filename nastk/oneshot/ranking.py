@@ -18,6 +18,7 @@ from torch import nn
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError
 from nastk.metrics import kendall_tau, precision_at_k, spearman_rho
+from nastk.progress import Progress
 from nastk.space import SearchSpace
 
 DEFAULT_KS = (5, 10, 20)
@@ -94,18 +95,16 @@ def inherited_accuracies(supernet, archs: Sequence[Architecture], x: torch.Tenso
     batches = [(x[s:s + batch_size].to(device), y[s:s + batch_size].to(device)) for s in range(0, len(x), batch_size)]
     calibration = [b.to(device) for b in calibration] if calibration else None
     accuracies = np.zeros(len(archs))
-    iterator = archs
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(archs, desc="ranking", leave=False, dynamic_ncols=True, disable=None)  # None: only on a terminal
-    for i, arch in enumerate(iterator):
+    bar = Progress(len(archs), "ranking", "architectures", enabled=progress)
+    for i, arch in enumerate(archs):
         supernet.set_active(arch)
         if calibration:
             recalibrate_bn(supernet, calibration)
         supernet.eval()
         correct = sum(int((supernet(xb).argmax(1) == yb).sum()) for xb, yb in batches)
         accuracies[i] = 100.0 * correct / len(x)
+        bar.update(best=float(accuracies[: i + 1].max()))
+    bar.close()
     return accuracies
 
 

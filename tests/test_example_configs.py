@@ -1,0 +1,38 @@
+"""Every YAML config in examples/configs resolves to a valid run config; the cheap ones run as written."""
+import json
+from pathlib import Path
+
+import pytest
+
+from nastk.cli import main
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "examples" / "configs").glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def examples_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(CONFIGS[0].parents[1]))  # as PYTHONPATH=examples does
+
+
+def test_there_are_example_configs():
+    assert {p.stem for p in CONFIGS} >= {"custom_space", "nb201_re_benchmark", "synflow_proxy_search"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_each_config_is_valid(path):
+    from argparse import Namespace
+
+    from nastk.commands.search import DEFAULTS, resolve_options, run_config
+
+    args = Namespace(config=str(path), run_dir=None, resume=False, **{key: None for key in DEFAULTS})
+    config = run_config(resolve_options(args))
+    assert config["budget"] >= 1 and config["strategy"]
+
+
+@pytest.mark.parametrize("name, extra", [("nb201_re_benchmark", []), ("nb201_ls_time_budget", ["--seeds", "0-1"]),
+                                         ("custom_space", ["--budget", "3"])])
+def test_cheap_configs_run_as_written(nastk_data, tmp_path, capsys, name, extra):
+    path = next(p for p in CONFIGS if p.stem == name)
+    assert main(["search", "--config", str(path), "--run-dir", str(tmp_path / name), "--no-progress",
+                 "--format", "json"] + extra) == 0
+    assert json.loads(capsys.readouterr().out)
