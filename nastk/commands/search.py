@@ -68,7 +68,8 @@ def register(subparsers) -> None:
     add("--dataset", help="benchmark dataset (cifar10, cifar10-valid, cifar100, ImageNet16-120) or training dataset (digits, cifar10)")
     add("--objective", help="benchmark protocol the search maximises: valid12 (NB201's search protocol, default), "
                             "valid200, test200 (an oracle), or dataset/split/epochs[/family]")
-    add("--evaluator", help="benchmark, train, or proxy:NAME (default: benchmark with --benchmark, else train)")
+    add("--evaluator", help="benchmark, train, proxy:NAME or supernet:RUN_DIR (a trained supernet's inherited-weight "
+                            "accuracy) (default: benchmark with --benchmark, else train)")
     add("--table", help="NB201 table file (compact .csv.gz, official .pth or nastk .npz)")
     add("--epochs", type=SCHEMA["epochs"], help="train evaluator: epochs per candidate (default 3)")
     add("--final-epochs", type=SCHEMA["final_epochs"], help="train evaluator: epochs to retrain the winner (default 12)")
@@ -135,6 +136,8 @@ def options_of_run_config(config: Dict[str, Any]) -> Dict[str, Any]:
     elif kind == "proxy":
         options.update(evaluator=f"proxy:{evaluator['proxy']}", dataset=evaluator["dataset"],
                        batch_size=evaluator.get("batch_size", DEFAULTS["batch_size"]))
+    elif kind == "supernet":
+        options.update(evaluator=f"supernet:{evaluator['run_dir']}", dataset=evaluator.get("report_dataset"))
     else:
         raise ConfigError(f"unknown evaluator kind {kind!r} in the run config")
     if isinstance(options.get("objectives"), list):
@@ -203,8 +206,15 @@ def run_config(options: Dict[str, Any]) -> Dict[str, Any]:
         evaluator_config = {"kind": "proxy", "proxy": evaluator.split(":", 1)[1], "dataset": dataset,
                             "batch_size": options["batch_size"],
                             "report_dataset": dataset if reports_truth(options["space"], dataset) else None}
+    elif str(evaluator).startswith("supernet:"):
+        run_dir = evaluator.split(":", 1)[1]
+        if not run_dir:
+            raise ConfigError("--evaluator supernet:RUN_DIR needs the folder of a trained supernet")
+        dataset = options["dataset"] or "cifar10"
+        evaluator_config = {"kind": "supernet", "run_dir": run_dir,
+                            "report_dataset": dataset if reports_truth(options["space"], dataset) else None}
     else:
-        raise ConfigError(f"unknown evaluator {evaluator!r}; use benchmark, train or proxy:NAME")
+        raise ConfigError(f"unknown evaluator {evaluator!r}; use benchmark, train, proxy:NAME or supernet:RUN_DIR")
     objectives = [o.name for o in parse_objectives(options["objectives"])]
     options = {**options, "objectives": objectives if options["objectives"] else None}
     strategy_options = {key: options[key] for key in STRATEGY_OPTIONS.get(options["strategy"], ())}

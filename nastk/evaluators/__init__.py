@@ -28,13 +28,14 @@ def make_evaluator(space: SearchSpace, config: Dict[str, Any], seed: int = 0, de
 
         evaluator = ProxyEvaluator(space, config["proxy"], dataset=config["dataset"],
                                    batch_size=config.get("batch_size", 64), seed=seed, device=device)
-        if config.get("report_dataset") and reports_truth(space.name):
-            from nastk.evaluators.benchmark import BenchmarkReported
+        return _reported(space, evaluator, config)
+    if kind == "supernet":
+        from nastk.evaluators.supernet import SupernetEvaluator
 
-            reporter = benchmark_for(space.name).evaluator({"dataset": config["report_dataset"]})
-            return BenchmarkReported(evaluator, reporter)
-        return evaluator
-    raise ConfigError(f"unknown evaluator kind {kind!r}; known: benchmark, train, proxy:NAME")
+        evaluator = SupernetEvaluator(space, config["run_dir"], eval_size=config.get("eval_size", 1000),
+                                      batch_size=config.get("batch_size", 500), device=device)
+        return _reported(space, evaluator, config)
+    raise ConfigError(f"unknown evaluator kind {kind!r}; known: benchmark, train, proxy:NAME, supernet:RUN_DIR")
 
 
 def run_evaluator(space: SearchSpace, config: Dict[str, Any], seed: int, device: str) -> Evaluator:
@@ -43,6 +44,16 @@ def run_evaluator(space: SearchSpace, config: Dict[str, Any], seed: int, device:
     from nastk.evaluators.multi_objective import with_objectives
 
     return with_objectives(make_evaluator(space, config["evaluator"], seed=seed, device=device), space, config)
+
+
+def _reported(space: SearchSpace, evaluator: Evaluator, config: Dict[str, Any]) -> Evaluator:
+    """A training-free evaluator whose winner is also reported with the benchmark's ground truth."""
+    if config.get("report_dataset") and reports_truth(space.name):
+        from nastk.evaluators.benchmark import BenchmarkReported
+
+        reporter = benchmark_for(space.name).evaluator({"dataset": config["report_dataset"]})
+        return BenchmarkReported(evaluator, reporter)
+    return evaluator
 
 
 def reports_truth(space: str, dataset: Optional[str] = None) -> bool:
