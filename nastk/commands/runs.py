@@ -8,6 +8,7 @@ from typing import List
 
 from nastk.commands import print_json
 from nastk.errors import ConfigError
+from nastk.options import Int
 from nastk.progress import format_score
 from nastk.runs import RunView, find_runs, read_run
 from nastk.trial import objective_key
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
     listing.set_defaults(func=list_runs)
     show = commands.add_parser("show", help="one run's config and trajectory, one labelled row per evaluation")
     show.add_argument("run_dir", help="the run folder")
-    show.add_argument("--last", type=_count, help="only the last N evaluations (default all)")
+    show.add_argument("--last", type=Int(minimum=1), help="only the last N evaluations (default all)")
     show.set_defaults(func=show_run)
     compare = commands.add_parser("compare", help="several runs side by side")
     compare.add_argument("run_dirs", nargs="+", help="run folders (or folders holding runs)")
@@ -35,12 +36,6 @@ def register(subparsers) -> None:
     plot.set_defaults(func=plot_runs)
     for sub in (listing, show, compare, plot):
         sub.add_argument("--format", choices=["text", "json"], default="text", help="output format (default text)")
-
-
-def _count(text: str) -> int:
-    from nastk.options import Int
-
-    return Int(minimum=1)(text)
 
 
 def _gather(paths: List[str]) -> List[RunView]:
@@ -88,16 +83,15 @@ def list_runs(args) -> int:
 
 def show_run(args) -> int:
     run = read_run(args.run_dir)
-    trials = run.trials[-args.last:] if args.last else run.trials
     rows, best, cost = [], None, 0.0
     for trial in run.trials:
         cost += trial.result.cost_s
         if best is None or objective_key(trial.result.value) > objective_key(best):
             best = trial.result.value
-        if trial in trials:
-            rows.append({"step": trial.step, "arch": trial.arch, "objective": trial.result.value, "best_so_far": best,
-                         "test_accuracy": trial.result.metrics.get("test_accuracy"), "cost_s": trial.result.cost_s,
-                         "cumulative_cost_s": round(cost, 3), "wall_s": round(trial.wall_s, 3), "worker": trial.worker})
+        rows.append({"step": trial.step, "arch": trial.arch, "objective": trial.result.value, "best_so_far": best,
+                     "test_accuracy": trial.result.metrics.get("test_accuracy"), "cost_s": trial.result.cost_s,
+                     "cumulative_cost_s": round(cost, 3), "wall_s": round(trial.wall_s, 3), "worker": trial.worker})
+    rows = rows[-args.last:] if args.last else rows
     if args.format == "json":
         print_json({**run.describe(), "config": run.config, "trajectory": rows})
         return 0
