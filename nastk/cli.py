@@ -32,11 +32,33 @@ def _shows_default(action) -> bool:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """Argument errors as a single line naming the problem (exit status 2); defaults shown in --help."""
+    """Argument errors as a single line naming the problem (exit status 2); defaults shown in --help.
+
+    ``defer(add_flags)`` adds flags only when this parser is used (parsing, --help): flags built from
+    plug-in declarations import those plug-ins, which ``nastk --help`` and other commands need not pay for.
+    """
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
+        self._deferred = []
+
+    def defer(self, add_flags) -> None:
+        """Call ``add_flags(parser, argv)`` before this parser first parses or prints help."""
+        self._deferred.append(add_flags)
+
+    def populate(self, argv=()) -> "OneLineParser":
+        while self._deferred:
+            self._deferred.pop(0)(self, list(argv or ()))
+        return self
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.populate(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self.populate()
+        return super().format_help()
 
     def add_argument(self, *args, **kwargs):
         action = super().add_argument(*args, **kwargs)

@@ -28,6 +28,7 @@ not reproducible run to run, unlike the sequential engine.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -44,6 +45,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from nastk.engine import Backend, Proposal, drive
 from nastk.errors import ConfigError, RunError
 from nastk.evaluator import Evaluator, Result
 from nastk.evaluators import run_evaluator
@@ -150,51 +152,84 @@ def _strategy(config: Dict[str, Any], seed: int):
 
 
 # --- one worker ------------------------------------------------------------------------------------
+class StudyBackend(Backend):
+    """The parallel back-end of the search loop (:func:`nastk.engine.drive`): proposals are trials asked
+    from the shared study, and a trial is recorded by telling the study (COMPLETE with the architecture
+    and result as attributes), so each evaluation is recorded exactly once whichever worker ran it.
+
+    The stop rule counts the study's COMPLETE trials (every worker's). When only trials running
+    elsewhere are left, this worker waits for them (one may be lost and re-queued) unless ``alive()``
+    says nobody is left to re-queue it.
+    """
+
+    def __init__(self, study: optuna.Study, strategy, label: str, poll_s: float = 0.2,
+                 alive: Callable[[], bool] = lambda: True):
+        self.study, self.strategy, self.label, self.poll_s, self.alive = study, strategy, label, poll_s, alive
+
+    def propose(self, outcome: SearchOutcome, stop: Stop, started: float) -> Optional[Proposal]:
+        from optuna.storages._heartbeat import get_heartbeat_thread  # the heartbeat optuna's optimize() runs
+
+        while True:
+            _fail_stale(self.study)
+            recover_unlabelled(self.study)
+            trials = self.study.get_trials(deepcopy=False, states=ACTIVE)
+            if _stopped(trials, stop, started):
+                return None
+            if len(trials) >= stop.queries and TrialState.WAITING not in [t.state for t in trials]:
+                if not self.alive():
+                    return None
+                time.sleep(self.poll_s)
+                continue
+            trial = self.study.ask()
+            proposal = Proposal(None, trial)
+            try:
+                trial.set_user_attr("worker", self.label)
+                # Beat from the moment the trial exists: optuna never fails a trial that has no heartbeat.
+                proposal.hold.enter_context(get_heartbeat_thread(trial._trial_id, self.study._storage))
+                if not _within_budget(self.study, trial.number, stop.queries):
+                    trial.set_user_attr("surplus", True)
+                    self.study.tell(trial, state=TrialState.FAIL)
+                    proposal.hold.close()
+                    continue
+                proposal.arch = self.strategy.start(trial)
+                return proposal
+            except optuna.exceptions.UpdateFinishedTrialError:
+                proposal.hold.close()  # re-queued while this worker stalled past a grace period
+            except BaseException:
+                proposal.hold.close()
+                raise
+
+    @contextlib.contextmanager
+    def evaluating(self, proposal: Proposal):
+        """Heartbeat while evaluating; an evaluation that raises leaves its trial FAIL with the error."""
+        with proposal.hold:
+            try:
+                yield
+            except BaseException as error:
+                trial = proposal.handle
+                try:
+                    trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+                    self.study.tell(trial, state=TrialState.FAIL)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    pass
+                raise
+
+    def record(self, proposal: Proposal, result: Result, started: float, finished: float,
+               step: int) -> Optional[Trial]:
+        trial = proposal.handle
+        try:
+            self.strategy.complete(self.study, trial, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return None  # this worker stalled past a grace period and its trial was re-queued: not counted twice
+        return Trial(step, proposal.arch.to_str(), result, started, finished, self.label, trial.number)
+
+
 def work(study: optuna.Study, strategy, evaluator: Evaluator, budget, label: str,
          poll_s: float = 0.2, alive: Callable[[], bool] = lambda: True) -> int:
-    """Ask, evaluate, tell until the study's COMPLETE trials satisfy ``budget`` (a query count or a
-    :class:`~nastk.trial.Stop`, whose cost limit counts the study's summed cost); returns evaluations done.
-
-    When only trials running elsewhere are left, the worker waits for them (one may be lost and
-    re-queued) unless ``alive()`` says nobody is left to re-queue it.
-    """
-    from optuna.storages._heartbeat import get_heartbeat_thread  # the heartbeat optuna's optimize() runs
-
-    stop, started = Stop.of(budget), time.monotonic()
-    budget = stop.queries
-    evaluated = 0
-    while True:
-        _fail_stale(study)
-        recover_unlabelled(study)
-        trials = study.get_trials(deepcopy=False, states=ACTIVE)
-        states = [t.state for t in trials]
-        if _stopped(trials, stop, started):
-            return evaluated
-        if len(trials) >= budget and TrialState.WAITING not in states:
-            if not alive():
-                return evaluated
-            time.sleep(poll_s)
-            continue
-        trial = study.ask()
-        try:
-            trial.set_user_attr("worker", label)
-            # Beat from the moment the trial exists: optuna never fails a trial that has no heartbeat.
-            with get_heartbeat_thread(trial._trial_id, study._storage):
-                if not _within_budget(study, trial.number, budget):
-                    trial.set_user_attr("surplus", True)
-                    study.tell(trial, state=TrialState.FAIL)
-                    continue
-                arch = strategy.start(trial)
-                try:
-                    result = evaluator.evaluate(arch)
-                except BaseException as error:
-                    trial.set_user_attr("error", f"{type(error).__name__}: {error}")
-                    study.tell(trial, state=TrialState.FAIL)
-                    raise
-            strategy.complete(study, trial, result)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # this worker stalled past a grace period and its trial was re-queued: not counted twice
-        evaluated += 1
+    """One worker: the search loop on the study until its COMPLETE trials satisfy ``budget`` (a query
+    count or a :class:`~nastk.trial.Stop`, whose cost limit counts the study's summed cost); returns the
+    evaluations this worker recorded."""
+    return len(drive(StudyBackend(study, strategy, label, poll_s, alive), evaluator, Stop.of(budget)).trials)
 
 
 def _stopped(trials, stop: Stop, started: float) -> bool:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from nastk.architecture import Architecture
 from nastk.errors import EvaluationError
+from nastk.options import Option
 from nastk.plain_data import plain
 
 
@@ -73,10 +74,45 @@ def _metric_value(value: Any, name: Optional[str]) -> Optional[float]:
 
 
 class Evaluator(abc.ABC):
-    """``evaluate(arch) -> Result``. Subclasses describe themselves in :meth:`describe`."""
+    """``evaluate(arch) -> Result``. Subclasses describe themselves in :meth:`describe`.
+
+    An evaluator registered in ``nastk.evaluators.EVALUATORS`` (``--evaluator KIND[:TARGET]``) declares
+    what a run config needs to rebuild it: its ``OPTIONS``, the constructor argument ``TARGET`` fills,
+    and whether it builds networks (then it gets the space's ``BUILD_OPTIONS`` as ``build_options``).
+    Its module must import cheaply (torch inside methods), because the CLI reads these declarations to
+    build its flags.
+    """
 
     #: Metric name the evaluator's results use as objective.
     objective: str = "accuracy"
+    #: Options of this evaluator (flags, config keys, constructor keywords); see :class:`nastk.options.Option`.
+    OPTIONS: Tuple[Option, ...] = ()
+    #: The constructor argument that the text after ``KIND:`` fills (``proxy:synflow`` -> ``proxy``), or None.
+    target: Optional[str] = None
+    #: What ``target`` names, for messages and help (``NAME``, ``RUN_DIR``, ``PATH``).
+    target_metavar: str = "VALUE"
+    #: Whether it builds the space's networks (and so takes the space's build options, e.g. NB201's C and N).
+    builds_networks: bool = False
+    #: Whether those networks default to the space's own size (``build()``'s defaults) rather than the
+    #: smaller ones its ``BUILD_OPTIONS`` declare for training searches.
+    full_size_networks: bool = False
+    #: A training-free evaluator whose winner is also reported with the space's benchmark ground truth.
+    reports_benchmark: bool = False
+
+    @classmethod
+    def from_config(cls, space, config: Dict[str, Any], seed: int = 0, device: str = "cpu") -> "Evaluator":
+        """The evaluator a run config's ``evaluator`` mapping describes (keys: ``target``, the declared
+        options, ``build``)."""
+        kwargs = {option.name: config[option.name] for option in cls.OPTIONS if option.name in config}
+        if cls.target:
+            kwargs[cls.target] = config[cls.target]
+        if cls.builds_networks:
+            kwargs["build_options"] = config.get("build", {})
+        return cls(space, seed=seed, device=device, **kwargs)
+
+    @classmethod
+    def settle_config(cls, space, config: Dict[str, Any]) -> None:
+        """Fill in or check a new run config's evaluator mapping before anything runs (default: as is)."""
 
     @abc.abstractmethod
     def evaluate(self, arch: Architecture) -> Result:

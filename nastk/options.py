@@ -128,6 +128,24 @@ class Text(Value):
         return value
 
 
+class Bool(Value):
+    """A yes/no option: ``--name`` / ``--no-name`` on the command line, a YAML boolean in a config file."""
+
+    def describe(self) -> str:
+        return "true or false"
+
+    def parse(self, text: str) -> Any:
+        words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+        if not isinstance(text, str) or text.strip().lower() not in words:
+            raise ValueError(text)
+        return words[text.strip().lower()]
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError(value)
+        return value
+
+
 class Seeds(Value):
     """Seeds for repeated runs: ``0-9`` (a range, both ends included), ``3`` or ``0,4,7``."""
 
@@ -164,3 +182,70 @@ class Seeds(Value):
 def check_all(options: dict, schema: dict, source: str = "") -> dict:
     """Every option of ``options`` checked (and converted) by its declaration in ``schema``."""
     return {name: schema[name].check(name, value, source) if name in schema else value for name, value in options.items()}
+
+
+# --- options a plug-in declares ------------------------------------------------------------------------
+class _FromSignature:
+    def __repr__(self) -> str:
+        return "<the constructor's default>"
+
+
+#: An :class:`Option`'s default when it is the declaring constructor's own keyword default.
+FROM_SIGNATURE: Any = _FromSignature()
+
+
+class Option:
+    """One option a strategy, evaluator or space declares: its name (keyword argument, config key, and
+    flag ``--name-with-dashes``), its type and range, and a one-line help.
+
+    The default is the declaring constructor's keyword default unless given here, so it is written
+    once; :func:`declared` fills it in. Plug-ins list theirs in a class attribute ``OPTIONS``; the CLI
+    builds its flags and checks config files from these declarations, never from a table of its own.
+    """
+
+    __slots__ = ("name", "value", "help", "default")
+
+    def __init__(self, name: str, value: Value, help: str, default: Any = FROM_SIGNATURE):
+        self.name, self.value, self.help, self.default = name, value, help, default
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def with_default(self, default: Any) -> "Option":
+        return Option(self.name, self.value, self.help, default)
+
+    def check(self, value: Any, source: str = "") -> Any:
+        return self.value.check(self.name, value, source)
+
+    def __repr__(self) -> str:
+        return f"Option({self.name!r}, {self.value.describe()}, default={self.default!r})"
+
+
+def declared(owner: Any, options: Optional[Sequence[Option]] = None) -> "tuple[Option, ...]":
+    """``owner.OPTIONS`` (or ``options``) with every default resolved from ``owner``'s constructor.
+
+    An option whose default should come from the constructor but that the constructor does not take is
+    a programming error in the plug-in, said here rather than as a TypeError in the middle of a run (an
+    option with an explicit default is the plug-in's to handle, e.g. in its own ``from_config``).
+    """
+    import inspect
+
+    options = tuple(getattr(owner, "OPTIONS", ()) if options is None else options)
+    target = owner.__init__ if isinstance(owner, type) else owner
+    try:
+        parameters = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    out = []
+    for option in options:
+        parameter = parameters.get(option.name)
+        if option.default is FROM_SIGNATURE:
+            if parameter is None and not takes_any:
+                raise TypeError(f"{getattr(owner, '__name__', owner)} declares option {option.name!r}, "
+                                f"which its constructor does not take")
+            has_default = parameter is not None and parameter.default is not inspect.Parameter.empty
+            option = option.with_default(parameter.default if has_default else None)
+        out.append(option)
+    return tuple(out)

@@ -1,4 +1,4 @@
-"""Run folders and the one engine that drives every query strategy.
+"""Run folders and the sequential search on them (the journal back-end of :mod:`nastk.engine`).
 
 A run folder holds ``config.json`` (the resolved configuration), ``journal.jsonl`` (one JSON line per
 evaluation, flushed and fsynced before the strategy is told) and ``summary.json``. Killing a run at
@@ -15,8 +15,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
+from nastk.engine import Backend, Proposal, drive
 from nastk.errors import RunError
-from nastk.evaluator import Evaluator
+from nastk.evaluator import Evaluator, Result
 from nastk.paths import LOCK_FILE, atomic_write, lock_folder
 from nastk.strategy import Strategy
 from nastk.trial import SearchOutcome, Stop, Trial, is_record
@@ -141,43 +142,53 @@ def _without_budget(config: Dict[str, Any]) -> Dict[str, Any]:
     return {**{k: v for k, v in config.items() if k != "budget"}, "strategy_options": options}
 
 
+class JournalBackend(Backend):
+    """The sequential back-end: ``strategy`` proposes; each evaluation is appended (and fsynced) to the
+    run folder's journal before the strategy is told, so a killed run loses nothing journaled."""
+
+    def __init__(self, strategy: Strategy, run: Optional[Run] = None, budget: Optional[int] = None):
+        self.strategy, self.run, self.budget = strategy, run, budget
+
+    def replay(self) -> SearchOutcome:
+        """The journaled trials, replayed through the strategy (checking it proposes them again)."""
+        outcome = SearchOutcome()
+        journal = self.run.records() if self.run else []
+        if self.budget is not None and len(journal) > self.budget:
+            raise RunError(f"the journal already holds {len(journal)} evaluations, more than the budget {self.budget}")
+        for number, record in enumerate(journal):
+            if not is_record(record, number):
+                raise RunError(f"journal {self.run.journal_path} line {number + 1} is not an evaluation record of "
+                               f"this run (expected step {number}, arch and result)")
+            arch = self.strategy.ask()
+            if arch.to_str() != record["arch"]:
+                raise RunError(
+                    f"resume diverged at evaluation {record['step']}: the strategy proposed {arch.to_str()} "
+                    f"but the journal holds {record['arch']} (was the seed or code changed?)")
+            trial = Trial.from_record(record)
+            self.strategy.tell(arch, trial.result)
+            outcome.add(trial, arch)
+        outcome.replayed = len(outcome.trials)
+        return outcome
+
+    def propose(self, outcome: SearchOutcome, stop: Stop, started: float) -> Optional[Proposal]:
+        if stop.reached(len(outcome.trials), outcome.cost_s, started):
+            return None
+        return Proposal(self.strategy.ask())
+
+    def record(self, proposal: Proposal, result: Result, started: float, finished: float, step: int) -> Trial:
+        trial = Trial(step, proposal.arch.to_str(), result, started, finished)
+        if self.run:
+            self.run.append(trial.to_record())
+        self.strategy.tell(proposal.arch, result)
+        return trial
+
+
 def run_search(strategy: Strategy, evaluator: Evaluator, budget: Union[int, Stop], run: Optional[Run] = None,
                progress: Optional[Callable[[Trial, SearchOutcome], None]] = None) -> SearchOutcome:
-    """Ask, evaluate, journal, tell until ``budget`` (a query count or a :class:`~nastk.trial.Stop`) says
-    stop; replay the run's journal first.
+    """The sequential search: replay the run's journal, then ask, evaluate, journal, tell until ``budget``
+    (a query count or a :class:`~nastk.trial.Stop`) says stop.
 
     ``progress(trial, outcome)`` is called after every evaluation (a progress bar, a log line).
     """
     stop = Stop.of(budget)
-    outcome = SearchOutcome()
-    journal = run.records() if run else []
-    if len(journal) > stop.queries:
-        raise RunError(f"the journal already holds {len(journal)} evaluations, more than the budget {stop.queries}")
-    for number, record in enumerate(journal):
-        if not is_record(record, number):
-            raise RunError(f"journal {run.journal_path} line {number + 1} is not an evaluation record of this run "
-                           f"(expected step {number}, arch and result)")
-        arch = strategy.ask()
-        if arch.to_str() != record["arch"]:
-            raise RunError(
-                f"resume diverged at evaluation {record['step']}: the strategy proposed {arch.to_str()} "
-                f"but the journal holds {record['arch']} (was the seed or code changed?)")
-        trial = Trial.from_record(record)
-        strategy.tell(arch, trial.result)
-        outcome.add(trial, arch)
-        outcome.replayed += 1
-    started = time.monotonic()
-    cost = outcome.total_cost_s
-    while not stop.reached(len(outcome.trials), cost, started):
-        arch = strategy.ask()
-        began = time.time()
-        result = evaluator.evaluate(arch)
-        trial = Trial(len(outcome.trials), arch.to_str(), result, began, time.time())
-        if run:
-            run.append(trial.to_record())
-        strategy.tell(arch, result)
-        outcome.add(trial, arch)
-        cost += result.cost_s
-        if progress:
-            progress(trial, outcome)
-    return outcome
+    return drive(JournalBackend(strategy, run, stop.queries), evaluator, stop, progress)

@@ -15,13 +15,14 @@ writes these itself.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Optional
+from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from nastk.architecture import Architecture
 from nastk.choices import ChoiceModel, Values
 from nastk.errors import ArchitectureError, CapabilityError
+from nastk.options import FROM_SIGNATURE, Option, declared
 from nastk.registry import SPACES, get_space  # noqa: F401 (the registry lives there; re-exported)
 
 #: Capability names a space may declare.
@@ -159,6 +160,20 @@ class SearchSpace:
         """
         self.require("optuna")
         return self._arch(self._model_for("suggest").suggest(trial))
+
+    #: Keywords of :meth:`build` a search may set (``nastk search --C 16``; a run config's ``build``),
+    #: with the defaults a search that trains networks uses when they are not given (explicit here,
+    #: e.g. smaller than the space's own network so that CPU searches are quick, or build()'s own).
+    BUILD_OPTIONS: Tuple[Option, ...] = ()
+
+    @classmethod
+    def build_options(cls, full_size: bool = False) -> Tuple[Option, ...]:
+        """:attr:`BUILD_OPTIONS` with their defaults resolved; ``full_size``: every default is
+        :meth:`build`'s own (the space's published network, which zero-cost proxies score)."""
+        options = cls.BUILD_OPTIONS
+        if full_size:
+            options = tuple(option.with_default(FROM_SIGNATURE) for option in options)
+        return declared(cls.build, options)
 
     def build(self, arch: Architecture, num_classes: int = 10, **options):
         """A stand-alone ``torch.nn.Module`` for ``arch``."""

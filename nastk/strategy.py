@@ -13,6 +13,7 @@ import numpy as np
 
 from nastk.architecture import Architecture
 from nastk.evaluator import Result
+from nastk.options import Option
 from nastk.registry import Registry
 from nastk.space import SearchSpace
 
@@ -23,6 +24,11 @@ class Strategy(abc.ABC):
     name: str = ""
     #: Space capabilities this strategy needs; checked at construction.
     requires: Tuple[str, ...] = ()
+    #: The strategy's own hyper-parameters (constructor keywords, run-config ``strategy_options``, CLI flags).
+    OPTIONS: Tuple[Option, ...] = ()
+    #: Settings of the whole run the strategy also receives as constructor keywords (``budget``,
+    #: ``dataset``, ``objectives``: a multi-objective strategy lists the last).
+    RUN_OPTIONS: Tuple[str, ...] = ()
 
     def __init__(self, space: SearchSpace, seed: int = 0):
         space.require(*self.requires)

@@ -1,10 +1,10 @@
 """The record of a search: one typed :class:`Trial` per evaluation, the :class:`SearchOutcome` that
 collects them (best so far, cost, anytime trajectory) and the :class:`Stop` rule that ends a search.
 
-Both engines produce exactly these: the sequential engine (:func:`nastk.run.run_search`, whose
-back-end is the run folder's journal) and the parallel one (:mod:`nastk.distributed`, whose back-end
-is an optuna storage). Summaries, Pareto fronts, ``nastk runs`` and reproduction reports read them,
-never engine-specific dicts.
+The one search loop (:func:`nastk.engine.drive`) produces exactly these on both of its back-ends:
+the run folder's journal (:func:`nastk.run.run_search`) and an optuna storage shared by parallel
+workers (:mod:`nastk.distributed`). Summaries, Pareto fronts, ``nastk runs`` and reproduction reports
+read them, never back-end-specific dicts.
 """
 from __future__ import annotations
 
@@ -79,9 +79,12 @@ class SearchOutcome:
     best: Optional[Trial] = None
     #: the best trial's architecture as an object of its space (what final evaluation and export need)
     best_arch: Optional[Architecture] = None
+    #: summed evaluation cost so far (kept as trials arrive: the stop rule reads it after every trial)
+    cost_s: float = 0.0
 
     def add(self, trial: Trial, arch: Architecture) -> None:
         self.trials.append(trial)
+        self.cost_s += trial.result.cost_s
         if self.best is None or objective_key(trial.result.value) > objective_key(self.best.result.value):
             self.best, self.best_arch = trial, arch
 
@@ -95,7 +98,7 @@ class SearchOutcome:
 
     @property
     def total_cost_s(self) -> float:
-        return float(sum(trial.result.cost_s for trial in self.trials))
+        return float(self.cost_s)
 
     def trajectory(self) -> List[List[Optional[float]]]:
         """After each trial: cumulative cost, best-so-far objective and that architecture's test accuracy."""

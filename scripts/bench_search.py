@@ -134,11 +134,11 @@ def speedup(budget: int, repeats: int, kind: str):
     """
     import functools
 
-    from nastk.commands.search import DEFAULTS, run_config
+    from nastk.search_config import search_config
     from nastk.distributed import run_study
     from nastk.run import Run
 
-    options = {**DEFAULTS, "strategy": "bo-tpe", "budget": budget, "workers": 2}
+    options = {"strategy": "bo-tpe", "budget": budget, "workers": 2}
     if kind == "train":
         options.update(evaluator="train", dataset="digits", epochs=2, C=8, N=1)
         factory = None
@@ -149,7 +149,7 @@ def speedup(budget: int, repeats: int, kind: str):
     for workers in (1, 2):
         walls, evaluation = [], []
         for seed in range(repeats):
-            config = run_config({**options, "seed": seed})
+            config = search_config(**options, seed=seed)
             with tempfile.TemporaryDirectory() as folder:
                 started = time.perf_counter()
                 outcome, _ = run_study(config, Run(Path(folder) / "run", config), workers=workers,

@@ -44,6 +44,7 @@ import networkx as nx
 from nastk.architecture import Architecture
 from nastk.choices import Categorical, ChoiceModel, ChooseK
 from nastk.errors import ArchitectureError, UnknownOpError
+from nastk.options import Int, Option
 from nastk.space import SearchSpace
 
 #: The 7 ops of a discrete genotype (NASLib's op-index order). ``none`` exists only in a supernet.
@@ -210,6 +211,9 @@ class DartsSpace(SearchSpace):
     name = "darts"
     # sample, encode, mutate, neighbors, crossover and optuna's suggest come from the choice model
     capabilities = frozenset({"graph", "build", "supernet"})
+    #: A search trains DARTS' search-sized network by default; its evaluation network is C=36, 20 cells.
+    BUILD_OPTIONS = (Option("C", Int(minimum=1), "initial channels (DARTS' evaluation network: 36)", 16),
+                     Option("layers", Int(minimum=2), "cells (DARTS' evaluation network: 20)", 8))
 
     # --- choices --------------------------------------------------------------------------------
     def choice_model(self):

@@ -26,6 +26,7 @@ from nastk.architecture import Architecture
 from nastk.benchmarks.registry import benchmark_for
 from nastk.choices import Categorical, ChoiceModel
 from nastk.errors import ArchitectureError, UnknownOpError
+from nastk.options import Int, Option
 from nastk.space import SearchSpace
 
 #: Operation names in NB201's op order (the order of the one-hot encoding).
@@ -43,6 +44,9 @@ _OP_INDEX = {op: i for i, op in enumerate(OPS)}
 class NB201Space(SearchSpace):
     name = "nb201"
     capabilities = frozenset({"graph", "supernet"})  # + enumerate, mutate, ... from the choice model, build
+    #: A search trains small networks by default (CPU); NB201's own network is C=16, N=5.
+    BUILD_OPTIONS = (Option("C", Int(minimum=1), "channels of the first stage (NB201's network: 16)", 8),
+                     Option("N", Int(minimum=1), "cells per stage (NB201's network: 5)", 1))
 
     def choice_model(self) -> ChoiceModel:
         """Six categorical edges named ``"1<-0"`` ... ``"3<-2"`` (NB201's edge order), each over :data:`OPS`."""

@@ -79,7 +79,7 @@ def test_corrupt_and_bad_config_files(capsys, tmp_path):
     bad_yaml.write_text("budget: [1, 2\n")
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("budgett: 3\n")
-    for path, fragment in [(bad_yaml, "not valid YAML"), (unknown, "unknown option(s) budgett"),
+    for path, fragment in [(bad_yaml, "not valid YAML"), (unknown, "unknown option budgett"),
                            (tmp_path / "absent.yaml", "not found")]:
         code, _, err = run_cli(capsys, "search", "--config", str(path), "--run-dir", str(tmp_path / "r"))
         assert code == 2 and fragment in err and err.count("\n") == 1

@@ -50,7 +50,7 @@ def test_every_option_with_a_default_shows_it_in_help():
         for action in parser._actions:
             if isinstance(action, argparse._SubParsersAction):
                 for sub in action.choices.values():
-                    yield from parsers(sub)
+                    yield from parsers(sub.populate())
 
     missing, checked = [], 0
     for parser in parsers(build_parser()):

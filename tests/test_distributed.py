@@ -20,7 +20,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from nastk.cli import main
-from nastk.commands.search import DEFAULTS, run_config
+from nastk.search_config import search_config
 from nastk.distributed import JOURNAL_FILE, StorageSpec, database_url, run_study, study_name
 from nastk.errors import ConfigError, RunError
 from nastk.evaluator import Evaluator
@@ -57,14 +57,17 @@ def slow_factory(log_path, delay_s, space, config, seed, device):
 
 
 def make_config(budget, seed=0, strategy="bo-tpe"):
-    options = {**DEFAULTS, "strategy": strategy, "budget": budget, "seed": seed, "evaluator": "benchmark",
-               "benchmark": "nb201", "dataset": "cifar10", "workers": 2}
-    return run_config(options)
+    return search_config(strategy=strategy, budget=budget, seed=seed, evaluator="benchmark", benchmark="nb201",
+                         dataset="cifar10", workers=2)
 
 
 def journal_study(run_dir, config):
+    """The run's study, or None while the journal file exists but the study is not yet in it."""
     storage = JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
-    return optuna.load_study(study_name=study_name(config), storage=storage)
+    try:
+        return optuna.load_study(study_name=study_name(config), storage=storage)
+    except KeyError:  # created a moment later by the coordinator
+        return None
 
 
 def logged(log_path):
@@ -207,10 +210,15 @@ def test_workers_killed_at_random_moments_are_replaced_and_each_trial_recorded_o
                                 evaluator_factory=functools.partial(slow_factory, str(log), 0.15), poll_s=0.05)
     study = wait_for(lambda: (tmp_path / "run" / JOURNAL_FILE).exists() and journal_study(tmp_path / "run", config))
     rng, killed = random.Random(0), set()
+
+    def live_workers():
+        return [c.pid for c in multiprocessing.active_children() if c.name.startswith("nastk-worker") and c.is_alive()
+                and c.pid not in killed]
+
     for _ in range(5):
         time.sleep(rng.uniform(0.0, 0.4))
-        live = [c.pid for c in multiprocessing.active_children() if c.name.startswith("nastk-worker") and c.is_alive()]
-        if not live or not thread.is_alive():
+        live = wait_for(lambda: live_workers() or not thread.is_alive())  # replacements take a moment to start
+        if live is True:
             break
         victim = rng.choice(live)
         os.kill(victim, signal.SIGKILL)

@@ -20,11 +20,11 @@ def test_there_are_example_configs():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_each_config_is_valid(path):
-    from argparse import Namespace
+    from nastk.cli import build_parser
+    from nastk.commands.search import resolve_options
+    from nastk.search_config import run_config
 
-    from nastk.commands.search import DEFAULTS, resolve_options, run_config
-
-    args = Namespace(config=str(path), run_dir=None, resume=False, **{key: None for key in DEFAULTS})
+    args = build_parser().parse_args(["search", "--config", str(path)])
     config = run_config(resolve_options(args))
     assert config["budget"] >= 1 and config["strategy"]
 

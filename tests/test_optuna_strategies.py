@@ -231,7 +231,7 @@ def test_cli_multi_objective_search_reports_the_front(capsys, nastk_data, tmp_pa
 @pytest.mark.parametrize("argv, fragment", [
     (["--strategy", "re", "--workers", "2"], "optuna sampler"),
     (["--strategy", "bo-tpe", "--objectives", "acc,size"], "unknown objective"),
-    (["--strategy", "nsga2", "--selection", "random"], "invalid choice"),
+    (["--strategy", "nsga2", "--selection", "random"], "must be one of nsga2, eagan"),
     (["--strategy", "bo-tpe", "--storage", "not-a-url", "--workers", "1"], "database URL"),
 ])
 def test_cli_errors_are_one_line(capsys, nastk_data, tmp_path, argv, fragment):

@@ -308,7 +308,9 @@ def test_proxy_evaluator_result_and_cache(tmp_path, monkeypatch):
     def fail(*_args, **_kwargs):
         raise AssertionError("cached score was recomputed")
 
-    monkeypatch.setattr(module, "compute_proxies", fail)
+    import nastk.proxies.compute
+
+    monkeypatch.setattr(nastk.proxies.compute, "compute_proxies", fail)
     again = module.ProxyEvaluator(space, "snip", dataset="digits", batch_size=8, seed=0, cache_path=cache,
                                   build_options={"C": 8, "N": 1})
     assert again.evaluate(arch).value == result.value

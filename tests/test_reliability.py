@@ -178,7 +178,7 @@ def _actions(parser):
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
-                yield from _actions(sub)
+                yield from _actions(sub.populate())  # flags built from plug-in declarations
         else:
             yield parser.prog, action
 

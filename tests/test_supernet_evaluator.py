@@ -34,7 +34,7 @@ def test_search_scores_match_supernet_rank_and_the_winner_is_reported_on_nb201(n
     assert json.loads(capsys.readouterr().out)["evaluated_now"] == 0  # its config names the supernet again
 
 
-@pytest.mark.parametrize("evaluator, message", [("supernet:", "needs the folder"),
+@pytest.mark.parametrize("evaluator, message", [("supernet:", "needs its RUN_DIR"),
                                                 ("supernet:/nowhere", "no supernet checkpoint")])
 def test_bad_supernet_evaluators_are_one_line(capsys, tmp_path, evaluator, message):
     assert main(["search", "--evaluator", evaluator, "--budget", "2", "--run-dir", str(tmp_path / "r"),

@@ -135,6 +135,7 @@ class DartsBenchmark(Benchmark):
     """
 
     name = "darts"
+    title = "the DARTS 214-genotype benchmark"
     space = "darts"
     complete = False
     datasets = (DATASET,)
@@ -158,6 +159,10 @@ class DartsBenchmark(Benchmark):
               protocol: Optional[str] = None) -> Tuple[np.ndarray, str]:
         search, _ = self.table.evaluator_protocols(dataset, protocol or REPORT)
         return self.table.accuracies(archs, search), search.key
+
+    def archs(self) -> List[Architecture]:
+        """The 214 genotypes, the only ones it can score (in row order)."""
+        return self.table.archs()
 
     def index(self, arch: Architecture) -> int:
         return self.table.row(arch)

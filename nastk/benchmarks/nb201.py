@@ -282,6 +282,7 @@ class NB201Benchmark(Benchmark):
     """NAS-Bench-201 as the ``nb201`` space's benchmark: its index order and its table's accuracies."""
 
     name = space = "nb201"
+    title = "NAS-Bench-201"
     complete = True
     datasets = tuple(SEARCH_DATASET)
     _space = NB201Space()

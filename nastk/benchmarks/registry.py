@@ -23,6 +23,8 @@ class Benchmark(abc.ABC):
 
     #: The name configs and ``--benchmark`` use.
     name: str = ""
+    #: What reports call it (default: ``name``).
+    title: str = ""
     #: The space whose architectures it scores.
     space: str = ""
     #: True when every architecture of the space has results (NB201), so any search can report them.
@@ -40,6 +42,21 @@ class Benchmark(abc.ABC):
               protocol: Optional[str] = None) -> Tuple[np.ndarray, str]:
         """Ground-truth accuracies of ``archs`` and the protocol key they come from (default: the
         benchmark's final reported accuracy on ``dataset``)."""
+
+    def archs(self) -> List[Architecture]:
+        """Every architecture it has results for: an incomplete benchmark's whole reach (the pool a
+        search of it must stay in); by default a complete benchmark's space, enumerated."""
+        if not self.complete:
+            raise CapabilityError(f"benchmark {self.name!r} does not list the architectures it has results for")
+        from nastk.space import get_space
+
+        return list(get_space(self.space).enumerate())
+
+    def optimum(self, dataset: str, protocol: Optional[str] = None) -> float:
+        """The best ground-truth accuracy among :meth:`archs` (the space's optimum when ``complete``),
+        under ``protocol`` (default as in :meth:`truth`)."""
+        values, _ = self.truth(self.archs(), dataset, protocol)
+        return float(np.nanmax(values))
 
     def index(self, arch: Architecture) -> int:
         """The benchmark's own index of ``arch``."""

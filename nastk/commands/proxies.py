@@ -121,7 +121,7 @@ def run_correlate(args) -> int:
     truth = _ground_truth([space.to_str(a) for a in archs], args.truth or args.dataset)
     scored = score_architectures(space, archs, names, dataset=args.dataset, batch_size=args.batch_size,
                                  seed=args.seed, device=args.device, cache_path=args.cache,
-                                 build_options=None if (args.C, args.N) == (16, 5) else {"C": args.C, "N": args.N},
+                                 build_options={"C": args.C, "N": args.N},
                                  progress=not args.no_progress)
     result = correlations(scored.scores, truth)
     for name in names:

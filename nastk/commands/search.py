@@ -6,6 +6,7 @@ retrained longer and reported on held-out test digits.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -13,140 +14,114 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from nastk.benchmarks.registry import benchmark_for, has_benchmark
 from nastk.commands import print_json
-from nastk.errors import ConfigError
-from nastk.evaluators import reports_truth, run_evaluator
+from nastk.errors import ConfigError, NastkError
+from nastk.evaluators import run_evaluator
 from nastk.evaluators.multi_objective import parse_objectives, pareto_front, plot_pareto
-from nastk.options import Float, Int, Seeds, Text, check_all
+from nastk.options import Bool, Option, Seeds
 from nastk.progress import Progress
 from nastk.run import Run, run_search
-from nastk.trial import Stop
+from nastk.search_config import GENERAL, option_owners, options_of_run_config, resolve, run_config
 from nastk.space import get_space
 from nastk.strategy import STRATEGIES, make_strategy
+from nastk.trial import Stop
 
-#: The embedded default, also the base every config file and flag overrides.
-DEFAULTS: Dict[str, Any] = {
-    "space": "nb201", "strategy": "re", "budget": 20, "seed": 0,
-    "evaluator": "train", "benchmark": None, "dataset": None, "objective": "valid12", "table": None,
-    "epochs": 3, "final_epochs": 12, "batch_size": 64, "lr": 0.1, "C": 8, "N": 1,
-    "population_size": 10, "sample_size": 3, "initial_size": 10,
-    "proxy_table": None, "proxies": None,
-    "objectives": None, "selection": "nsga2", "workers": 1, "storage": None,
-    "max_cost": None, "max_wall": None,
-}
-#: The type and range of every option, checked the same way for flags, config files and resumed runs.
-SCHEMA = {
-    "space": Text(nullable=False), "strategy": Text(nullable=False), "budget": Int(minimum=1), "seed": Int(minimum=0),
-    "evaluator": Text(), "benchmark": Text(), "dataset": Text(), "objective": Text(nullable=False), "table": Text(),
-    "epochs": Int(minimum=1), "final_epochs": Int(minimum=1), "batch_size": Int(minimum=1), "lr": Float(above=0),
-    "C": Int(minimum=1), "N": Int(minimum=1), "population_size": Int(minimum=1), "sample_size": Int(minimum=1), "initial_size": Int(minimum=1),
-    "proxy_table": Text(), "proxies": Text(lists=True), "objectives": Text(lists=True),
-    "selection": Text(choices=["nsga2", "eagan"], nullable=False), "workers": Int(minimum=1), "storage": Text(),
-    "max_cost": Float(above=0), "max_wall": Float(above=0),
-}
-STRATEGY_OPTIONS = {"re": ("population_size", "sample_size"), "ls": ("initial_size",),
-                    "robot": ("budget", "dataset", "proxy_table", "proxies"),
-                    "bo-tpe": ("objectives",), "bo-gp": ("objectives",), "bo-encoding": ("objectives",),
-                    "nsga2": ("objectives", "population_size", "selection")}
+#: Flags of ``nastk search`` beyond the run options (those come from nastk.search_config's declarations).
+FLAG_ONLY = ("config", "seeds", "device", "run_dir", "resume", "format", "no_progress")
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("search", help="search a space with a strategy (no arguments: embedded default)")
     add = parser.add_argument
-    add("--config", help="YAML or JSON file with any of the options below (flags override it)")
-    add("--space", help="search space (default nb201)")
-    add("--strategy", help=f"query strategy: {', '.join(STRATEGIES.names())} (default re)")
-    add("--budget", type=SCHEMA["budget"], help="number of evaluations (default 20)")
-    add("--seed", type=SCHEMA["seed"], help="random seed (default 0)")
+    add("--config", help="YAML or JSON file with any of the options below, or a run's config.json (flags override it)")
+    for option in GENERAL:
+        _add_flag(parser, option, option.help + _default_text(option))
     add("--seeds", type=Seeds(), help="repeated runs, one per seed (0-9, 3 or 0,4,7), each in <run-dir>/seed<N>; "
                                       "prints the mean and std of the best objective and test accuracy")
-    add("--max-cost", type=SCHEMA["max_cost"], metavar="SECONDS",
-        help="also stop once the summed evaluation cost (simulated by a benchmark, measured by training) exceeds this")
-    add("--max-wall", type=SCHEMA["max_wall"], metavar="SECONDS", help="also stop after this much wall time")
-    add("--benchmark", help="evaluate by look-up in this benchmark (nb201); needs --dataset")
-    add("--dataset", help="benchmark dataset (cifar10, cifar10-valid, cifar100, ImageNet16-120) or training dataset (digits, cifar10)")
-    add("--objective", help="benchmark protocol the search maximises: valid12 (NB201's search protocol, default), "
-                            "valid200, test200 (an oracle), or dataset/split/epochs[/family]")
-    add("--evaluator", help="benchmark, train, proxy:NAME or supernet:RUN_DIR (a trained supernet's inherited-weight "
-                            "accuracy) (default: benchmark with --benchmark, else train)")
-    add("--table", help="NB201 table file (compact .csv.gz, official .pth or nastk .npz)")
-    add("--epochs", type=SCHEMA["epochs"], help="train evaluator: epochs per candidate (default 3)")
-    add("--final-epochs", type=SCHEMA["final_epochs"], help="train evaluator: epochs to retrain the winner (default 12)")
-    add("--batch-size", type=SCHEMA["batch_size"], help="training / proxy batch size (default 64)")
-    add("--lr", type=SCHEMA["lr"], help="train evaluator: learning rate (default 0.1)")
-    add("--C", type=SCHEMA["C"], help="train/proxy evaluator: network width (default 8)")
-    add("--N", type=SCHEMA["N"], help="train/proxy evaluator: cells per stage (default 1)")
-    add("--population-size", type=SCHEMA["population_size"], help="re: population size (default 10)")
-    add("--sample-size", type=SCHEMA["sample_size"], help="re: tournament size (default 3)")
-    add("--initial-size", type=SCHEMA["initial_size"], help="ls: random architectures before the first move (default 10)")
-    add("--objectives", help="comma-separated objectives, acc first: acc,params,flops,latency,energy or a "
-                             "HW-NAS-Bench column (e.g. raspi4_latency); multi-objective strategies (nsga2, "
-                             "bo-tpe, bo-gp) optimise all, and the summary reports the Pareto front (default acc)")
-    add("--selection", choices=["nsga2", "eagan"], help="nsga2: survivor selection, NSGA-II's crowding "
-                                                        "(default) or EAGAN's merged-front selection")
-    add("--workers", type=SCHEMA["workers"], help="parallel worker processes sharing one optuna study (journal file in "
-                                    "--run-dir); optuna strategies only (default 1: the sequential engine)")
-    add("--storage", help="database URL of a shared optuna study (e.g. postgresql://user:pw@host/db); "
-                          "machines running the same command join the same study")
-    add("--proxy-table", help="robot: CSV(.gz) of proxy values with an arch_str column (default: the shared "
-                              "NAS-Bench-Suite-Zero table covering --dataset)")
-    add("--proxies", help="robot: comma-separated proxy columns to combine "
-                          "(default grad_norm,snip,grasp,fisher,synflow,jacob_cov)")
     add("--device", default="cpu", help="torch device for training or proxies (cpu, cuda, cuda:1, mps)")
     add("--run-dir", help="run folder (default runs/<space>-<strategy>-seed<seed>-<time>)")
-    add("--resume", action="store_true", help="continue the run in --run-dir from its journal")
+    add("--resume", action="store_true", help="continue the run in --run-dir from its journal (its own config: "
+                                              "no flags to repeat; a larger --budget extends it)")
     add("--format", choices=["text", "json"], default="text")
     add("--no-progress", action="store_true", help="no progress bar (or, when stderr is not a terminal, no line per evaluation)")
+    parser.defer(_add_plugin_flags)
     parser.set_defaults(func=run)
 
 
-def resolve_options(args) -> Dict[str, Any]:
-    """Defaults (or, on ``--resume``, the run's own config), then the config file, then explicitly given flags."""
-    options = dict(DEFAULTS)
-    saved = Path(args.run_dir) / "config.json" if args.run_dir else None
-    resumed = {}
-    if args.resume and saved is not None and saved.is_file():
-        resumed = options_of_run_config(_read_json(saved))
-        options.update(resumed)
-    from_file = _read_config(Path(args.config)) if args.config else {}
-    options.update(from_file)
-    for key in DEFAULTS:
-        value = getattr(args, key, None)
-        if value is not None:
-            options[key] = value
-    if args.evaluator is None and "evaluator" not in from_file and "evaluator" not in resumed:
-        options["evaluator"] = "benchmark" if options["benchmark"] else "train"
-    return check_all(options, SCHEMA)
-
-
-def options_of_run_config(config: Dict[str, Any]) -> Dict[str, Any]:
-    """The flat options that :func:`run_config` turns into this resolved run config (a run's ``config.json``)."""
-    evaluator = config.get("evaluator")
-    if not isinstance(evaluator, dict) or "kind" not in evaluator:
-        raise ConfigError("a run config needs an 'evaluator' mapping with a 'kind'")
-    options = {key: config[key] for key in ("space", "strategy", "budget", "seed") if key in config}
-    options.update(config.get("strategy_options", {}))
-    kind = evaluator["kind"]
-    if kind == "benchmark":
-        options.update(evaluator="benchmark", **{k: evaluator.get(k) for k in ("benchmark", "dataset", "objective", "table")})
-    elif kind == "train":
-        options.update(evaluator="train", **{k: evaluator[k] for k in ("dataset", "epochs", "final_epochs", "batch_size", "lr")},
-                       **{k: evaluator.get("build", {}).get(k, DEFAULTS[k]) for k in ("C", "N")})
-    elif kind == "proxy":
-        options.update(evaluator=f"proxy:{evaluator['proxy']}", dataset=evaluator["dataset"],
-                       batch_size=evaluator.get("batch_size", DEFAULTS["batch_size"]))
-    elif kind == "supernet":
-        options.update(evaluator=f"supernet:{evaluator['run_dir']}", dataset=evaluator.get("report_dataset"))
+def _add_flag(parser, option: Option, help_text: str) -> None:
+    """One flag for an option; its default stays None, so a flag left out never overrides a config file."""
+    if isinstance(option.value, Bool):
+        parser.add_argument(option.flag, dest=option.name, action=argparse.BooleanOptionalAction, default=None,
+                            help=help_text)
     else:
-        raise ConfigError(f"unknown evaluator kind {kind!r} in the run config")
-    if isinstance(options.get("objectives"), list):
-        options["objectives"] = ",".join(options["objectives"])
-    if config.get("objectives"):
-        options["objectives"] = ",".join(config["objectives"])
-    limits = config.get("stop") or {}
-    options.update(max_cost=limits.get("cost_s"), max_wall=limits.get("wall_s"))
-    return options
+        metavar = "SECONDS" if option.name in ("max_cost", "max_wall") else None
+        parser.add_argument(option.flag, dest=option.name, type=option.value, default=None, help=help_text,
+                            metavar=metavar)
+
+
+def _add_plugin_flags(parser, argv) -> None:
+    """A flag for each option any strategy, evaluator or space declares (each says whose it is and its
+    default there), also for a space or strategy named as package.module:Class on this command line."""
+    extra = tuple(f"{kind}:{value}" for kind in ("space", "strategy")
+                  for value in _flag_values(argv, f"--{kind}") if ":" in value)
+    try:
+        owners = option_owners(extra)
+    except NastkError:  # an unloadable package.module:Class: `run` reports it as one line
+        owners = option_owners()
+    groups = {}
+    for name, declarations in owners.items():
+        kind = declarations[0][0].split()[0]
+        if kind not in groups:
+            groups[kind] = parser.add_argument_group(PLUGIN_GROUPS[kind])
+        _add_flag(groups[kind], declarations[0][1], _uses(declarations))
+
+
+#: Headings of the plug-in flags in ``nastk search --help``, by who declares them.
+PLUGIN_GROUPS = {"strategy": "options of query strategies (nastk strategies)",
+                 "evaluator": "options of evaluators (--evaluator)",
+                 "space": "build options of spaces (defaults: the reduced networks the train evaluator trains; "
+                          "proxy:NAME scores the space's own network unless these are given)"}
+
+
+def _uses(declarations) -> str:
+    """``"strategy bo-gp, bo-tpe: what it does (default 10); strategy re: ..."``: one entry per meaning."""
+    meanings = {}
+    for label, option in declarations:
+        kind, _, name = label.partition(" ")
+        meanings.setdefault((kind, option.help + _default_text(option)), []).append(name)
+    return "; ".join(f"{kind} {', '.join(names)}: {text}" for (kind, text), names in meanings.items())
+
+
+def _default_text(option: Option) -> str:
+    return "" if option.default is None else f" (default {option.default})"
+
+
+def _flag_values(argv, flag: str):
+    for position, word in enumerate(argv):
+        if word == flag and position + 1 < len(argv):
+            yield argv[position + 1]
+        elif word.startswith(flag + "="):
+            yield word[len(flag) + 1:]
+
+
+def resolve_options(args) -> Dict[str, Any]:
+    """The run's option values: on ``--resume`` the run's own config, then the config file, then the flags
+    given; checked against what the chosen space, strategy and evaluator declare."""
+    given, sources = {}, {}
+
+    def layer(values: Dict[str, Any], source: str) -> None:
+        for name, value in values.items():
+            given[name] = value
+            sources[name] = source
+
+    saved = Path(args.run_dir) / "config.json" if args.run_dir else None
+    if args.resume and saved is not None and saved.is_file():
+        layer(options_of_run_config(_read_json(saved)), f"run config {saved}")
+    if args.config:
+        layer(_read_config(Path(args.config)), f"config file {args.config}")
+    layer({name: value for name, value in vars(args).items()
+           if name not in FLAG_ONLY and name not in ("func", "command") and value is not None}, "")
+    return resolve({name: value for name, value in given.items()}, sources)
 
 
 def _read_json(path: Path) -> Dict[str, Any]:
@@ -160,6 +135,7 @@ def _read_json(path: Path) -> Dict[str, Any]:
 
 
 def _read_config(path: Path) -> Dict[str, Any]:
+    """A config file's options, flat; a run's config.json (it has an evaluator mapping) reruns that run."""
     import yaml
 
     try:
@@ -178,56 +154,13 @@ def _read_config(path: Path) -> Dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of option names to values")
-    if isinstance(data.get("evaluator"), dict):  # a run's config.json: rerun (or vary) that run
+    if isinstance(data.get("evaluator"), dict):
         data = options_of_run_config(data)
     data = {str(key).replace("-", "_"): value for key, value in data.items()}
-    unknown = sorted(set(data) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError(f"config file {path} has unknown option(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
-    return check_all(data, SCHEMA, f"config file {path}")
-
-
-def run_config(options: Dict[str, Any]) -> Dict[str, Any]:
-    """The resolved, self-contained config stored in the run folder (and compared on resume)."""
-    evaluator = options["evaluator"]
-    if evaluator == "benchmark":
-        if not options["benchmark"] and has_benchmark(options["space"]):
-            options["benchmark"] = benchmark_for(options["space"]).name  # else make_evaluator says why not
-        if not options["dataset"]:
-            raise ConfigError("a benchmark search needs --dataset (cifar10, cifar10-valid, cifar100 or ImageNet16-120)")
-        evaluator_config = {"kind": "benchmark", "benchmark": options["benchmark"], "dataset": options["dataset"],
-                            "objective": options["objective"], "table": options["table"]}
-    elif evaluator == "train":
-        evaluator_config = {"kind": "train", "dataset": options["dataset"] or "digits", "epochs": options["epochs"],
-                            "final_epochs": options["final_epochs"], "batch_size": options["batch_size"],
-                            "lr": options["lr"], "build": {"C": options["C"], "N": options["N"]}}
-    elif str(evaluator).startswith("proxy:"):
-        dataset = options["dataset"] or "cifar10"
-        evaluator_config = {"kind": "proxy", "proxy": evaluator.split(":", 1)[1], "dataset": dataset,
-                            "batch_size": options["batch_size"],
-                            "report_dataset": dataset if reports_truth(options["space"], dataset) else None}
-    elif str(evaluator).startswith("supernet:"):
-        run_dir = evaluator.split(":", 1)[1]
-        if not run_dir:
-            raise ConfigError("--evaluator supernet:RUN_DIR needs the folder of a trained supernet")
-        dataset = options["dataset"] or "cifar10"
-        evaluator_config = {"kind": "supernet", "run_dir": run_dir,
-                            "report_dataset": dataset if reports_truth(options["space"], dataset) else None}
-    else:
-        raise ConfigError(f"unknown evaluator {evaluator!r}; use benchmark, train, proxy:NAME or supernet:RUN_DIR")
-    objectives = [o.name for o in parse_objectives(options["objectives"])]
-    options = {**options, "objectives": objectives if options["objectives"] else None}
-    strategy_options = {key: options[key] for key in STRATEGY_OPTIONS.get(options["strategy"], ())}
-    config = {"space": options["space"], "strategy": options["strategy"], "strategy_options": strategy_options,
-              "budget": options["budget"], "seed": options["seed"], "evaluator": evaluator_config}
-    if len(objectives) > 1:
-        config["objectives"] = objectives
-    limits = {key: options[option] for key, option in (("cost_s", "max_cost"), ("wall_s", "max_wall")) if options[option]}
-    if limits:
-        config["stop"] = limits
-    if options["workers"] != 1 or options["storage"]:
-        config["engine"] = "study"  # the shared optuna study is the journal (nastk.distributed)
-    return config
+    flag_only = sorted(set(data) & set(FLAG_ONLY))
+    if flag_only:
+        raise ConfigError(f"config file {path} sets {', '.join(flag_only)}, which are command-line flags only")
+    return data
 
 
 def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str = "cpu", progress: bool = True,
@@ -318,11 +251,12 @@ def run(args) -> int:
         run_dirs = [base / f"seed{seed}" for seed in seeds]
     else:
         run_dirs = [args.run_dir or f"runs/{_safe(space_name)}-{_safe(config['strategy'])}-seed{config['seed']}-{stamp}"]
-    if args.format == "text" and not args.resume and not args.benchmark and config["evaluator"]["kind"] == "train":
+    if args.format == "text" and not args.resume and config["evaluator"]["kind"] == "train":
         ev = config["evaluator"]
+        build = ", ".join(f"{key}={value}" for key, value in ev["build"].items())
         print(f"nastk: searching {config['space']} with {config['strategy']} for {config['budget']} candidates, "
-              f"each trained {ev['epochs']} epochs on {ev['dataset']} (C={ev['build']['C']}, N={ev['build']['N']}); "
-              f"the winner is retrained {ev['final_epochs']} epochs and tested. Run folder: {run_dirs[0]}"
+              f"each trained {ev['epochs']} epochs on {ev['dataset']}" + (f" ({build})" if build else "")
+              + f"; the winner is retrained {ev['final_epochs']} epochs and tested. Run folder: {run_dirs[0]}"
               + (f" (and {len(run_dirs) - 1} more seeds beside it)" if len(run_dirs) > 1 else ""))
     summaries = []
     for config, run_dir in zip(configs, run_dirs):
@@ -352,14 +286,12 @@ def run(args) -> int:
 
 def _check_strategy(config: Dict[str, Any]) -> None:
     """What the strategy would refuse, said before anything is printed or created."""
-    from nastk.strategy import STRATEGIES
-
     cls = STRATEGIES.get(config["strategy"])
     get_space(config["space"]).require(*getattr(cls, "requires", ()))
-    if config.get("objectives") and "objectives" not in STRATEGY_OPTIONS.get(config["strategy"], ()):
+    if config.get("objectives") and "objectives" not in cls.RUN_OPTIONS:
+        several = [name for name in STRATEGIES.names() if "objectives" in STRATEGIES.get(name).RUN_OPTIONS]
         print(f"nastk: note: {config['strategy']} optimises one objective ({config['objectives'][0]}); the others "
-              f"are measured and the summary reports the Pareto front of all "
-              f"(multi-objective: {', '.join(k for k, v in STRATEGY_OPTIONS.items() if 'objectives' in v)})",
+              f"are measured and the summary reports the Pareto front of all (multi-objective: {', '.join(several)})",
               file=sys.stderr)
 
 

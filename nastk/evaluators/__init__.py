@@ -1,41 +1,109 @@
-"""Evaluators: benchmark look-up, train-from-scratch, zero-cost proxy; :func:`make_evaluator` builds
-one from a plain config dict (the form runs store in ``config.json``)."""
+"""Evaluators by name (``--evaluator KIND[:TARGET]``) and the run-config mapping that rebuilds one.
+
+Each evaluator class declares what its config holds (``OPTIONS``, ``target``, ``builds_networks``,
+``reports_benchmark``; see :class:`~nastk.evaluator.Evaluator`), so this module has no table of its
+own: :func:`evaluator_config` writes a run's ``evaluator`` mapping from flat option values,
+:func:`evaluator_options` reads one back, and :func:`make_evaluator` builds the evaluator from it.
+"""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from nastk.benchmarks.registry import Benchmark, benchmark_for, benchmark_spaces, has_benchmark
-from nastk.errors import ConfigError
+from nastk.errors import ConfigError, UnknownNameError
 from nastk.evaluator import Evaluator
+from nastk.options import Option, declared
+from nastk.registry import Registry
 from nastk.space import SearchSpace
+
+#: Evaluator classes by kind; a user's package adds its own through the entry-point group ``nastk.evaluators``.
+EVALUATORS: Registry[type] = Registry("evaluator", group="nastk.evaluators")
+EVALUATORS.register("benchmark", "nastk.evaluators.benchmark:BenchmarkEvaluator")
+EVALUATORS.register("train", "nastk.evaluators.training:TrainingEvaluator")
+EVALUATORS.register("proxy", "nastk.evaluators.proxy:ProxyEvaluator")
+EVALUATORS.register("supernet", "nastk.evaluators.supernet:SupernetEvaluator")
+EVALUATORS.register("parzc", "nastk.evaluators.predictor:ParZCEvaluator")
+
+
+def evaluator_class(kind: str) -> type:
+    try:
+        return EVALUATORS.get(kind)
+    except UnknownNameError:
+        raise ConfigError(f"unknown evaluator {kind!r}; use {', '.join(evaluator_forms())}") from None
+
+
+def evaluator_forms() -> Tuple[str, ...]:
+    """How each evaluator is named on the command line: ``train``, ``proxy:NAME``, ..."""
+    forms = []
+    for kind in EVALUATORS.names():
+        cls = EVALUATORS.get(kind)
+        forms.append(f"{kind}:{cls.target_metavar}" if cls.target else kind)
+    return tuple(forms)
+
+
+def parse_evaluator(spec: str) -> Tuple[str, Optional[str]]:
+    """``"proxy:synflow"`` -> ``("proxy", "synflow")``; ``"train"`` -> ``("train", None)``; checked."""
+    kind, colon, target = str(spec).partition(":")
+    cls = evaluator_class(kind)
+    if cls.target and not target:
+        raise ConfigError(f"--evaluator {kind}:{cls.target_metavar} needs its {cls.target_metavar} after the colon")
+    if not cls.target and colon:
+        raise ConfigError(f"--evaluator {kind} takes nothing after a colon, got {spec!r}")
+    return kind, (target or None)
+
+
+def evaluator_option_list(cls: type, space: SearchSpace) -> Tuple[Option, ...]:
+    """Everything a run config's evaluator mapping holds for ``cls`` on ``space``: its own options and,
+    when it builds networks, the space's build options."""
+    return declared(cls) + (space.build_options(cls.full_size_networks) if cls.builds_networks else ())
+
+
+def evaluator_config(space: SearchSpace, spec: str, values: Dict[str, Any]) -> Dict[str, Any]:
+    """A run's ``evaluator`` mapping from flat option ``values`` (missing or None: the declared default)."""
+    kind, target = parse_evaluator(spec)
+    cls = evaluator_class(kind)
+    config: Dict[str, Any] = {"kind": kind}
+    if cls.target:
+        config[cls.target] = target
+    for option in declared(cls):
+        config[option.name] = _value(values, option)
+    if cls.builds_networks:
+        config["build"] = {option.name: _value(values, option)
+                           for option in space.build_options(cls.full_size_networks)}
+    if cls.reports_benchmark:
+        dataset = values.get("dataset") or "cifar10"
+        config["report_dataset"] = dataset if reports_truth(space.name, dataset) else None
+    cls.settle_config(space, config)
+    return config
+
+
+def evaluator_options(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The flat options :func:`evaluator_config` turns into ``config`` (reading a run's config back)."""
+    if not isinstance(config, dict) or "kind" not in config:
+        raise ConfigError("a run config needs an 'evaluator' mapping with a 'kind'")
+    cls = evaluator_class(config["kind"])
+    target = config.get(cls.target) if cls.target else None
+    values = {"evaluator": f"{config['kind']}:{target}" if cls.target else config["kind"]}
+    values.update({option.name: config[option.name] for option in declared(cls) if option.name in config})
+    build = config.get("build") or {}
+    if not isinstance(build, dict):
+        raise ConfigError("a run config's evaluator 'build' must be a mapping of build options")
+    values.update(build)
+    if cls.reports_benchmark and config.get("report_dataset") and not values.get("dataset"):
+        values["dataset"] = config["report_dataset"]
+    return values
+
+
+def _value(values: Dict[str, Any], option: Option) -> Any:
+    value = values.get(option.name)
+    return option.default if value is None else value
 
 
 def make_evaluator(space: SearchSpace, config: Dict[str, Any], seed: int = 0, device: str = "cpu") -> Evaluator:
-    """``config["kind"]`` is ``benchmark``, ``train`` or ``proxy``; the other keys are its options."""
-    kind = config.get("kind")
-    if kind == "benchmark":
-        return _benchmark(space, config.get("benchmark")).evaluator(config)
-    if kind == "train":
-        from nastk.evaluators.training import TrainingEvaluator
-        from nastk.training import TrainingConfig
-
-        training = TrainingConfig(epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"])
-        final = TrainingConfig(epochs=config["final_epochs"], batch_size=config["batch_size"], lr=config["lr"])
-        return TrainingEvaluator(space, config["dataset"], training, final, seed=seed, device=device,
-                                 build_options=config.get("build", {}))
-    if kind == "proxy":
-        from nastk.evaluators.proxy import ProxyEvaluator
-
-        evaluator = ProxyEvaluator(space, config["proxy"], dataset=config["dataset"],
-                                   batch_size=config.get("batch_size", 64), seed=seed, device=device)
-        return _reported(space, evaluator, config)
-    if kind == "supernet":
-        from nastk.evaluators.supernet import SupernetEvaluator
-
-        evaluator = SupernetEvaluator(space, config["run_dir"], eval_size=config.get("eval_size", 1000),
-                                      batch_size=config.get("batch_size", 500), device=device)
-        return _reported(space, evaluator, config)
-    raise ConfigError(f"unknown evaluator kind {kind!r}; known: benchmark, train, proxy:NAME, supernet:RUN_DIR")
+    """The evaluator a run config's ``evaluator`` mapping describes (``config["kind"]`` names the class)."""
+    cls = evaluator_class(config.get("kind"))
+    evaluator = cls.from_config(space, config, seed=seed, device=device)
+    return _reported(space, evaluator, config) if cls.reports_benchmark else evaluator
 
 
 def run_evaluator(space: SearchSpace, config: Dict[str, Any], seed: int, device: str) -> Evaluator:
@@ -64,7 +132,7 @@ def reports_truth(space: str, dataset: Optional[str] = None) -> bool:
     return dataset is None or dataset in benchmark_for(space).datasets
 
 
-def _benchmark(space: SearchSpace, requested) -> Benchmark:
+def space_benchmark(space: SearchSpace, requested) -> Benchmark:
     """The benchmark of ``space``, checked against the one a config names."""
     if not has_benchmark(space.name):
         raise ConfigError(f"no benchmark can evaluate architectures of space {space.name!r} "

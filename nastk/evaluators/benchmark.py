@@ -11,15 +11,45 @@ from typing import Any, Dict
 
 from nastk.architecture import Architecture
 from nastk.benchmarks.nb201 import OBJECTIVES, SEARCH_DATASET, objective_protocol  # noqa: F401 (NB201's, re-exported)
+from nastk.errors import ConfigError
 from nastk.evaluator import Evaluator, Result
+from nastk.options import Bool, Option, Text
 
 
 class BenchmarkEvaluator(Evaluator):
-    """Look-ups in any table with ``source``, ``evaluator_protocols(dataset, objective)`` (-> search and
-    report protocol), ``accuracy(arch, protocol)`` and ``train_time(arch, dataset, epochs)``: NB201's
+    """Look-ups in the space's benchmark table, each query charged the training time it records.
+
+    Any table with ``source``, ``evaluator_protocols(dataset, objective)`` (-> search and
+    report protocol), ``accuracy(arch, protocol)`` and ``train_time(arch, dataset, epochs)`` works: NB201's
     :class:`~nastk.benchmarks.nb201.NB201Table` (the default) or :class:`nastk.benchmarks.darts.DartsTable`."""
 
     objective = "accuracy"
+    #: ``--evaluator benchmark``: the searched space's benchmark (``nastk.benchmarks.registry``) builds it.
+    OPTIONS = (Option("benchmark", Text(), "benchmark to look architectures up in (default: the space's own)", None),
+               Option("dataset", Text(), "benchmark dataset, e.g. NB201's cifar10, cifar10-valid, cifar100, "
+                                         "ImageNet16-120 (required)", None),
+               Option("objective", Text(nullable=False), "protocol the search maximises: valid12 (NB201's search "
+                      "protocol), valid200, test200 (an oracle), or dataset/split/epochs[/family]", "valid12"),
+               Option("table", Text(), "table file: NB201's compact .csv.gz, the official .pth or a nastk .npz", None),
+               Option("trust_pickle", Bool(), "allow a full unpickle of an official .pth that needs it "
+                                              "(only for a file you trust)", False))
+
+    @classmethod
+    def settle_config(cls, space, config: Dict[str, Any]) -> None:
+        """A benchmark search names its benchmark (default: the space's own) and needs a dataset."""
+        from nastk.benchmarks.registry import benchmark_for, has_benchmark
+
+        if not config["benchmark"] and has_benchmark(space.name):
+            config["benchmark"] = benchmark_for(space.name).name  # else from_config says why not
+        if not config["dataset"]:
+            datasets = ", ".join(benchmark_for(space.name).datasets) if has_benchmark(space.name) else "its datasets"
+            raise ConfigError(f"a benchmark search needs --dataset ({datasets})")
+
+    @classmethod
+    def from_config(cls, space, config: Dict[str, Any], seed: int = 0, device: str = "cpu") -> Evaluator:
+        from nastk.evaluators import space_benchmark
+
+        return space_benchmark(space, config.get("benchmark")).evaluator(config)
 
     def __init__(self, dataset: str, objective: str = "valid12", table=None):
         if table is None:

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 
 from nastk.architecture import Architecture
-from nastk.datasets import load_dataset
 from nastk.errors import CorruptDataError
 from nastk.evaluator import Evaluator, Result
+from nastk.options import Int, Option, Text
 from nastk.paths import atomic_write
-from nastk.proxies import compute_proxies, get_proxy
+from nastk.proxies import get_proxy
 from nastk.space import SearchSpace
 
 
@@ -100,12 +99,17 @@ class ProxyScorer:
     def __init__(self, space: SearchSpace, dataset: str = "cifar10", batch_size: int = 64, seed: int = 0,
                  device: str = "cpu", num_classes: Optional[int] = None, cache_path=None,
                  build_options: Optional[Dict[str, Any]] = None):
+        from nastk.datasets import load_dataset  # torch, loaded only when scoring starts
+
         data = load_dataset(dataset)
         batch_size = batch_size or 64  # configs may carry an explicit None
         self.space, self.dataset, self.batch_size, self.seed, self.device = space, dataset, batch_size, seed, device
         self.num_classes = num_classes or data.num_classes
         self.batch = data.batch(batch_size, seed)
-        self.build_options = dict(build_options or {})
+        # Options equal to the space's own network's are dropped, so that network's scores have one cache
+        # key whether its options are spelled out (a run config's ``build``) or not.
+        own = {option.name: option.default for option in space.build_options(full_size=True)}
+        self.build_options = {k: v for k, v in (build_options or {}).items() if k not in own or own[k] != v}
         self.cache = ProxyCache(cache_path)
 
     def _key(self, proxy: str, arch_str: str) -> Dict[str, Any]:
@@ -121,6 +125,10 @@ class ProxyScorer:
             get_proxy(name)  # unknown names fail before any work
         missing = [name for name in proxies if self.cache.get(**self._key(name, arch_str)) is None]
         if missing:
+            import torch
+
+            from nastk.proxies import compute_proxies
+
             torch.manual_seed(self.seed)
             model = self.space.build(arch, self.num_classes, **self.build_options)
             result = compute_proxies(model, self.batch, missing, device=self.device, seed=self.seed)
@@ -136,7 +144,17 @@ class ProxyScorer:
 
 
 class ProxyEvaluator(Evaluator):
-    """``evaluate(arch)`` = one zero-cost proxy of the freshly initialised network (higher is better)."""
+    """One zero-cost proxy of the freshly initialised network (higher is better).
+
+    By default it scores the space's own (full-size) network, the published proxies' protocol;
+    ``build_options`` (``--C 8 --N 1`` for NB201) score another size."""
+
+    target, target_metavar = "proxy", "NAME"
+    reports_benchmark = True
+    builds_networks = full_size_networks = True
+    OPTIONS = (Option("dataset", Text(), "images of the scoring batch (cifar10, digits); also the benchmark "
+                                         "dataset the winner is reported on"),
+               Option("batch_size", Int(minimum=1), "images in the one scoring batch"))
 
     def __init__(self, space: SearchSpace, proxy: str, dataset: str = "cifar10", batch_size: int = 64, seed: int = 0,
                  device: str = "cpu", num_classes: Optional[int] = None, cache_path=None,

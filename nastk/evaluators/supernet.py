@@ -15,16 +15,24 @@ from typing import Any, Dict, Optional
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError
 from nastk.evaluator import Evaluator, Result
+from nastk.options import Int, Option
 
 
 class SupernetEvaluator(Evaluator):
-    objective = "accuracy"
+    """Inherited-weight accuracy in a trained supernet (``nastk supernet train``)."""
 
-    def __init__(self, space, run_dir, eval_size: Optional[int] = 1000, batch_size: int = 500, device="cpu"):
+    objective = "accuracy"
+    target, target_metavar = "run_dir", "RUN_DIR"
+    reports_benchmark = True
+    OPTIONS = (Option("eval_size", Int(minimum=1), "held-out images scored per architecture (supernet rank's)"),
+               Option("eval_batch_size", Int(minimum=1), "images per forward pass (BN uses batch statistics)"))
+
+    def __init__(self, space, run_dir, eval_size: Optional[int] = 1000, eval_batch_size: int = 500, seed: int = 0,
+                 device="cpu"):
         from nastk.oneshot.data import downsample, load_images, mixed
         from nastk.oneshot.trainer import load_trained
 
-        self.run_dir, self.device, self.batch_size = Path(run_dir), device, batch_size
+        self.run_dir, self.device, self.batch_size = Path(run_dir), device, eval_batch_size
         self.supernet, self.config, self.epoch = load_trained(self.run_dir, device)
         if self.config.space != space.name:
             raise ConfigError(f"the supernet in {self.run_dir} is over space {self.config.space!r}, "

@@ -8,26 +8,39 @@ from __future__ import annotations
 
 import time
 import zlib
-from typing import Any, Dict, Optional
-
-import torch
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from nastk.architecture import Architecture
-from nastk.datasets import ImageDataset, load_dataset
 from nastk.evaluator import Evaluator, Result
+from nastk.options import Float, Int, Option, Text
 from nastk.space import SearchSpace
-from nastk.training import TrainingConfig, accuracy, train_model
+
+if TYPE_CHECKING:  # torch loads when an evaluator is made, not when the CLI reads the options below
+    from nastk.datasets import ImageDataset
+    from nastk.training import TrainingConfig
 
 
 class TrainingEvaluator(Evaluator):
-    objective = "accuracy"
+    """Each candidate trained briefly from scratch; the winner retrained longer and tested."""
 
-    def __init__(self, space: SearchSpace, dataset: str = "digits", config: TrainingConfig = TrainingConfig(),
-                 final_config: Optional[TrainingConfig] = None, valid_fraction: float = 0.2, seed: int = 0,
+    objective = "accuracy"
+    builds_networks = True
+    OPTIONS = (Option("dataset", Text(), "training images: digits (scikit-learn, offline) or cifar10 (the shared subset)"),
+               Option("epochs", Int(minimum=1), "training epochs per candidate"),
+               Option("final_epochs", Int(minimum=1), "epochs to retrain the winner on all training data"),
+               Option("batch_size", Int(minimum=1), "training batch size"),
+               Option("lr", Float(above=0), "SGD learning rate (cosine schedule, NB201's recipe)"))
+
+    def __init__(self, space: SearchSpace, dataset: str = "digits", epochs: int = 3, final_epochs: int = 12,
+                 batch_size: int = 64, lr: float = 0.1, valid_fraction: float = 0.2, seed: int = 0,
                  device="cpu", build_options: Optional[Dict[str, Any]] = None):
+        from nastk.datasets import load_dataset
+        from nastk.training import TrainingConfig
+
         space.require("build")
-        self.space, self.config, self.seed, self.device = space, config, seed, device
-        self.final_config = final_config or TrainingConfig(**{**config.__dict__, "epochs": config.epochs * 3})
+        self.space, self.seed, self.device = space, seed, device
+        self.config = TrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr)
+        self.final_config = TrainingConfig(epochs=final_epochs, batch_size=batch_size, lr=lr)
         self.build_options = dict(build_options or {})
         self.data: ImageDataset = load_dataset(dataset)
         n_valid = int(len(self.data.x_train) * valid_fraction)
@@ -40,6 +53,10 @@ class TrainingEvaluator(Evaluator):
         return (self.seed * 1_000_003 + zlib.crc32(arch.to_str().encode())) % (2**31)
 
     def _trained(self, arch: Architecture, x, y, config: TrainingConfig):
+        import torch
+
+        from nastk.training import train_model
+
         seed = self._seed_for(arch)
         torch.manual_seed(seed)
         model = self.space.build(arch, self.data.num_classes, **self.build_options)
@@ -47,6 +64,8 @@ class TrainingEvaluator(Evaluator):
         return model, loss
 
     def evaluate(self, arch: Architecture) -> Result:
+        from nastk.training import accuracy
+
         started = time.perf_counter()
         model, loss = self._trained(arch, self.x_fit, self.y_fit, self.config)
         metrics = {"accuracy": accuracy(model, self.x_valid, self.y_valid, self.device), "train_loss": loss}
@@ -54,6 +73,8 @@ class TrainingEvaluator(Evaluator):
                       protocol={"dataset": self.data.name, "split": "valid", "epochs": self.config.epochs})
 
     def final_metrics(self, arch: Architecture) -> Dict[str, float]:
+        from nastk.training import accuracy
+
         model, _ = self._trained(arch, self.data.x_train, self.data.y_train, self.final_config)
         self._final_model = model
         return {"test_accuracy": accuracy(model, self.data.x_test, self.data.y_test, self.device),

@@ -8,7 +8,7 @@ scored against the 200-epoch test accuracy (Kendall tau-b, Spearman, Pearson).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -33,7 +33,9 @@ TRAIN_PROTOCOL = {"cifar10": "cifar10-valid/valid/200"}
 
 @dataclass
 class PredictorData:
-    """A labelled pool: raw x_zc, op indices, training labels, evaluation labels, proxy baselines."""
+    """A labelled pool: raw x_zc, op indices, training labels, evaluation labels, proxy baselines;
+    ``features`` records how x_zc was computed (:meth:`LayerwisePool.protocol`), which a saved
+    predictor needs to score new architectures."""
 
     archs: List
     x: np.ndarray
@@ -42,22 +44,44 @@ class PredictorData:
     eval_target: np.ndarray
     baselines: Dict[str, np.ndarray]
     protocols: Dict[str, str]
+    dataset: str = ""
+    features: Dict[str, object] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.archs)
 
 
-def nb201_data(dataset: str = "cifar10", pool_size: Optional[int] = None, log=None) -> PredictorData:
+def nb201_data(dataset: str = "cifar10", pool_size: Optional[int] = None, log=None,
+               progress: bool = False) -> PredictorData:
     """The first ``pool_size`` architectures of the cached layer-wise pool (computing missing ones
     first; None: the whole cache) with NB201 labels. The pool's order is a fixed random permutation,
     so any prefix is a uniform random subset and results do not depend on how far the cache has grown.
 
     The statistics are computed on CIFAR-10 images for every dataset (as in the ParZC code for
-    ImageNet16-120); CIFAR-100 and ImageNet16-120 images are not available offline.
+    ImageNet16-120); CIFAR-100 and ImageNet16-120 images are not available offline. ``progress``
+    shows the computation of missing architectures (see :func:`layerwise_features.extend_pool`).
     """
     from nastk.benchmarks.nb201 import default_table
     from nastk.space import get_space
 
+    space, table = get_space("nb201"), default_table()
+    # labels first: an unknown dataset is refused before the cache is copied or grown
+    train_protocol = table.resolve(Protocol.parse(TRAIN_PROTOCOL.get(dataset, f"{dataset}/test/200")))
+    eval_protocol = table.resolve(Protocol(dataset, "test", 200))
+    pool = layerwise_pool(pool_size, log, progress)
+    archs = [space.from_code(int(code)) for code in pool.codes]
+    baselines = dict(pool.totals())
+    if "cifar10/params_m" in table.columns:
+        baselines["params"] = table.columns["cifar10/params_m"][table.positions(archs)]
+    layout = "compact"  # the reference code's
+    return PredictorData(archs, pool.features(layout), op_indices(space, archs),
+                         table.accuracies(archs, train_protocol), table.accuracies(archs, eval_protocol), baselines,
+                         {"train": train_protocol.key, "eval": eval_protocol.key}, dataset, pool.protocol(layout))
+
+
+def layerwise_pool(pool_size: Optional[int] = None, log=None,
+                   progress: bool = False) -> layerwise_features.LayerwisePool:
+    """The first ``pool_size`` architectures of the cached layer-wise pool (None: all of it)."""
     path = layerwise_features.cache_path()
     if not path.is_file() and layerwise_features.committed_cache(path).is_file():
         # A fresh checkout: start from the statistics committed beside the results (checked on load).
@@ -70,29 +94,38 @@ def nb201_data(dataset: str = "cifar10", pool_size: Optional[int] = None, log=No
     if pool_size:
         pool = layerwise_features.load_pool(path) if path.is_file() else None
         if pool is None or len(pool) < pool_size:
-            pool = layerwise_features.extend_pool(pool_size, path, log=log)
-        pool = pool.subset(np.arange(pool_size))
-    elif path.is_file():
-        pool = layerwise_features.load_pool(path)
-    else:
-        raise ConfigError(f"no layer-wise statistics cached at {path} (nor committed at "
-                          f"{layerwise_features.committed_cache(path)}); pass --pool-size N to compute N architectures "
-                          "(about 1 s each on one core)")
-    space, table = get_space("nb201"), default_table()
-    archs = [space.from_code(int(code)) for code in pool.codes]
-    train_protocol = table.resolve(Protocol.parse(TRAIN_PROTOCOL.get(dataset, f"{dataset}/test/200")))
-    eval_protocol = table.resolve(Protocol(dataset, "test", 200))
-    baselines = dict(pool.totals())
-    if "cifar10/params_m" in table.columns:
-        baselines["params"] = table.columns["cifar10/params_m"][table.positions(archs)]
-    return PredictorData(archs, pool.features(), op_indices(space, archs), table.accuracies(archs, train_protocol),
-                         table.accuracies(archs, eval_protocol), baselines,
-                         {"train": train_protocol.key, "eval": eval_protocol.key})
+            pool = layerwise_features.extend_pool(pool_size, path, log=log, progress=progress)
+        return pool.subset(np.arange(pool_size))
+    if path.is_file():
+        return layerwise_features.load_pool(path)
+    raise _no_cache(path)
+
+
+def cached_pool_size() -> int:
+    """How many architectures :func:`nb201_data` uses without ``pool_size``, read without writing anything
+    (so a command can check its split before it copies or grows a cache)."""
+    path = layerwise_features.cache_path()
+    for candidate in (path, layerwise_features.committed_cache(path)):
+        if candidate.is_file():
+            return len(layerwise_features.load_pool(candidate))
+    raise _no_cache(path)
+
+
+def _no_cache(path) -> ConfigError:
+    return ConfigError(f"no layer-wise statistics cached at {path} (nor committed at "
+                       f"{layerwise_features.committed_cache(path)}); pass --pool-size N to compute N architectures "
+                       "(about 1 s each on one core)")
+
+
+def check_train_size(train_size: int, pool_size: int) -> None:
+    """A split needs 2 or more training architectures and 1 or more held out."""
+    if not 2 <= train_size < pool_size:
+        raise ConfigError(f"--train-size must be between 2 and {pool_size - 1} for a pool of {pool_size} "
+                          f"architectures, got {train_size}")
 
 
 def split(n: int, train_size: int, seed: int):
-    if not 2 <= train_size < n:
-        raise ConfigError(f"--train-size must be between 2 and {n - 1} for a pool of {n} architectures, got {train_size}")
+    check_train_size(train_size, n)
     order = np.random.default_rng(seed).permutation(n)
     return order[:train_size], order[train_size:]
 
@@ -117,12 +150,27 @@ def correlations(scores: np.ndarray, truth: np.ndarray) -> Dict[str, float]:
             "pearson": float(np.corrcoef(scores[keep], truth[keep])[0, 1])}
 
 
-def fit_and_evaluate(data: PredictorData, train_size: int, seed: int = 0, variant: str = "parzc",
-                     model_config: str = "small", train_config: Optional[TrainConfig] = None,
-                     mc_samples: int = 20, loss: Optional[str] = None, **model_overrides) -> Dict[str, object]:
+@dataclass
+class FittedPredictor:
+    """A trained predictor with what scoring another architecture needs (the training split's scaler,
+    how the pool's x_zc was computed) and ``report``, the fit's held-out evaluation."""
+
+    model: torch.nn.Module
+    scaler: FeatureScaler
+    features: Dict[str, object]
+    dataset: str
+    mc_samples: int
+    report: Dict[str, object]
+
+
+def fit_predictor(data: PredictorData, train_size: int, seed: int = 0, variant: str = "parzc",
+                  model_config: str = "small", train_config: Optional[TrainConfig] = None,
+                  mc_samples: int = 20, loss: Optional[str] = None, progress=None,
+                  **model_overrides) -> FittedPredictor:
     """Train ``variant`` on ``train_size`` random pool archs; correlations on all the others.
 
-    The variant fixes the loss (``loss`` overrides it); ``train_config`` sets everything else.
+    The variant fixes the loss (``loss`` overrides it); ``train_config`` sets everything else;
+    ``progress`` (a :class:`nastk.progress.Progress` over the epochs) follows the training.
     """
     started = time.perf_counter()
     train_rows, test_rows = split(len(data), train_size, seed)
@@ -132,14 +180,23 @@ def fit_and_evaluate(data: PredictorData, train_size: int, seed: int = 0, varian
     torch.manual_seed(seed)
     model = build_model(variant, data.x.shape[1], model_config, **model_overrides)
     losses = train(model, scaler.transform(data.x[train_rows]), data.ops[train_rows], data.train_target[train_rows],
-                   cfg, seed)
+                   cfg, seed, progress=progress)
     mean, std = predict(model, scaler.transform(data.x[test_rows]), data.ops[test_rows], mc_samples)
-    return {"variant": variant, "train_size": int(train_size), "held_out": int(len(test_rows)), "seed": seed,
-            **correlations(mean, data.eval_target[test_rows]),
-            "mean_predictive_std": float(std.mean()), "final_train_loss": losses[-1],
-            "model": {"config": model_config, **model.cfg.to_dict()} if isinstance(model, ParZC) else "mlp",
-            "train": {**cfg.to_dict(), "epochs_run": cfg.epochs_for(train_size)},
-            "protocols": data.protocols, "pool_size": len(data), "wall_s": round(time.perf_counter() - started, 2)}
+    report = {"variant": variant, "train_size": int(train_size), "held_out": int(len(test_rows)), "seed": seed,
+              **correlations(mean, data.eval_target[test_rows]),
+              "mean_predictive_std": float(std.mean()), "final_train_loss": losses[-1],
+              "model": {"config": model_config, **model.cfg.to_dict()} if isinstance(model, ParZC) else "mlp",
+              "train": {**cfg.to_dict(), "epochs_run": cfg.epochs_for(train_size)},
+              "protocols": data.protocols, "pool_size": len(data), "wall_s": round(time.perf_counter() - started, 2)}
+    return FittedPredictor(model, scaler, dict(data.features), data.dataset, mc_samples, report)
+
+
+def fit_and_evaluate(data: PredictorData, train_size: int, seed: int = 0, variant: str = "parzc",
+                     model_config: str = "small", train_config: Optional[TrainConfig] = None,
+                     mc_samples: int = 20, loss: Optional[str] = None, **model_overrides) -> Dict[str, object]:
+    """:func:`fit_predictor`'s report alone (the reproduction script keeps no models)."""
+    return fit_predictor(data, train_size, seed, variant, model_config, train_config, mc_samples, loss,
+                         **model_overrides).report
 
 
 def proxy_baselines(data: PredictorData, train_size: int, seed: int = 0) -> Dict[str, Dict[str, float]]:

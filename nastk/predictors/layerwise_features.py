@@ -9,6 +9,8 @@ Layers are stored in a **fixed slot layout** of the full-size network (C=16, N=5
 6 edge slots per cell, 3 convolutions per reduction block, classifier), with NaN where an
 architecture has no layer (a ``none``/``skip``/``pool`` edge). :func:`compact` turns that into the
 reference code's layout (present layers in module order, zero-padded at the end).
+:meth:`LayerwisePool.protocol` names all of this, so a saved predictor can compute a new
+architecture's inputs exactly as its training pool's (:func:`extractor_for`, :func:`features_of`).
 
 Pools are cached in ``<cache>/parzc_layerwise_*.npz`` and extended in chunks with atomic writes, so
 a killed computation resumes where it stopped.
@@ -18,16 +20,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 
-from nastk.errors import CorruptDataError
+from nastk.architecture import Architecture
+from nastk.errors import ConfigError, CorruptDataError
 from nastk.integrity import read_npz, write_npz
 from nastk.paths import cache_root
 
 STATISTICS = ("grad_norm", "snip", "synflow")
 FORMAT_VERSION = 1
+#: How slotted statistics become x_zc: ``compact`` (the reference code's) or ``slots`` (the fixed layout).
+LAYOUTS = ("compact", "slots")
+#: The pool meta keys that decide the values (the extraction settings).
+EXTRACTION_KEYS = ("format", "seed", "batch_size", "C", "N", "dataset", "slots")
 
 
 @dataclass
@@ -47,13 +54,26 @@ class LayerwisePool:
                              self.seconds[rows], dict(self.meta))
 
     def features(self, layout: str = "compact") -> np.ndarray:
-        """ParZC's x_zc: the three statistics' sequences concatenated, NaN -> 0 (n, 3 * slots)."""
-        parts = [compact(self.values[name]) if layout == "compact" else self.values[name] for name in STATISTICS]
-        return np.nan_to_num(np.concatenate(parts, axis=1), nan=0.0, posinf=0.0, neginf=0.0)
+        """ParZC's x_zc of every architecture (see :func:`features_of`)."""
+        return features_of(self.values, layout)
+
+    def protocol(self, layout: str = "compact") -> Dict[str, object]:
+        """How :meth:`features` were computed: the extraction settings, statistics, layout and width."""
+        width = len(STATISTICS) * self.values[STATISTICS[0]].shape[1]
+        return {**self.meta, "statistics": list(STATISTICS), "layout": layout, "width": width}
 
     def totals(self) -> Dict[str, np.ndarray]:
         """Network-level proxies (sum over layers), for the 'best single proxy' baseline."""
         return {name: np.nansum(values, axis=1) for name, values in self.values.items()}
+
+
+def features_of(values: Mapping[str, np.ndarray], layout: str = "compact") -> np.ndarray:
+    """ParZC's x_zc from slotted statistics (each (n, slots)): the three statistics' sequences
+    concatenated, NaN -> 0, shape (n, 3 * slots). The one place pools and new architectures become inputs."""
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown layer-wise layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    parts = [compact(values[name]) if layout == "compact" else values[name] for name in STATISTICS]
+    return np.nan_to_num(np.concatenate(parts, axis=1), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def compact(slotted: np.ndarray) -> np.ndarray:
@@ -90,12 +110,14 @@ class Extractor:
         return {"format": FORMAT_VERSION, "seed": self.seed, "batch_size": int(len(self.x)), "C": self.C,
                 "N": self.N, "dataset": "cifar10", "slots": len(self.slots)}
 
-    def __call__(self, code: int) -> Dict[str, np.ndarray]:
+    def __call__(self, arch: Union[Architecture, int]) -> Dict[str, np.ndarray]:
+        """One architecture's (or product code's) statistics, each a row in the slot layout."""
         import torch
 
         from nastk.proxies import compute_proxies
 
-        arch = self.space.from_code(int(code))
+        if not isinstance(arch, Architecture):
+            arch = self.space.from_code(int(arch))
         torch.manual_seed(self.seed)
         net = self.space.build(arch, self.num_classes, C=self.C, N=self.N)
         scores = compute_proxies(net, (self.x, self.y), STATISTICS, seed=self.seed)
@@ -107,6 +129,20 @@ class Extractor:
             row[positions] = scores.layerwise[name]
             out[name] = row
         return out
+
+
+def extractor_for(protocol: Mapping[str, object]) -> Extractor:
+    """The extractor that reproduces a pool's :meth:`~LayerwisePool.protocol`; a protocol this code
+    cannot reproduce (another format or statistics) is a :class:`ConfigError` saying what differs."""
+    missing = [key for key in EXTRACTION_KEYS if key not in protocol]
+    if missing:
+        raise ConfigError(f"a layer-wise statistics protocol needs {', '.join(missing)}; it has {sorted(protocol)}")
+    extractor = Extractor(int(protocol["seed"]), int(protocol["batch_size"]), int(protocol["C"]), int(protocol["N"]))
+    wanted = {key: protocol.get(key) for key in EXTRACTION_KEYS}
+    if wanted != extractor.meta() or list(protocol.get("statistics", ())) != list(STATISTICS):
+        raise ConfigError(f"layer-wise statistics {wanted} of {list(protocol.get('statistics', ()))} cannot be "
+                          f"computed by this nastk, which computes {extractor.meta()} of {list(STATISTICS)}")
+    return extractor
 
 
 def committed_cache(path: Path) -> Path:
@@ -138,8 +174,14 @@ def pool_order(pool_seed: int = 0, size: int = 15625) -> np.ndarray:
 
 def extend_pool(target: int, path: Optional[Path] = None, seed: int = 42, batch_size: int = 64, C: int = 16,
                 N: int = 5, chunk: int = 25, pool_seed: int = 0,
-                log: Optional[Callable[[str], None]] = None) -> LayerwisePool:
-    """Grow the cached pool to ``target`` architectures (resuming), saving every ``chunk``."""
+                log: Optional[Callable[[str], None]] = None, progress: bool = False) -> LayerwisePool:
+    """Grow the cached pool to ``target`` architectures (resuming), saving every ``chunk``.
+
+    ``progress`` shows a :class:`~nastk.progress.Progress` line (or bar) per architecture with the time
+    left; without it ``log`` gets a line per saved chunk (the reproduction script's log).
+    """
+    from nastk.progress import Progress
+
     path = path or cache_path(seed, batch_size, C, N)
     extractor = Extractor(seed, batch_size, C, N)
     if path.is_file():
@@ -150,19 +192,21 @@ def extend_pool(target: int, path: Optional[Path] = None, seed: int = 42, batch_
         empty = {name: np.zeros((0, len(extractor.slots))) for name in STATISTICS}
         pool = LayerwisePool(np.zeros(0, dtype=np.int64), empty, np.zeros(0), {**extractor.meta(), "pool_seed": pool_seed})
     order = pool_order(pool.meta.get("pool_seed", pool_seed))
-    while len(pool) < target:
-        codes = order[len(pool):min(target, len(pool) + chunk)]
-        rows, seconds = {name: [] for name in STATISTICS}, []
-        for code in codes:
-            started = time.perf_counter()
-            stats = extractor(int(code))
-            seconds.append(time.perf_counter() - started)
-            for name in STATISTICS:
-                rows[name].append(stats[name])
-        pool = LayerwisePool(np.concatenate([pool.codes, codes]),
-                             {name: np.vstack([pool.values[name]] + rows[name]) for name in STATISTICS},
-                             np.concatenate([pool.seconds, seconds]), pool.meta)
-        save_pool(pool, path)
-        if log:
-            log(f"{len(pool)}/{target} architectures, {np.mean(seconds):.2f} s each")
+    with Progress(max(0, target - len(pool)), "layer-wise statistics", "architectures", enabled=progress) as bar:
+        while len(pool) < target:
+            codes = order[len(pool):min(target, len(pool) + chunk)]
+            rows, seconds = {name: [] for name in STATISTICS}, []
+            for code in codes:
+                started = time.perf_counter()
+                stats = extractor(int(code))
+                seconds.append(time.perf_counter() - started)
+                for name in STATISTICS:
+                    rows[name].append(stats[name])
+                bar.update()
+            pool = LayerwisePool(np.concatenate([pool.codes, codes]),
+                                 {name: np.vstack([pool.values[name]] + rows[name]) for name in STATISTICS},
+                                 np.concatenate([pool.seconds, seconds]), pool.meta)
+            save_pool(pool, path)
+            if log and not progress:
+                log(f"{len(pool)}/{target} architectures, {np.mean(seconds):.2f} s each")
     return pool

@@ -7,8 +7,9 @@ with the training split's mean and std: a choice of nastk, the spec does not say
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -49,6 +50,17 @@ class FeatureScaler:
     def transform(self, x: np.ndarray) -> np.ndarray:
         return ((self._log(x) - self.mean) / self.std).astype(np.float32)
 
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        return {"mean": np.asarray(self.mean, dtype=np.float64), "std": np.asarray(self.std, dtype=np.float64)}
+
+    @classmethod
+    def from_state_dict(cls, state: Dict[str, np.ndarray]) -> "FeatureScaler":
+        """The scaler a training split gave, restored (a saved predictor scales new inputs with it)."""
+        scaler = cls()
+        scaler.mean = np.asarray(state["mean"], dtype=np.float64)
+        scaler.std = np.asarray(state["std"], dtype=np.float64)
+        return scaler
+
     @staticmethod
     def _log(x: np.ndarray) -> np.ndarray:
         x = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
@@ -56,8 +68,12 @@ class FeatureScaler:
 
 
 def train(model: torch.nn.Module, x: np.ndarray, ops: np.ndarray, y: np.ndarray, cfg: TrainConfig,
-          seed: int = 0) -> List[float]:
-    """Fit ``model(x, ops) -> score`` to ``y``; returns the mean training loss of every epoch."""
+          seed: int = 0, progress=None) -> List[float]:
+    """Fit ``model(x, ops) -> score`` to ``y``; returns the mean training loss of every epoch.
+
+    ``progress`` (a :class:`nastk.progress.Progress` over :meth:`TrainConfig.epochs_for` epochs) is
+    updated after each epoch with the lowest epoch loss so far; None trains silently.
+    """
     if len(y) < 2:
         raise ConfigError(f"training a predictor needs at least 2 labelled architectures, got {len(y)}")
     torch.manual_seed(seed)
@@ -84,17 +100,31 @@ def train(model: torch.nn.Module, x: np.ndarray, ops: np.ndarray, y: np.ndarray,
             losses.append(float(loss.detach()))
         schedule.step()
         history.append(float(np.mean(losses)))
+        if progress is not None:
+            progress.update(best=min(history))
     return history
 
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: np.ndarray, ops: np.ndarray, samples: int = 20,
-            batch_size: int = 512) -> Tuple[np.ndarray, np.ndarray]:
-    """Mean and std over ``samples`` forward passes (dropout off; Bayesian layers keep sampling)."""
+            batch_size: int = 512, seed: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Mean and std over ``samples`` forward passes (dropout off; Bayesian layers keep sampling).
+
+    With a ``seed``, pass ``s`` draws its Bayesian weights from a generator seeded with (seed, s) for
+    every batch, so an architecture's prediction is reproducible and the same whether it is scored
+    alone or among others (the global torch generator is left as it was).
+    """
     model.eval()
+    device = next(model.parameters()).device
     x_t, ops_t = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(ops, dtype=torch.long)
-    draws = np.stack([
-        np.concatenate([model(x_t[i:i + batch_size], ops_t[i:i + batch_size]).numpy()
-                        for i in range(0, len(x_t), batch_size)])
-        for _ in range(max(1, samples))])
+
+    def forward(sample: int, start: int) -> np.ndarray:
+        if seed is not None:
+            torch.manual_seed(int(np.random.SeedSequence([seed, sample]).generate_state(1)[0]))
+        return model(x_t[start:start + batch_size].to(device), ops_t[start:start + batch_size].to(device)).cpu().numpy()
+
+    gpus = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=gpus) if seed is not None else nullcontext():
+        draws = np.stack([np.concatenate([forward(sample, start) for start in range(0, len(x_t), batch_size)])
+                          for sample in range(max(1, samples))])
     return draws.mean(axis=0), draws.std(axis=0)

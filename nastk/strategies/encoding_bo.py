@@ -4,7 +4,8 @@ Any space has :meth:`~nastk.space.SearchSpace.encode`. This strategy lets an opt
 default, or TPE) search the box spanned by the encodings of a candidate pool: each proposal x is
 projected to the valid architecture whose encoding is nearest (Euclidean), and the sampler is told
 that architecture's result at x, i.e. it optimises f(project(x)), the usual relax-and-round scheme.
-The pool is the whole space when it can be enumerated (NB201: 15,625 cells), otherwise ``pool_size``
+The pool is a given one (``pool``: e.g. an incomplete benchmark's architectures, the only ones it can
+score), else the whole space when it can be enumerated (NB201: 15,625 cells), otherwise ``pool_size``
 architectures sampled once with the strategy's seed.
 
 Because many points project to one architecture, the objective is piecewise constant in x; the GP is
@@ -12,13 +13,14 @@ therefore not told the objective is noise-free.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import optuna
 
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError
+from nastk.options import Int, Option, Text
 from nastk.strategies.optuna_search import OptunaStrategy
 
 SAMPLERS = ("gp", "tpe")
@@ -29,10 +31,18 @@ class EncodingBO(OptunaStrategy):
 
     name = "bo-encoding"
     requires = ()
+    OPTIONS = OptunaStrategy.OPTIONS + (
+        Option("sampler", Text(choices=SAMPLERS, nullable=False), "optuna sampler over the encoding box"),
+        Option("pool_size", Int(minimum=1), "candidate architectures sampled when the space is too large to enumerate"))
 
     def __init__(self, space, seed: int = 0, objectives=None, n_startup_trials: int = 10,
-                 sampler: str = "gp", pool_size: int = 20_000):
+                 sampler: str = "gp", pool_size: int = 20_000, pool: Optional[Sequence[Architecture]] = None):
         super().__init__(space, seed, objectives, n_startup_trials)
+        self.given_pool = None if pool is None else list(dict.fromkeys(pool))
+        if self.given_pool is not None:
+            if not self.given_pool:
+                raise ConfigError("bo-encoding was given an empty candidate pool")
+            pool_size = len(self.given_pool)
         if sampler not in SAMPLERS:
             raise ConfigError(f"unknown bo-encoding sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
         if int(pool_size) < 1:
@@ -43,7 +53,9 @@ class EncodingBO(OptunaStrategy):
 
     def _build_pool(self) -> None:
         """The candidates, their encodings restricted to the dimensions that vary, and the box."""
-        if "enumerate" in self.space.capabilities and len(self.space) <= self.pool_size:
+        if self.given_pool is not None:
+            self.pool = list(self.given_pool)
+        elif "enumerate" in self.space.capabilities and len(self.space) <= self.pool_size:
             self.pool = list(self.space.enumerate())
         else:
             unique: Dict[Architecture, None] = {}

@@ -12,6 +12,7 @@ from typing import Any, Dict
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError
 from nastk.evaluator import Result
+from nastk.options import Int, Option
 from nastk.strategy import Strategy
 from nastk.trial import objective_key
 
@@ -21,6 +22,8 @@ class RegularizedEvolution(Strategy):
 
     name = "re"
     requires = ("mutate",)
+    OPTIONS = (Option("population_size", Int(minimum=1), "architectures alive at once (NB201's REA: 10)"),
+               Option("sample_size", Int(minimum=1), "tournament size: members drawn to pick a parent (NB201's REA: 3)"))
 
     def __init__(self, space, seed: int = 0, population_size: int = 10, sample_size: int = 3):
         super().__init__(space, seed)

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError
 from nastk.evaluator import Result
+from nastk.options import Int, Option
 from nastk.strategy import Strategy
 from nastk.trial import objective_key
 
@@ -22,6 +23,7 @@ class LocalSearch(Strategy):
 
     name = "ls"
     requires = ("neighbors",)
+    OPTIONS = (Option("initial_size", Int(minimum=1), "random architectures evaluated before the first move"),)
 
     def __init__(self, space, seed: int = 0, initial_size: int = 10):
         super().__init__(space, seed)

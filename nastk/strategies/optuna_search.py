@@ -34,6 +34,7 @@ from nastk.architecture import Architecture
 from nastk.errors import ConfigError, RunError
 from nastk.evaluator import Result
 from nastk.evaluators.multi_objective import Objective, parse_objectives
+from nastk.options import Bool, Int, Option, Text
 from nastk.strategy import Strategy
 
 # Per-trial INFO lines would drown nastk's own output; warnings still show.
@@ -44,6 +45,8 @@ class OptunaStrategy(Strategy):
     """Base of the optuna-backed strategies: a study whose sampler proposes through ``space.suggest``."""
 
     requires: Tuple[str, ...] = ("optuna",)
+    RUN_OPTIONS = ("objectives",)
+    OPTIONS = (Option("n_startup_trials", Int(minimum=0), "random trials before the sampler models the results"),)
     #: Whether the sampler computes with torch (optuna's GP does).
     uses_torch = False
 
@@ -170,6 +173,8 @@ class GPSearch(OptunaStrategy):
 
     name = "bo-gp"
     uses_torch = True
+    OPTIONS = OptunaStrategy.OPTIONS + (
+        Option("deterministic", Bool(), "tell the GP the objective is noise-free (look-ups; seeded training)"),)
 
     def __init__(self, space, seed: int = 0, objectives=None, n_startup_trials: int = 10,
                  deterministic: bool = True):
@@ -191,6 +196,9 @@ class NSGA2Search(OptunaStrategy):
 
     name = "nsga2"
     SELECTIONS = ("nsga2", "eagan")
+    OPTIONS = (Option("population_size", Int(minimum=2), "individuals per generation"),
+               Option("selection", Text(choices=SELECTIONS, nullable=False),
+                      "survivor selection: NSGA-II's crowding or EAGAN's merged-front selection"))
 
     def __init__(self, space, seed: int = 0, objectives=None, population_size: int = 10,
                  selection: str = "nsga2"):

@@ -42,6 +42,7 @@ import numpy as np
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError, RunError
 from nastk.evaluator import Result
+from nastk.options import Option, Text
 from nastk.strategy import Strategy
 
 KAPPA = 2.576
@@ -104,6 +105,11 @@ class RoBoT(Strategy):
     """BO over proxy-ensemble weights (GP-UCB via ``bayes_opt``), then greedy exploitation."""
 
     name = "robot"
+    RUN_OPTIONS = ("budget", "dataset")  # T BO steps = the run's budget; the proxy table covering the dataset
+    OPTIONS = (Option("proxy_table", Text(), "CSV(.gz) of proxy values with an arch_str column (default: the shared "
+                                             "NAS-Bench-Suite-Zero table covering --dataset)"),
+               Option("proxies", Text(lists=True), "proxy columns to combine (default grad_norm,snip,grasp,fisher,"
+                                                   "synflow,jacob_cov)"))
 
     def __init__(self, space, seed: int = 0, budget: int = 20, dataset: Optional[str] = None,
                  proxy_table: Optional[str] = None, proxies: Union[None, str, Sequence[str]] = None,
