@@ -28,6 +28,13 @@ def test_search_stops_once_both_budgets_are_spent(nastk_data):
     assert unstopped.archs == trace.archs  # stopping later does not change earlier queries
 
 
+def test_nb201_optimum_comes_from_the_table_and_matches_the_published_figures(nastk_data):
+    from nastk.benchmarks.registry import benchmark_for
+
+    optimum = {d: round(benchmark_for("nb201").optimum(d), 2) for d in ("cifar10", "cifar100", "ImageNet16-120")}
+    assert optimum == {"cifar10": 94.37, "cifar100": 73.51, "ImageNet16-120": 47.31}
+
+
 def test_settings_are_checked():
     with pytest.raises(ConfigError, match="random"):
         compare(Settings(strategies=("re", "bo-tpe")))
@@ -55,5 +62,7 @@ def test_quick_report(capsys, nastk_data, tmp_path):
     assert rows["bo-tpe"]["queries"]["ri_percent"] == pytest.approx(ri)
     assert summary["results"]["cifar10"]["bo-tpe"]["queries"]["ri_percent"] == pytest.approx(ri)
     assert "94.37" in markdown and "93.92 ± 0.30" in markdown and "recalled" in markdown
+    assert markdown.startswith("# Search strategies on NAS-Bench-201 (space nb201)")
+    assert "| cifar10 | cifar10-valid/valid/12/" in markdown and "T per dataset" in markdown
     assert report["time_budget_s"]["cifar10"] == pytest.approx(np.mean(
         [sum(search_trace("random", "cifar10", s, 20).cost) for s in (0, 1)]))

@@ -1,4 +1,4 @@
-"""``nastk reproduce nb201``: random, REA, BO-TPE, BO-GP and NSGA-II on NAS-Bench-201 (see :mod:`nastk.reproduce`)."""
+"""``nastk reproduce SPACE``: search strategies compared on the space's benchmark (see :mod:`nastk.reproduce`)."""
 from __future__ import annotations
 
 import shlex
@@ -9,26 +9,34 @@ from nastk.options import Int
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("reproduce", help="reproduce a published comparison (nb201: search strategies)")
+    parser = subparsers.add_parser("reproduce", help="compare search strategies on a space's benchmark "
+                                                     "(nb201, darts; the NB201 search report)")
     add = parser.add_argument
-    add("benchmark", choices=["nb201"], help="what to reproduce")
-    add("--quick", action="store_true", help="small version for CI: cifar10, 2 seeds, 20 queries")
+    add("space", metavar="SPACE", help="a search space with a registered benchmark: nb201, darts or "
+                                       "package.module:Class")
+    add("--quick", action="store_true", help="small version for CI: the first dataset, 2 seeds, 20 queries")
     add("--seeds", type=Int(minimum=1), help="number of seeds, 0..N-1 (default 20)")
     add("--budget", type=Int(minimum=1), help="queries per search (default 100)")
     add("--max-queries", type=Int(minimum=1), help="cap on queries while spending the equal-time budget (default 3 x budget)")
-    add("--datasets", help="comma-separated (default cifar10,cifar100,ImageNet16-120)")
-    add("--strategies", help="comma-separated, must include random (default random,re,bo-tpe,bo-gp,nsga2)")
+    add("--datasets", help="comma-separated (default: the benchmark's datasets; nb201: cifar10,cifar100,ImageNet16-120, "
+                           "cifar10-valid being cifar10's search split; darts: cifar10)")
+    add("--strategies", help="comma-separated, must include random (default: those the space and its benchmark can run; "
+                             "nb201: random,re,bo-tpe,bo-gp,nsga2; darts, whose benchmark knows 214 architectures: "
+                             "random,bo-encoding, searching only those)")
     add("--jobs", type=Int(minimum=1), default=1, help="parallel processes (default 1)")
-    add("--out", default="runs/reproduce", help="output folder (default runs/reproduce; the committed report "
-                                                "lives in docs/results and is only rewritten with --out docs/results)")
+    add("--out", default="runs/reproduce", help="output folder for <space>_search[_quick].{md,json} and _anytime.png "
+                                                "(default runs/reproduce; the committed NB201 report lives in "
+                                                "docs/results and is only rewritten with --out docs/results)")
     add("--format", choices=["text", "json"], default="text")
+    add("--no-progress", action="store_true", help="no progress bar (or, when stderr is not a terminal, no line per search)")
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from nastk.reproduce import Settings, compare, write_report
+def settings_of(args):
+    """The comparison the flags ask for, defaults filled in and every value checked (nothing run yet)."""
+    from nastk.reproduce import Settings, resolve
 
-    settings = Settings.quick() if args.quick else Settings()
+    settings = Settings.quick(args.space) if args.quick else Settings(space=args.space)
     if args.seeds is not None:
         settings.seeds = tuple(range(args.seeds))
     if args.budget is not None:
@@ -36,32 +44,51 @@ def run(args) -> int:
         settings.max_queries = 3 * args.budget
     if args.max_queries is not None:
         settings.max_queries = args.max_queries
-    if args.datasets:
-        settings.datasets = tuple(d.strip() for d in args.datasets.split(","))
-    if args.strategies:
-        settings.strategies = tuple(s.strip() for s in args.strategies.split(","))
+    if args.datasets is not None:
+        settings.datasets = _names(args.datasets)
+    if args.strategies is not None:
+        settings.strategies = _names(args.strategies)
     settings.jobs = args.jobs
-    done = []
+    return resolve(settings)
+
+
+def _names(text: str) -> tuple:
+    """A comma-separated list; an empty item stays (and is refused by name) rather than vanishing."""
+    return tuple(name.strip() for name in text.split(","))
+
+
+def run(args) -> int:
+    from nastk.progress import Progress
+    from nastk.reproduce import check_out_dir, compare, space_benchmark, write_report
+
+    settings = settings_of(args)
+    check_out_dir(args.out)
+    space, _ = space_benchmark(settings.space)
+    best = {}
 
     def progress(trace) -> None:
-        done.append(trace)
-        if args.format == "text":
-            print(f"\r{len(done)} searches done ({trace.strategy}, {trace.dataset}, seed {trace.seed})",
-                  end="", file=sys.stderr, flush=True)
+        best[trace.dataset] = max(best.get(trace.dataset, float("-inf")), trace.best_test(settings.budget))
+        bar.update(best=best[trace.dataset])
 
-    report = compare(settings, progress)
-    if args.format == "text":
-        print(file=sys.stderr)
+    with Progress(settings.searches, "reproduce", "searches", enabled=not args.no_progress) as bar:
+        report = compare(settings, progress)
     command = "nastk " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["reproduce"] \
-        else "nastk reproduce nb201" + (" --quick" if args.quick else "")
-    paths = write_report(report, args.out, "nb201_search_quick" if args.quick else "nb201_search", command)
+        else f"nastk reproduce {shlex.quote(args.space)}" + (" --quick" if args.quick else "")
+    paths = write_report(report, args.out, f"{space.name}_search" + ("_quick" if args.quick else ""), command)
     if args.format == "json":
-        print_json({"files": paths, "time_budget_s": report["time_budget_s"],
-                    "results": {d: {n: {b: {k: row[b][k] for k in ("mean", "std", "ri_percent")} for b in ("queries", "time")}
+        print_json({"files": paths, "equal_time": report["equal_time"], "time_budget_s": report["time_budget_s"],
+                    "optimum": report["optimum"],
+                    "results": {d: {n: {b: {k: row[b][k] for k in ("mean", "std", "ri_percent")}
+                                        for b in ("queries", "time") if b in row}
                                     for n, row in rows.items()} for d, rows in report["results"].items()}})
     else:
+        facts = report["benchmark"]
+        optimum_label = "optimum" if facts["complete"] else f"best of the {facts['architectures']} known"
         for dataset, rows in report["results"].items():
             print(f"{dataset}: " + ", ".join(f"{n} {r['queries']['mean']:.2f}±{r['queries']['std']:.2f}"
-                                             for n, r in rows.items()))
+                                             for n, r in rows.items())
+                  + f" ({optimum_label} {report['optimum'][dataset]:.2f})")
+        if not report["equal_time"]:
+            print("equal-time comparison skipped: the benchmark records no training time")
         print(f"report: {paths['markdown']}")
     return 0

@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -163,33 +164,51 @@ def _read_config(path: Path) -> Dict[str, Any]:
     return data
 
 
+@dataclass
+class Prepared:
+    """A config's evaluator and strategy, built: everything the run would refuse has been said."""
+
+    evaluator: Any
+    strategy: Any
+
+
+def prepare(config: Dict[str, Any], device: str = "cpu", workers: int = 1, storage: Optional[str] = None) -> Prepared:
+    """Build what a run of ``config`` needs (checking its protocol, data files, strategy options and
+    engine) before anything is printed or written."""
+    space = get_space(config["space"])
+    evaluator = run_evaluator(space, config, config["seed"], device)
+    if config.get("engine") == "study":
+        from nastk.distributed import check_study
+
+        return Prepared(evaluator, check_study(config, workers, storage))
+    if storage:
+        raise ConfigError("--storage needs an optuna strategy's study; it is not used by the sequential engine")
+    return Prepared(evaluator, make_strategy(config["strategy"], space, seed=config["seed"], **config["strategy_options"]))
+
+
 def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str = "cpu", progress: bool = True,
-            workers: int = 1, storage: Optional[str] = None):
+            workers: int = 1, storage: Optional[str] = None, prepared: Optional[Prepared] = None):
     """Run a resolved config into ``run_dir``; returns the summary dict (also written to summary.json).
 
     Configs with ``engine: study`` run on :mod:`nastk.distributed` (``workers`` processes on the run
     folder's journal file, or on the ``storage`` database); all others on the sequential engine.
+    ``prepared``: :func:`prepare`'s result for this config (default: prepared here).
     """
     started = time.perf_counter()
-    space = get_space(config["space"])
-    evaluator = run_evaluator(space, config, config["seed"], device)
+    prepared = prepared or prepare(config, device, workers, storage)
+    evaluator = prepared.evaluator
     bar = Progress(config["budget"], "search", "evaluations", enabled=progress)
     if config.get("engine") == "study":
-        from nastk.distributed import check_study, run_study
+        from nastk.distributed import run_study
 
-        check_study(config, workers, storage)
         with Run(run_dir, config, resume=resume) as run:  # locked until its summary is written
             outcome, extra = run_study(config, run, workers=workers, storage=storage, device=device,
                                        progress=lambda done: bar.update(done))
             return _finish(config, run, outcome, evaluator, bar, started, device, extra)
-    else:
-        if storage:
-            raise ConfigError("--storage needs an optuna strategy's study; it is not used by the sequential engine")
-        strategy = make_strategy(config["strategy"], space, seed=config["seed"], **config["strategy_options"])
-        with Run(run_dir, config, resume=resume) as run:
-            outcome = run_search(strategy, evaluator, Stop.from_config(config), run,
-                                 progress=lambda trial, outcome: bar.update(best=outcome.best.result.value))
-            return _finish(config, run, outcome, evaluator, bar, started, device, {})
+    with Run(run_dir, config, resume=resume) as run:
+        outcome = run_search(prepared.strategy, evaluator, Stop.from_config(config), run,
+                             progress=lambda trial, outcome: bar.update(best=outcome.best.result.value))
+        return _finish(config, run, outcome, evaluator, bar, started, device, {})
 
 
 def _finish(config, run, outcome, evaluator, bar, started, device, extra) -> Dict[str, Any]:
@@ -243,8 +262,10 @@ def run(args) -> int:
         raise ConfigError("give either --seed or --seeds, not both")
     configs = [run_config({**options, "seed": seed}) for seed in seeds]  # every one valid before any runs
     config = configs[0]
+    # Everything the run would refuse is said before any note or "searching" line.
+    first = prepare(config, args.device, options["workers"], options["storage"])
+    _note_objectives(config)
     space_name = get_space(config["space"]).name  # a module:Class space is named by its own name
-    _check_strategy(config)
     stamp = time.strftime('%Y%m%d-%H%M%S')
     if args.seeds:
         base = Path(args.run_dir or f"runs/{_safe(space_name)}-{_safe(config['strategy'])}-seeds-{stamp}")
@@ -261,7 +282,8 @@ def run(args) -> int:
     summaries = []
     for config, run_dir in zip(configs, run_dirs):
         summary = execute(config, run_dir, resume=args.resume, device=args.device, progress=not args.no_progress,
-                          workers=options["workers"], storage=options["storage"])
+                          workers=options["workers"], storage=options["storage"],
+                          prepared=first if config is configs[0] else None)
         summaries.append({key: value for key, value in summary.items() if key != "trajectory"})
         if args.format == "text":
             if args.seeds:
@@ -284,10 +306,9 @@ def run(args) -> int:
     return 0
 
 
-def _check_strategy(config: Dict[str, Any]) -> None:
-    """What the strategy would refuse, said before anything is printed or created."""
+def _note_objectives(config: Dict[str, Any]) -> None:
+    """Say when a single-objective strategy is given several objectives (they are measured, not optimised)."""
     cls = STRATEGIES.get(config["strategy"])
-    get_space(config["space"]).require(*getattr(cls, "requires", ()))
     if config.get("objectives") and "objectives" not in cls.RUN_OPTIONS:
         several = [name for name in STRATEGIES.names() if "objectives" in STRATEGIES.get(name).RUN_OPTIONS]
         print(f"nastk: note: {config['strategy']} optimises one objective ({config['objectives'][0]}); the others "
