@@ -181,7 +181,7 @@ class StudyBackend(Backend):
                 time.sleep(self.poll_s)
                 continue
             trial = self.study.ask()
-            proposal = Proposal(None, trial)
+            proposal = Proposal(None, trial, contextlib.ExitStack())
             try:
                 trial.set_user_attr("worker", self.label)
                 # Beat from the moment the trial exists: optuna never fails a trial that has no heartbeat.

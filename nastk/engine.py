@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ContextManager, Optional
 
 from nastk.architecture import Architecture
@@ -30,7 +30,11 @@ class Proposal:
     arch: Architecture
     handle: Any = None
     #: Held while the architecture is evaluated (e.g. a heartbeat); closed when it is recorded or fails.
-    hold: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    hold: Optional[contextlib.ExitStack] = None
+
+
+#: What a proposal that holds nothing is evaluated under (one shared object: no cost per query).
+NOTHING_HELD = contextlib.nullcontext()
 
 
 class Backend(abc.ABC):
@@ -46,7 +50,7 @@ class Backend(abc.ABC):
 
     def evaluating(self, proposal: Proposal) -> ContextManager:
         """Entered around the evaluation; a back-end marks the proposal failed when it raises."""
-        return proposal.hold
+        return proposal.hold or NOTHING_HELD
 
     @abc.abstractmethod
     def record(self, proposal: Proposal, result: Result, started: float, finished: float,
