@@ -191,3 +191,26 @@ def test_predict_command_prints_scores(fitted, capsys):
     assert np.isfinite(out["predictions"][0]["parzc"])
     assert main(["proxies", "predict", str(fitted[0]), "|bogus~0|"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_search_scores_with_the_saved_predictor_and_resumes(fitted, tmp_path, capsys, monkeypatch, nb201):
+    """``nastk search --evaluator parzc:PATH``: any strategy searches by the learned proxy; the winner is
+    reported with NB201's ground truth, and the run resumes by replay."""
+    path, cache, _ = fitted
+    monkeypatch.setenv("NASTK_CACHE", str(cache))
+    run = tmp_path / "run"
+    search = ["search", "--strategy", "random", "--evaluator", f"parzc:{path}", "--mc-samples", "3", "--budget", "3",
+              "--seed", "1", "--run-dir", str(run), "--no-progress", "--format", "json"]
+    assert main(search) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["evaluations"] == 3 and summary["evaluator"]["evaluator"] == "parzc"
+    assert summary["test_accuracy"] is not None  # NB201's 200-epoch test accuracy of the predicted best
+    assert json.loads((run / "config.json").read_text())["evaluator"] == {
+        "kind": "parzc", "path": str(path), "mc_samples": 3, "report_dataset": "cifar10"}
+    evaluator = ParZCEvaluator(nb201, path, seed=1, mc_samples=3)
+    for line in (run / "journal.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        alone = evaluator.evaluate(nb201.from_str(record["arch"]))
+        assert record["result"]["metrics"]["parzc"] == pytest.approx(alone.metrics["parzc"], rel=1e-6)
+    assert main(["search", "--run-dir", str(run), "--resume", "--no-progress", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["replayed"] == 3

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from nastk.cli import main
+from cli_run import run_cli  # tests/ is on sys.path under pytest
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -19,15 +19,6 @@ NB201_BEST_TEXT = (
     "  cifar10/test/200/nats                       94.3733\n"
     "  cifar10/test/200/nb201api                   94.3733\n"
     "  params 1.0735 M, FLOPs 153.27 M\n")
-
-
-def run_cli(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:  # argparse usage errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_known_genotype_json_equals_the_table(capsys, darts_rows):

@@ -11,24 +11,16 @@ import textwrap
 import numpy as np
 import pytest
 
-from nastk.cli import build_parser, main
-from nastk.errors import CorruptDataError, RunError
+from nastk.cli import build_parser
+from nastk.errors import CorruptDataError
 from nastk.options import Value
 from nastk.paths import LOCK_FILE
 from nastk.run import Run
 from plugin_space import PluginSpace
+from cli_run import run_cli  # tests/ is on sys.path under pytest
 
 BENCH = ["search", "--benchmark", "nb201", "--dataset", "cifar10", "--strategy", "random", "--budget", "3",
          "--no-progress"]
-
-
-def run_cli(capsys, argv):
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --- class 1: one writer per run folder ---------------------------------------------------------------

@@ -8,19 +8,10 @@ import pytest
 from nastk.architecture import Architecture
 from nastk.benchmarks import registry
 from nastk.benchmarks.registry import Benchmark
-from nastk.cli import main
 from nastk.protocol import BenchmarkProtocol
 from nastk.reproduce import default_datasets, default_strategies, search_trace
 from nastk.space import SearchSpace
-
-
-def run_cli(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:  # argparse usage errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from cli_run import run_cli  # tests/ is on sys.path under pytest
 
 
 # --- DARTS: searches confined to the 214 genotypes ------------------------------------------------------
