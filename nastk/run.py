@@ -25,11 +25,18 @@ CONFIG, JOURNAL, SUMMARY = "config.json", "journal.jsonl", "summary.json"
 
 
 class Run:
-    """A run folder. ``resume=False`` refuses a folder that already holds a journal."""
+    """A run folder. ``resume=False`` refuses a folder that already holds a journal.
 
-    def __init__(self, directory, config: Dict[str, Any], resume: bool = False):
+    ``upgrade(saved)``, on resume, returns the saved config as this version of nastk writes it (options
+    added since the run started, at their defaults); a sequential run whose saved config differs from
+    that only by such added options is resumed as if it had them (its config.json is rewritten).
+    """
+
+    def __init__(self, directory, config: Dict[str, Any], resume: bool = False,
+                 upgrade: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None):
         self.directory = Path(directory)
         self.config = config
+        self.upgrade = upgrade
         created = not self.directory.exists()
         lock_created = not (self.directory / LOCK_FILE).exists()
         self.release = self._claim()
@@ -64,10 +71,14 @@ class Run:
         if config_path.exists():
             if not resume:
                 raise RunError(f"run folder {self.directory} already holds a run; pass --resume or choose another --run-dir")
-            saved = _read_saved_config(config_path)
+            on_disk = _read_saved_config(config_path)
+            saved = self._upgraded(on_disk)
             config = json.loads(json.dumps(config))
             if saved != config:
                 diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+                if diff == ["engine"] and saved.get("engine") == "study":
+                    raise RunError(f"cannot resume {self.directory} on the sequential engine: it is a parallel run; "
+                                   f"resume it with --workers N (or the --storage URL it used)")
                 if diff != ["budget"] or _without_budget(saved) != _without_budget(config):
                     raise RunError(f"cannot resume {self.directory}: its config differs in {', '.join(diff)}")
                 if config["budget"] < saved["budget"]:
@@ -76,7 +87,8 @@ class Run:
                 if config.get("engine") == "study":
                     raise RunError(f"cannot extend {self.directory}: a parallel study keeps its budget "
                                    f"({saved['budget']}); start a new run to search further")
-                with atomic_write(config_path, "w") as handle:  # extending: the run now has the larger budget
+            if on_disk != config:  # extended to a larger budget, or upgraded: the config as the run now is
+                with atomic_write(config_path, "w") as handle:
                     json.dump(config, handle, indent=2)
             return
         others = sorted(p.name for p in self.directory.iterdir() if p.name != LOCK_FILE)
@@ -86,6 +98,17 @@ class Run:
                            f"choose a new or empty --run-dir")
         with atomic_write(config_path, "w") as handle:
             json.dump(config, handle, indent=2)
+
+    def _upgraded(self, saved: Dict[str, Any]) -> Dict[str, Any]:
+        """``saved``, or its upgrade when that only adds options (never for a parallel study, whose name
+        is derived from its config)."""
+        if self.upgrade is None or saved.get("engine") == "study":
+            return saved
+        try:
+            upgraded = json.loads(json.dumps(self.upgrade(saved)))
+        except Exception:  # a config this version cannot read: compared as it is, and refused by name
+            return saved
+        return upgraded if _only_adds(saved, upgraded) else saved
 
     @property
     def journal_path(self) -> Path:
@@ -133,6 +156,22 @@ def _read_saved_config(path: Path) -> Dict[str, Any]:
     if not isinstance(saved, dict):
         raise RunError(f"cannot resume: run config {path} does not hold a mapping")
     return saved
+
+
+def _only_adds(old: Dict[str, Any], new: Dict[str, Any], depth: int = 0) -> bool:
+    """Whether ``new`` is ``old`` with keys added inside its mappings (not at the top level: a new
+    top-level key such as ``objectives`` or ``stop`` changes what the run does)."""
+    if depth == 0 and set(old) != set(new):
+        return False
+    if not set(old) <= set(new):
+        return False
+    for key, value in old.items():
+        if isinstance(value, dict) and isinstance(new[key], dict):
+            if not _only_adds(value, new[key], depth + 1):
+                return False
+        elif value != new[key]:
+            return False
+    return True
 
 
 def _without_budget(config: Dict[str, Any]) -> Dict[str, Any]:

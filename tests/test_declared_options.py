@@ -134,3 +134,25 @@ def test_listings_show_declared_options(capsys):
     assert main(["evaluators", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows["parzc"]["form"] == "parzc:PATH" and rows["train"]["options"]["epochs"] == 3
+
+
+def test_a_run_made_before_an_option_existed_resumes_with_its_default(nastk_data, tmp_path, capsys):
+    """A config.json without an option declared since (here bo-tpe's n_startup_trials and the benchmark
+    evaluator's trust_pickle) resumes as the run it was; changing an option it did record is refused."""
+    run = tmp_path / "old"
+    argv = ["search", "--strategy", "bo-tpe", "--benchmark", "nb201", "--dataset", "cifar10", "--budget", "12",
+            "--run-dir", str(run), "--no-progress", "--format", "json"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    config = json.loads((run / "config.json").read_text())
+    del config["strategy_options"]["n_startup_trials"], config["evaluator"]["trust_pickle"]
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["search", "--run-dir", str(run), "--resume", "--budget", "14", "--no-progress", "--format", "json"]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["replayed"] == 12 and resumed["evaluated_now"] == 2 and resumed["best_objective"] >= first["best_objective"]
+    upgraded = json.loads((run / "config.json").read_text())
+    assert upgraded["strategy_options"]["n_startup_trials"] == 10 and upgraded["budget"] == 14
+    del upgraded["strategy_options"]["n_startup_trials"]
+    (run / "config.json").write_text(json.dumps(upgraded))
+    assert main(["search", "--run-dir", str(run), "--resume", "--n-startup-trials", "3", "--no-progress"]) == 2
+    assert "differs in strategy_options" in capsys.readouterr().err

@@ -205,10 +205,16 @@ def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str =
             outcome, extra = run_study(config, run, workers=workers, storage=storage, device=device,
                                        progress=lambda done: bar.update(done))
             return _finish(config, run, outcome, evaluator, bar, started, device, extra)
-    with Run(run_dir, config, resume=resume) as run:
+    with Run(run_dir, config, resume=resume, upgrade=upgraded_config) as run:
         outcome = run_search(prepared.strategy, evaluator, Stop.from_config(config), run,
                              progress=lambda trial, outcome: bar.update(best=outcome.best.result.value))
         return _finish(config, run, outcome, evaluator, bar, started, device, {})
+
+
+def upgraded_config(saved: Dict[str, Any]) -> Dict[str, Any]:
+    """A saved run config as this version writes it: every option the plug-ins declare today, those the
+    run did not record at their defaults (what the run used, since it was made before they existed)."""
+    return run_config(resolve(options_of_run_config(saved)))
 
 
 def _finish(config, run, outcome, evaluator, bar, started, device, extra) -> Dict[str, Any]:
