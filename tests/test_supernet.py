@@ -31,6 +31,9 @@ ARCHS = [
 ]
 TINY = dict(space="nb201", dataset="digits", supernet={"C": 4, "N": 1}, epochs=3, train_size=96, batch_size=32,
             valid_size=64, eval_batch_size=64)
+#: What torchrun prints when its standalone rendezvous port was taken meanwhile (a busy machine).
+TRANSIENT_RENDEZVOUS = re.compile(r"address already in use|EADDRINUSE|RendezvousConnectionError|"
+                                  r"The server socket has failed to listen", re.IGNORECASE)
 
 
 @pytest.fixture(autouse=True)
@@ -44,9 +47,6 @@ def _one_thread():
 @pytest.fixture
 def nb201():
     return get_space("nb201")
-#: What torchrun prints when its standalone rendezvous port was taken meanwhile (a busy machine).
-TRANSIENT_RENDEZVOUS = re.compile(r"address already in use|EADDRINUSE|RendezvousConnectionError|"
-                                  r"The server socket has failed to listen", re.IGNORECASE)
 
 
 def tiny_supernet(nb201, seed=0, **options):
