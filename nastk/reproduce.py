@@ -89,14 +89,11 @@ class Settings:
 # --- what may run -----------------------------------------------------------------------------------
 def space_benchmark(space_name: str):
     """(space, its benchmark); a one-line error for an unknown space or one without a benchmark."""
-    from nastk.benchmarks.registry import benchmark_for, benchmark_spaces, has_benchmark
+    from nastk import evaluators
     from nastk.space import get_space
 
     space = get_space(space_name)
-    if not has_benchmark(space.name):
-        raise ConfigError(f"space {space.name!r} has no benchmark to compare searches on "
-                          f"(benchmarks exist for: {', '.join(benchmark_spaces()) or 'none'})")
-    return space, benchmark_for(space.name)
+    return space, evaluators.space_benchmark(space, None)
 
 
 def default_strategies(space_name: str) -> Tuple[str, ...]:

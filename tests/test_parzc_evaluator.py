@@ -193,6 +193,14 @@ def test_predict_command_prints_scores(fitted, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_predict_prints_a_progress_line_per_architecture(fitted, capsys):
+    other = "|skip_connect~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|skip_connect~1|none~2|"
+    assert main(["proxies", "predict", str(fitted[0]), ARCH, other, "--mc-samples", "2"]) == 0
+    lines = [line.split("  ")[0] for line in capsys.readouterr().err.splitlines() if line.startswith("parzc")]
+    assert lines == ["parzc 1/2 architectures", "parzc 2/2 architectures"]
+    assert main(["proxies", "predict", str(fitted[0]), ARCH, other, "--mc-samples", "2", "--no-progress"]) == 0
+    assert "architectures" not in capsys.readouterr().err
+
 def test_a_search_scores_with_the_saved_predictor_and_resumes(fitted, tmp_path, capsys, monkeypatch, nb201):
     """``nastk search --evaluator parzc:PATH``: any strategy searches by the learned proxy; the winner is
     reported with NB201's ground truth, and the run resumes by replay."""

@@ -50,6 +50,8 @@ def register_fit(commands) -> None:
     predict.add_argument("--seed", type=Int(minimum=0), default=0, help="seeds the Monte-Carlo passes")
     predict.add_argument("--device", default="cpu", help="device that runs the predictor (statistics run on the CPU)")
     predict.add_argument("--format", choices=["text", "json"], default="text")
+    predict.add_argument("--no-progress", action="store_true",
+                         help="no progress bar (or, when stderr is not a terminal, no line per architecture)")
     predict.set_defaults(func=run_predict)
 
 
@@ -110,7 +112,7 @@ def run_predict(args) -> int:
     evaluator = ParZCEvaluator(space, args.path, seed=args.seed, device=args.device, mc_samples=args.mc_samples)
     rows = [{"arch": space.to_str(arch), "parzc": result.metrics["parzc"], "parzc_std": result.metrics["parzc_std"],
              "layerwise": result.protocol["layerwise"], "cost_s": result.cost_s}
-            for arch, result in zip(archs, evaluator.evaluate_many(archs))]
+            for arch, result in zip(archs, evaluator.evaluate_many(archs, progress=not args.no_progress))]
     if args.format == "json":
         print_json({"predictor": evaluator.describe(), "predictions": rows})
     else:

@@ -122,7 +122,7 @@ def resolve_options(args) -> Dict[str, Any]:
         layer(_read_config(Path(args.config)), f"config file {args.config}")
     layer({name: value for name, value in vars(args).items()
            if name not in FLAG_ONLY and name not in ("func", "command") and value is not None}, "")
-    return resolve({name: value for name, value in given.items()}, sources)
+    return resolve(given, sources)
 
 
 def _read_json(path: Path) -> Dict[str, Any]:

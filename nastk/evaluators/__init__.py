@@ -59,17 +59,16 @@ def evaluator_option_list(cls: type, space: SearchSpace) -> Tuple[Option, ...]:
 
 
 def evaluator_config(space: SearchSpace, spec: str, values: Dict[str, Any]) -> Dict[str, Any]:
-    """A run's ``evaluator`` mapping from flat option ``values`` (missing or None: the declared default)."""
+    """A run's ``evaluator`` mapping from resolved option ``values`` (:func:`nastk.search_config.resolve`)."""
     kind, target = parse_evaluator(spec)
     cls = evaluator_class(kind)
     config: Dict[str, Any] = {"kind": kind}
     if cls.target:
         config[cls.target] = target
     for option in declared(cls):
-        config[option.name] = _value(values, option)
+        config[option.name] = values[option.name]
     if cls.builds_networks:
-        config["build"] = {option.name: _value(values, option)
-                           for option in space.build_options(cls.full_size_networks)}
+        config["build"] = {option.name: values[option.name] for option in space.build_options(cls.full_size_networks)}
     if cls.reports_benchmark:
         dataset = values.get("dataset") or "cifar10"
         config["report_dataset"] = dataset if reports_truth(space.name, dataset) else None
@@ -92,11 +91,6 @@ def evaluator_options(config: Dict[str, Any]) -> Dict[str, Any]:
     if cls.reports_benchmark and config.get("report_dataset") and not values.get("dataset"):
         values["dataset"] = config["report_dataset"]
     return values
-
-
-def _value(values: Dict[str, Any], option: Option) -> Any:
-    value = values.get(option.name)
-    return option.default if value is None else value
 
 
 def make_evaluator(space: SearchSpace, config: Dict[str, Any], seed: int = 0, device: str = "cpu") -> Evaluator:
@@ -135,7 +129,7 @@ def reports_truth(space: str, dataset: Optional[str] = None) -> bool:
 def space_benchmark(space: SearchSpace, requested) -> Benchmark:
     """The benchmark of ``space``, checked against the one a config names."""
     if not has_benchmark(space.name):
-        raise ConfigError(f"no benchmark can evaluate architectures of space {space.name!r} "
+        raise ConfigError(f"space {space.name!r} has no benchmark: none can evaluate its architectures "
                           f"(benchmarks exist for spaces: {', '.join(benchmark_spaces()) or 'none'})")
     benchmark = benchmark_for(space.name)
     if requested not in (None, benchmark.name):

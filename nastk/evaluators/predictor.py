@@ -64,17 +64,23 @@ class ParZCEvaluator(Evaluator):
     def evaluate(self, arch: Architecture) -> Result:
         return self.evaluate_many([arch])[0]
 
-    def evaluate_many(self, archs: Sequence[Architecture]) -> List[Result]:
-        """The results of many architectures with one batched prediction (the same numbers as one at a time)."""
+    def evaluate_many(self, archs: Sequence[Architecture], progress: bool = False) -> List[Result]:
+        """The results of many architectures with one batched prediction (the same numbers as one at a time);
+        ``progress`` shows a line (or bar) per architecture whose statistics are read or computed."""
         import numpy as np
 
         from nastk.predictors.layerwise_features import STATISTICS, features_of
         from nastk.predictors.parzc import op_indices
+        from nastk.progress import Progress
 
         if not archs:
             return []
         ops = op_indices(self.space, archs)  # also refuses architectures of another space
-        statistics = [self._statistics(arch) for arch in archs]
+        statistics = []
+        with Progress(len(archs), "parzc", "architectures", enabled=progress) as bar:
+            for arch in archs:
+                statistics.append(self._statistics(arch))
+                bar.update()
         x_raw = features_of({name: np.stack([values[name] for values, _, _ in statistics]) for name in STATISTICS},
                             self.predictor.features["layout"])
         started = time.perf_counter()
