@@ -65,6 +65,18 @@ class SearchSpace:
             raise CapabilityError(f"search space {self.name!r} has no choice_model() and does not define {method}()")
         return self._choices
 
+    def get_choice_model(self) -> ChoiceModel:
+        """The space's typed choice model (a :class:`CapabilityError` when it has none)."""
+        return self._model_for("get_choice_model")
+
+    def largest(self) -> Architecture:
+        """Every active choice at its largest value (ordered choices; first option otherwise)."""
+        return self._arch(self._model_for("largest").largest())
+
+    def smallest(self) -> Architecture:
+        """Every active choice at its smallest value (ordered choices; first option otherwise)."""
+        return self._arch(self._model_for("smallest").smallest())
+
     def _values(self, arch: Architecture) -> Values:
         """``arch``'s validated choice values (an :class:`ArchitectureError` names what is wrong)."""
         if not isinstance(arch, Architecture) or arch.space != self.name:

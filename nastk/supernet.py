@@ -57,13 +57,28 @@ class ChoicePoint(nn.Module):
     (in :attr:`decisions` order), an option index or a weight row, and that decision's allowed mask.
     Points that hold one module per option (:class:`CandidateOps`) also implement
     :meth:`candidate_parameters`; elastic blocks (shared weights sliced per option) own none.
+
+    The constructor is cooperative: ``decisions`` (indices or decision names, resolved by the
+    supernet) is a keyword and every other argument goes on to the next class, so an elastic layer
+    can be ``class ElasticConv(ChoicePoint, nn.Conv2d)`` built as
+    ``ElasticConv(16, 32, 3, decisions=("stage1_kernel",))``.
     """
 
-    def __init__(self, *decisions: int):
-        super().__init__()
+    def __init__(self, *args, decisions: Sequence[Union[int, str]] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        if isinstance(decisions, (int, str)):
+            decisions = (decisions,)
         if not decisions:
-            raise ConfigError("a choice point must listen to at least one decision")
-        self.decisions: Tuple[int, ...] = tuple(int(d) for d in decisions)
+            raise ConfigError(f"{type(self).__name__}: a choice point must listen to at least one decision")
+        #: the decisions as given (names or indices); :attr:`decisions` are their indices once resolved
+        self.decision_refs: Tuple[Union[int, str], ...] = tuple(decisions)
+        self.decisions: Tuple[int, ...] = tuple(d for d in self.decision_refs if isinstance(d, int))
+        if len(self.decisions) != len(self.decision_refs):
+            self.decisions = ()  # names: resolved by Supernet.choice_points()
+
+    def resolve(self, index_of) -> None:
+        """Turn decision names into indices (``index_of(name)``); called by the owning supernet."""
+        self.decisions = tuple(d if isinstance(d, int) else index_of(d) for d in self.decision_refs)
 
     @property
     def decision(self) -> int:
@@ -83,8 +98,8 @@ class ChoicePoint(nn.Module):
 class CandidateOps(ChoicePoint):
     """A choice between whole modules: one candidate operation per option (an NB201 or DARTS edge)."""
 
-    def __init__(self, decision: int, candidates: Sequence[nn.Module]):
-        super().__init__(decision)
+    def __init__(self, decision: Union[int, str], candidates: Sequence[nn.Module]):
+        super().__init__(decisions=(decision,))
         self.candidates = nn.ModuleList(candidates)
         self.active = 0
         self.weights: Optional[torch.Tensor] = None
@@ -120,7 +135,7 @@ def max_w(weights: torch.Tensor) -> torch.Tensor:
 
 def decisions_of(space) -> List[Decision]:
     """One decision per choice of ``space``'s choice model, options named by the choice's text."""
-    model = space._model_for("supernet decisions")
+    model = space.get_choice_model()
     return [Decision(choice.name, tuple(choice.text(v) for v in choice.options)) for choice in model.choices]
 
 
@@ -156,23 +171,79 @@ class Supernet(nn.Module):
         option being the value's position (an inactive choice takes option 0, which nothing reads).
         Supernets whose decisions are not the space's choices (NB201 edges, DARTS edges) override it.
         """
-        model = self.space._model_for("choices_of")
+        model = self.space.get_choice_model()
         values = self.space._values(arch)
         return tuple(0 if value is None else choice.position(value) for choice, value in zip(model.choices, values))
 
     def arch_of(self, choices: Sequence[int]) -> Architecture:
         """The architecture of one option per decision (inverse of :meth:`choices_of`)."""
-        model = self.space._model_for("arch_of")
+        model = self.space.get_choice_model()
         values: List = []
         for i, (choice, option) in enumerate(zip(model.choices, choices)):
             values.append(choice.options[int(option)] if model.is_active(i, values) else None)
         return self.space._arch(model.validate(values))
 
     # --- structure ------------------------------------------------------------------------------
+    def decision_index(self, name: Union[int, str]) -> int:
+        """The index of decision ``name`` (an index is checked and returned as is)."""
+        if isinstance(name, int) and not isinstance(name, bool):
+            if not 0 <= name < len(self.decisions):
+                raise ConfigError(f"decision index {name} out of range 0..{len(self.decisions) - 1}")
+            return name
+        for index, decision in enumerate(self.decisions):
+            if decision.name == name:
+                return index
+        raise ConfigError(f"unknown decision {name!r}; known: {', '.join(d.name for d in self.decisions)}")
+
     def choice_points(self) -> List[ChoicePoint]:
         if self._points is None:
             self._points = [m for m in self.modules() if isinstance(m, ChoicePoint)]
+            for point in self._points:
+                point.resolve(self.decision_index)
         return self._points
+
+    # --- generic tools ----------------------------------------------------------------------------
+    def largest_path(self) -> Choices:
+        """The option indices of the space's largest architecture (every ordered choice at its maximum)."""
+        return self.choices_of(self.space.largest())
+
+    def smallest_path(self) -> Choices:
+        """The option indices of the space's smallest architecture (every ordered choice at its minimum)."""
+        return self.choices_of(self.space.smallest())
+
+    def path_of(self, values: Dict[str, Union[int, str]]) -> Choices:
+        """A single path from ``{decision name: option index or option name}`` (every decision named)."""
+        missing = [d.name for d in self.decisions if d.name not in values]
+        unknown = sorted(set(values) - {d.name for d in self.decisions})
+        if missing or unknown:
+            raise ConfigError(f"a path names every decision once: missing {missing}, unknown {unknown}")
+        path = []
+        for decision in self.decisions:
+            value = values[decision.name]
+            if isinstance(value, str):
+                if value not in decision.options:
+                    raise ConfigError(f"decision {decision.name!r} has no option {value!r}; "
+                                      f"options: {', '.join(decision.options)}")
+                value = decision.options.index(value)
+            path.append(int(value))
+        return tuple(path)
+
+    def extract(self, arch: Union[Architecture, Sequence[int]]) -> nn.Module:
+        """A stand-alone module that runs ``arch`` with this supernet's current (inherited) weights.
+
+        Its output equals the supernet's for that child. Default: a copy of the supernet fixed to
+        the path; elastic supernets override it with a network holding only the child's slices.
+        """
+        choices = self.choices_of(arch) if isinstance(arch, Architecture) else tuple(int(c) for c in arch)
+        copy_ = copy.deepcopy(self)
+        copy_.set_active(choices)
+        return FixedPath(copy_, choices)
+
+    def expected_cost(self, weights: torch.Tensor, metric: str = "flops") -> torch.Tensor:
+        """The expected ``metric`` (e.g. FLOPs) of a child drawn with independent per-decision
+        probabilities ``weights[d, o]``, differentiable in ``weights`` (resource losses, ShiftNAS,
+        QuantNAS). Supernets whose costs are known analytically implement it."""
+        raise CapabilityError(f"{type(self).__name__} has no analytic cost model for expected_cost({metric!r})")
 
     def candidate_parameters(self) -> Dict[Tuple[int, int], List[nn.Parameter]]:
         """Parameters owned by each (decision, option), over every one-decision choice point."""
@@ -330,3 +401,15 @@ class Supernet(nn.Module):
         if self.arch_logits is not None:
             with torch.no_grad():
                 self.arch_logits.normal_(0, 1e-3)
+
+
+class FixedPath(nn.Module):
+    """A supernet copy pinned to one path: the generic :meth:`Supernet.extract`."""
+
+    def __init__(self, supernet: Supernet, choices: Sequence[int]):
+        super().__init__()
+        self.supernet, self.choices = supernet, tuple(choices)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.supernet.set_active(self.choices)
+        return self.supernet(x)

@@ -10,14 +10,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nastk.choices import ChoiceModel, Ordered
 from nastk.cli import main
 from nastk.datasets import ImageDataset
 from nastk.errors import ConfigError
-from nastk.oneshot.steps import STEPS, Batch, StepOutput, TrainingStep, cosine_power, register_step, weight_optimizer
+from nastk.oneshot.steps import Batch, cosine_power, weight_optimizer
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer, load_trained, train
-from nastk.space import SearchSpace, get_space
-from nastk.supernet import ChoicePoint, Supernet, decisions_of, max_w
+from nastk.space import get_space
+from nastk.supernet import Supernet, max_w
+from toy_steps import ToySupernet, toy_data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -212,150 +212,8 @@ def test_cosine_power_schedule():
 
 
 # --- toy steps: the interface carries later methods -------------------------------------------------------
-class ToySpace(SearchSpace):
-    """Width and depth of a tiny MLP, both ordered choices (an elastic family in miniature)."""
-
-    name = "toy-elastic"
-
-    def choice_model(self):
-        return ChoiceModel([Ordered("width", (2, 4, 8)), Ordered("depth", (1, 2, 3))])
-
-
-class ElasticMLP(ChoicePoint):
-    """One choice point reading two decisions: the hidden width and how many hidden layers run."""
-
-    def __init__(self, inputs: int, outputs: int, width: int = 8, depth: int = 3):
-        super().__init__(0, 1)
-        self.first = nn.Linear(inputs, width)
-        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
-        self.last = nn.Linear(width, outputs)
-        self.widths, self.depths = (2, 4, 8), (1, 2, 3)
-        self.width, self.depth = width, depth
-
-    def configure(self, values, allowed):
-        self.width, self.depth = self.widths[int(values[0])], self.depths[int(values[1])]
-
-    def forward(self, x):
-        w = self.width
-        h = F.relu(F.linear(x, self.first.weight[:w], self.first.bias[:w]))
-        for layer in self.hidden[:self.depth - 1]:
-            h = F.relu(F.linear(h, layer.weight[:w, :w], layer.bias[:w]))
-        return F.linear(h, self.last.weight[:, :w], self.last.bias)
-
-
-class ToySupernet(Supernet):
-    def __init__(self, inputs=48, outputs=10):
-        super().__init__(ToySpace(), decisions_of(ToySpace()))
-        self.body = ElasticMLP(inputs, outputs)
-
-    def forward(self, x):
-        return self.body(x.flatten(1))
-
-
-class SandwichStep(TrainingStep):
-    """BigNAS' sandwich rule: largest (labels), smallest and two random (distilled from the largest)."""
-
-    name = "toy_sandwich"
-
-    def __init__(self, trainer, random_paths: int = 2):
-        super().__init__(trainer)
-        self.random_paths = random_paths
-        self.optimizer, self.scheduler = weight_optimizer(trainer, trainer.supernet.weights())
-
-    def start_epoch(self, epoch):
-        self.rng = np.random.default_rng([self.trainer.config.seed, epoch, 7])
-
-    def step(self, batch):
-        trainer, supernet = self.trainer, self.trainer.supernet
-        x, y = trainer.examples(batch.indices, batch.augment)
-        model = supernet.space._model_for("sandwich")
-        largest = [choice.position(v) for choice, v in zip(model.choices, model.largest())]
-        smallest = [choice.position(v) for choice, v in zip(model.choices, model.smallest())]
-        randoms = [supernet.choices_of(supernet.space.sample(self.rng)) for _ in range(self.random_paths)]
-        self.optimizer.zero_grad(set_to_none=True)
-        supernet.set_active(largest)
-        teacher = supernet(x)
-        loss = trainer.loss(teacher, y)
-        loss.backward()
-        soft = F.softmax(teacher.detach(), dim=1)
-        for path in [smallest] + randoms:
-            supernet.set_active(path)
-            F.kl_div(F.log_softmax(supernet(x), dim=1), soft, reduction="batchmean").backward()
-        self.optimizer.step()
-        return StepOutput(teacher.detach(), y, loss.detach(), tuple(largest))
-
-    def end_epoch(self, epoch, epochs, gather):
-        self.scheduler.step()
-
-    def state_dict(self):
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
-
-    def load_state_dict(self, state):
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-
-
-class AdversarialStep(TrainingStep):
-    """A GAN step in the EAGAN mould: the supernet is the generator (a sampled path per step), the step
-    owns a discriminator; two optimizers, a non-classification loss, no labels."""
-
-    name = "toy_adversarial"
-
-    def __init__(self, trainer, noise: int = 48):
-        super().__init__(trainer)
-        torch.manual_seed(trainer.config.seed + 1)
-        self.discriminator = nn.Sequential(nn.Flatten(), nn.Linear(48, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
-        self.noise = noise
-        self.g_optimizer = torch.optim.Adam(trainer.supernet.weights(), lr=1e-3, betas=(0.5, 0.999))
-        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=1e-3, betas=(0.5, 0.999))
-
-    def start_epoch(self, epoch):
-        self.generator = torch.Generator().manual_seed(int(np.random.SeedSequence([self.trainer.config.seed, epoch]).generate_state(1)[0]))
-
-    def step(self, batch):
-        trainer, supernet = self.trainer, self.trainer.supernet
-        real, _ = trainer.examples(batch.indices)
-        real = real.flatten(1)
-        trainer.path_sampler.rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=self.generator)))
-        supernet.set_active(trainer.path_sampler.sample())
-        z = torch.randn(len(real), self.noise, generator=self.generator)
-        fake = torch.tanh(supernet(z.view(len(real), 3, 4, 4)).repeat(1, 5)[:, :48])
-        ones, zeros = torch.ones(len(real), 1), torch.zeros(len(real), 1)
-        d_loss = (F.binary_cross_entropy_with_logits(self.discriminator(real), ones)
-                  + F.binary_cross_entropy_with_logits(self.discriminator(fake.detach()), zeros))
-        self.d_optimizer.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.d_optimizer.step()
-        g_loss = F.binary_cross_entropy_with_logits(self.discriminator(fake), ones)
-        self.g_optimizer.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.g_optimizer.step()
-        return StepOutput(fake.detach(), torch.zeros(len(real), dtype=torch.long), g_loss.detach())
-
-    def state_dict(self):
-        return {"discriminator": self.discriminator.state_dict(), "g": self.g_optimizer.state_dict(),
-                "d": self.d_optimizer.state_dict()}
-
-    def load_state_dict(self, state):
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.g_optimizer.load_state_dict(state["g"])
-        self.d_optimizer.load_state_dict(state["d"])
-
-
-for _step in (SandwichStep, AdversarialStep):
-    if _step.name not in STEPS:
-        register_step(_step.name, _step)
-
-
-def toy_data():
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(96, 3, 4, 4, generator=generator)
-    y = (x.flatten(1)[:, :10].argmax(1))
-    return ImageDataset("toy", x, y, x[:32], y[:32], 10)
-
-
-@pytest.mark.parametrize("step, metrics", [("toy_sandwich", None), ("toy_adversarial", {})])
-def test_toy_steps_fit_the_loop_and_resume_exactly(tmp_path, step, metrics):
+@pytest.mark.parametrize("step, metrics", [("sandwich", None), ("toy_adversarial", {}), ("toy_self_supervised", {})])
+def test_steps_fit_the_loop_and_resume_exactly(tmp_path, step, metrics):
     config = OneShotConfig(space="toy-elastic", step=step, epochs=3, batch_size=32, valid_size=32, augment=False, lr=0.05)
 
     class Stop(Exception):
@@ -385,9 +243,14 @@ def test_toy_steps_fit_the_loop_and_resume_exactly(tmp_path, step, metrics):
     state_a, state_b = straight.step.state_dict(), resumed.step.state_dict()
     if step == "toy_adversarial":
         assert all(torch.equal(state_a["discriminator"][k], state_b["discriminator"][k]) for k in state_a["discriminator"])
-        assert "train_acc" not in straight.history[-1]
+        assert "train_acc" not in straight.history[-1] and straight.history[-1]["train_d_loss"] > 0
+    elif step == "toy_self_supervised":
+        assert all(torch.equal(state_a["target"][k], state_b["target"][k]) for k in state_a["target"])
+        assert sum(straight.history[-1]["op_counts"]) == 2 * 2 * 3  # 2 paths x 2 decisions x 3 steps
     else:
-        assert straight.history[-1]["op_counts"][2] == 2 * 3  # the largest path: width 8, depth 3, each step
+        # 4 children per step (largest, 2 random, smallest), 2 decisions each, 3 steps of 32 images
+        assert sum(straight.history[-1]["op_counts"]) == 4 * 2 * 3
+        assert straight.history[-1]["children_per_step"] == 4
         assert straight.history[-1]["train_acc"] == pytest.approx(resumed.history[-1]["train_acc"])
     assert straight.history[-1]["train_loss"] == pytest.approx(resumed.history[-1]["train_loss"], abs=0)
 

@@ -68,6 +68,30 @@ class Distributed:
             tensor.div_(self.world)
         return tensors
 
+    def average_gradients(self, parameters: List[torch.nn.Parameter]) -> None:
+        """Average ``.grad`` of ``parameters`` over ranks in one flattened all-reduce.
+
+        A parameter whose gradient is None on every rank stays None (as in one process); one used on
+        some rank only counts zeros elsewhere, as DDP does.
+        """
+        if self.world <= 1 or not parameters:
+            return
+        device = parameters[0].device
+        used = torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32, device=device)
+        dist.all_reduce(used, op=dist.ReduceOp.MAX)
+        chosen = [p for p, u in zip(parameters, used.tolist()) if u]
+        if not chosen:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in chosen]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat.div_(self.world)
+        offset = 0
+        for p in chosen:
+            n = p.numel()
+            p.grad = flat[offset:offset + n].view_as(p).clone()
+            offset += n
+
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()

@@ -2,13 +2,14 @@
 
 The loop owns epochs, data, augmentation, checkpoints, exact resume, metrics, DDP and progress; a
 step owns its optimizers, schedulers, samplers and architecture parameters, and one call of
-:meth:`TrainingStep.step` per batch. A step gets the trainer (for :meth:`OneShotTrainer.forward_backward`,
-the loss, the devices) and its own options, so a new method is a new step, not a new trainer::
+:meth:`TrainingStep.step` per batch. A step gets a :class:`~nastk.oneshot.context.StepContext` (data,
+wrapped models, seeded streams and the DDP-safe ``zero_grad`` / ``forward`` / ``backward``) and its
+own options, so a new method is a new step, not a new trainer, and is correct under ``torchrun``::
 
     class MyStep(TrainingStep):
         name = "mine"
-        def __init__(self, trainer, my_option=1.0): ...        # build optimizers over trainer.supernet.weights()
-        def step(self, batch: Batch) -> StepOutput: ...        # forward, backward, optimizer steps
+        def __init__(self, context, my_option=1.0): ...        # build optimizers over context.supernet.weights()
+        def step(self, batch: Batch) -> StepOutput: ...        # context.forward / context.backward, optimizer steps
         def state_dict(self) / load_state_dict(self, state)    # everything needed for an exact resume
 
     register_step("mine", MyStep)   # then OneShotConfig(step="mine", step_options={...})
@@ -20,13 +21,14 @@ fixed-alpha "blank" training and an alpha warm-up, as GM-NAS and DARTS-PT use).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from nastk.errors import ConfigError
+from nastk.options import Bool, Float, Int, Option, Text
 from nastk.oneshot.samplers import SAMPLER_PRESETS, tau_schedule
 from nastk.registry import Registry
 
@@ -44,13 +46,18 @@ class Batch:
 
 @dataclass
 class StepOutput:
-    """What the loop logs and shows data samplers: detached logits, targets, the mean training loss."""
+    """What the loop logs: the mean training loss of this rank's examples, and optionally detached
+    logits and targets (classification steps: the loop's metrics and data samplers read them), the
+    path trained and step-specific metrics (means over this rank's examples, logged as ``train_<name>``)."""
 
-    logits: torch.Tensor
-    targets: torch.Tensor
     loss: torch.Tensor
-    #: the single path trained (one option per decision), or None (mixtures, several paths)
+    logits: Optional[torch.Tensor] = None
+    targets: Optional[torch.Tensor] = None
+    #: the single path trained (one option per decision), or None (mixtures)
     path: Optional[Sequence[int]] = None
+    #: several paths trained on this batch (sandwich rule); counted in ``op_counts``
+    paths: Sequence[Sequence[int]] = ()
+    metrics: Dict[str, float] = field(default_factory=dict)
 
 
 # --- learning-rate schedules ---------------------------------------------------------------------------
@@ -69,9 +76,16 @@ def cosine_power(epoch: int, epochs: int, power: float = 10.0) -> float:
 LR_SCHEDULES = ("cosine", "cosine_power")
 
 
-def weight_optimizer(trainer, parameters: List[torch.nn.Parameter]):
-    """The SGD optimizer and per-epoch schedule of the supernet weights, from the run's config."""
-    config = trainer.config
+def weight_optimizer(context, parameters: List[torch.nn.Parameter], decay_norm_and_bias: bool = True):
+    """The SGD optimizer and per-epoch schedule of the supernet weights, from the run's config.
+
+    ``decay_norm_and_bias=False`` exempts one-dimensional parameters (BatchNorm scales and shifts,
+    biases) from weight decay, as BigNAS / OFA train.
+    """
+    config = context.config
+    if not decay_norm_and_bias:
+        parameters = [{"params": [p for p in parameters if p.dim() > 1]},
+                      {"params": [p for p in parameters if p.dim() <= 1], "weight_decay": 0.0}]
     optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=config.nesterov)
     lr_min, lr_max = config.lr_min, config.lr
@@ -91,10 +105,16 @@ class TrainingStep:
     #: share of the training images the loop holds out for this step (DARTS' alpha half); 0 = none
     held_out_fraction = 0.0
 
-    def __init__(self, trainer, **options):
+    #: the options the step takes (``nastk supernet train`` makes one flag each; config files are
+    #: checked against them); defaults come from the constructor's signature
+    OPTIONS: Tuple[Option, ...] = ()
+    #: run settings the step starts from unless given (DARTS' search recipe)
+    RECIPE: Dict[str, Any] = {}
+
+    def __init__(self, context, **options):
         if options:
             raise ConfigError(f"training step {self.name!r} has no option(s) {', '.join(sorted(options))}")
-        self.trainer = trainer
+        self.context = context
 
     def start_epoch(self, epoch: int) -> None:
         """Called before the epoch's first step (re-seed random streams from (seed, epoch) here)."""
@@ -112,7 +132,7 @@ class TrainingStep:
     def validation_path(self, rng: np.random.Generator):
         """The path the loop's monitoring accuracy runs per batch (default: a uniformly random one the
         run's path sampler could draw)."""
-        return self.trainer.path_sampler.uniform_path(rng)
+        return self.context.path_sampler.uniform_path(rng)
 
     def summary(self) -> Dict[str, Any]:
         """What to add to the epoch's metrics line."""
@@ -125,16 +145,16 @@ class TrainingStep:
         pass
 
 
-STEPS: Registry[type] = Registry("training step")
+STEPS: Registry[type] = Registry("training step", group="nastk.steps")
 
 
 def register_step(name: str, step: type) -> None:
     STEPS.register(name, step)
 
 
-def make_step(trainer) -> TrainingStep:
-    config = trainer.config
-    return STEPS.get(config.step)(trainer, **dict(config.step_options))
+def make_step(context) -> TrainingStep:
+    config = context.config
+    return STEPS.get(config.step)(context, **dict(config.step_options))
 
 
 def clip(parameters, max_norm: float) -> None:
@@ -151,10 +171,10 @@ class SinglePathStep(TrainingStep):
 
     name = "single_path"
 
-    def __init__(self, trainer, **options):
-        super().__init__(trainer, **options)
-        self.path_sampler = trainer.path_sampler
-        self.optimizer, self.scheduler = weight_optimizer(trainer, trainer.supernet.weights())
+    def __init__(self, context, **options):
+        super().__init__(context, **options)
+        self.path_sampler = context.path_sampler
+        self.optimizer, self.scheduler = weight_optimizer(context, context.supernet.weights())
         self.epoch = 0
 
     def start_epoch(self, epoch: int) -> None:
@@ -162,14 +182,14 @@ class SinglePathStep(TrainingStep):
         self.path_sampler.start_epoch(epoch)
 
     def step(self, batch: Batch) -> StepOutput:
-        trainer = self.trainer
+        context = self.context
         path = self.path_sampler.sample()
-        trainer.activate(path)
-        logits, targets, loss = trainer.forward_backward(batch.indices, batch.augment)
-        clip(trainer.supernet.weights(), trainer.config.grad_clip)
+        context.zero_grad()
+        logits, targets, loss = context.forward_backward(batch.indices, batch.augment, path=path)
+        clip(context.supernet.weights(), context.config.grad_clip)
         self.optimizer.step()
-        self.path_sampler.observe_step(trainer.supernet, path)
-        return StepOutput(logits, targets, loss, None if isinstance(path, torch.Tensor) else path)
+        self.path_sampler.observe_step(context.supernet, path)
+        return StepOutput(loss, logits, targets, path=None if isinstance(path, torch.Tensor) else path)
 
     def end_epoch(self, epoch: int, epochs: int, gather) -> None:
         self.scheduler.step()
@@ -179,7 +199,7 @@ class SinglePathStep(TrainingStep):
         return self.optimizer.param_groups[0]["lr"]
 
     def summary(self) -> Dict[str, Any]:
-        return {"tau": tau_schedule(self.epoch, self.trainer.config.epochs), **self.path_sampler.summary()}
+        return {"tau": tau_schedule(self.epoch, self.context.config.epochs), **self.path_sampler.summary()}
 
     def state_dict(self) -> Dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -212,27 +232,36 @@ class DartsStep(TrainingStep):
 
     name = "darts"
     held_out_fraction = 0.5
+    OPTIONS = (Option("order", Int(minimum=1, maximum=2), "first- or second-order (unrolled) alpha gradient"),
+               Option("arch_lr", Float(above=0), "Adam learning rate of alpha"),
+               Option("arch_weight_decay", Float(minimum=0), "Adam weight decay of alpha"),
+               Option("weighting", Text(choices=("softmax", "max_w")), "mixture weights: softmax or sharpDARTS' Max-W"),
+               Option("fix_alpha", Bool(), "never update alpha (uniform mixture, DARTS-PT's blank supernet)"),
+               Option("arch_warmup_epochs", Int(minimum=0), "epochs with alpha frozen before it learns"),
+               Option("init_std", Float(minimum=0), "standard deviation of alpha's initial logits"))
+    #: the DARTS search recipe (methods.md 13.1), the starting point of a new run with this step
+    RECIPE = {"epochs": 50, "batch_size": 64, "lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3e-4}
 
-    def __init__(self, trainer, order: int = 1, arch_lr: float = 3e-4, arch_betas: Sequence[float] = (0.5, 0.999),
+    def __init__(self, context, order: int = 1, arch_lr: float = 3e-4, arch_betas: Sequence[float] = (0.5, 0.999),
                  arch_weight_decay: float = 1e-3, weighting: str = "softmax", fix_alpha: bool = False,
                  arch_warmup_epochs: int = 0, init_std: float = 1e-3, **options):
-        super().__init__(trainer, **options)
+        super().__init__(context, **options)
         if int(order) not in (1, 2):
             raise ConfigError(f"DARTS order must be 1 or 2, got {order}")
         if not arch_lr > 0:
             raise ConfigError(f"arch_lr must be positive, got {arch_lr}")
         if int(arch_warmup_epochs) < 0:
             raise ConfigError(f"arch_warmup_epochs must be at least 0, got {arch_warmup_epochs}")
-        if SAMPLER_PRESETS[trainer.config.sampler][0] != "uniform":
-            raise ConfigError(f"the darts step trains a mixture and draws no paths; sampler {trainer.config.sampler!r} "
+        if SAMPLER_PRESETS[context.config.sampler][0] != "uniform":
+            raise ConfigError(f"the darts step trains a mixture and draws no paths; sampler {context.config.sampler!r} "
                               f"samples paths (use uniform, or da for PA&DA's data sampling alone)")
-        supernet = trainer.supernet
+        supernet = context.supernet
         supernet.mixture_weights(torch.zeros(supernet.allowed.shape), weighting)  # checks the weighting name
         self.order, self.weighting, self.fix_alpha = int(order), weighting, bool(fix_alpha)
         self.arch_warmup_epochs = int(arch_warmup_epochs)
         if supernet.arch_logits is None:  # a given sub-supernet keeps its inherited alpha
-            supernet.init_arch_parameters(init_std, torch.Generator().manual_seed(trainer.config.seed))
-        self.optimizer, self.scheduler = weight_optimizer(trainer, supernet.weights())
+            supernet.init_arch_parameters(init_std, torch.Generator().manual_seed(context.config.seed))
+        self.optimizer, self.scheduler = weight_optimizer(context, supernet.weights())
         self.arch_optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=arch_lr, betas=tuple(arch_betas),
                                                weight_decay=arch_weight_decay)
         self.epoch = 0
@@ -240,22 +269,24 @@ class DartsStep(TrainingStep):
     # --- helpers ---
     @property
     def alpha(self) -> torch.nn.Parameter:
-        return self.trainer.supernet.arch_logits
+        return self.context.supernet.arch_logits
 
     def weights_now(self) -> torch.Tensor:
-        return self.trainer.supernet.mixture_weights(weighting=self.weighting)
+        return self.context.supernet.mixture_weights(weighting=self.weighting)
 
     def _grads(self, loss: torch.Tensor, parameters: List[torch.Tensor]) -> List[torch.Tensor]:
         """Gradients (zeros where unused), averaged over ranks."""
         grads = torch.autograd.grad(loss, parameters, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, parameters)]
-        return self.trainer.dist.all_reduce_mean(grads)
+        return self.context.dist.all_reduce_mean(grads)
 
     def _loss(self, x, y, detach_alpha: bool) -> torch.Tensor:
-        supernet = self.trainer.supernet
+        # autograd.grad on the bare supernet: these gradients never enter .grad and are averaged
+        # over ranks explicitly (_grads), so the DDP wrapper is not involved
+        supernet = self.context.supernet
         weights = self.weights_now()
         supernet.set_mixture(weights.detach() if detach_alpha else weights)
-        return self.trainer.loss(supernet(x), y)
+        return self.context.loss(supernet(x), y)
 
     def updates_alpha(self) -> bool:
         return not self.fix_alpha and self.epoch >= self.arch_warmup_epochs
@@ -265,26 +296,26 @@ class DartsStep(TrainingStep):
         self.epoch = epoch
 
     def step(self, batch: Batch) -> StepOutput:
-        trainer = self.trainer
+        context = self.context
         if self.updates_alpha():
-            x_val, y_val = trainer.examples(batch.held_out, batch.held_out_augment, held_out=True)
+            x_val, y_val = context.examples(batch.held_out, batch.held_out_augment, held_out=True)
             if self.order == 1:
                 (grad,) = self._grads(self._loss(x_val, y_val, detach_alpha=False), [self.alpha])
             else:
-                grad = self._unrolled_alpha_gradient(trainer.examples(batch.indices, batch.augment), (x_val, y_val))
+                grad = self._unrolled_alpha_gradient(context.examples(batch.indices, batch.augment), (x_val, y_val))
             self.arch_optimizer.zero_grad(set_to_none=True)
             self.alpha.grad = grad
             self.arch_optimizer.step()
-        trainer.activate(self.weights_now().detach())
-        logits, targets, loss = trainer.forward_backward(batch.indices, batch.augment)
+        context.zero_grad()
+        logits, targets, loss = context.forward_backward(batch.indices, batch.augment, path=self.weights_now().detach())
         self.alpha.grad = None
-        clip(trainer.supernet.weights(), trainer.config.grad_clip)
+        clip(context.supernet.weights(), context.config.grad_clip)
         self.optimizer.step()
-        return StepOutput(logits, targets, loss)
+        return StepOutput(loss, logits, targets)
 
     def _unrolled_alpha_gradient(self, train, valid) -> torch.Tensor:
         """DARTS' second-order alpha gradient (see the class docstring); the weights are left unchanged."""
-        weights = self.trainer.supernet.weights()
+        weights = self.context.supernet.weights()
         originals = [w.detach().clone() for w in weights]
         xi = self.optimizer.param_groups[0]["lr"]
         momentum, decay = self.optimizer.param_groups[0]["momentum"], self.optimizer.param_groups[0]["weight_decay"]
@@ -320,7 +351,7 @@ class DartsStep(TrainingStep):
         return self.weights_now().detach()
 
     def summary(self) -> Dict[str, Any]:
-        supernet = self.trainer.supernet
+        supernet = self.context.supernet
         return {"arch": supernet.export().to_str(),
                 "alpha_entropy": round(float(_entropy(supernet.mixture_weights().detach())), 6)}
 
@@ -342,3 +373,4 @@ def _entropy(weights: torch.Tensor) -> torch.Tensor:
 
 register_step("single_path", SinglePathStep)
 register_step("darts", DartsStep)
+register_step("sandwich", "nastk.oneshot.sandwich:SandwichStep")

@@ -16,7 +16,6 @@ Run folder: ``config.json`` (the :class:`OneShotConfig`), ``checkpoint.pt``, ``m
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import sys
@@ -32,6 +31,7 @@ from torch.nn import functional as F
 
 from nastk.datasets import ImageDataset
 from nastk.errors import ConfigError, RunError
+from nastk.oneshot.context import StepContext, contiguous_part, seed_of
 from nastk.oneshot.data import crop_flip, crop_flip_params, downsample, load_images, mixed
 from nastk.oneshot.distributed import Distributed
 from nastk.oneshot.samplers import SAMPLER_PRESETS, make_samplers
@@ -148,15 +148,6 @@ def build_supernet(config: OneShotConfig, num_classes: int):
         raise ConfigError(f"the {space.name} supernet has no option {option!r} (given: {', '.join(sorted(config.supernet))})") from None
 
 
-def contiguous_part(batch, part: int, parts: int):
-    """Part ``part`` of ``parts`` contiguous, near-equal chunks: a rank's shard or a micro-batch."""
-    return batch[len(batch) * part // parts:len(batch) * (part + 1) // parts]
-
-
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
-
-
 class OneShotTrainer:
     """Trains a supernet with a pluggable step; ``fit`` runs (or resumes) the remaining epochs.
 
@@ -198,7 +189,8 @@ class OneShotTrainer:
         self.model = self.dist.wrap(self.supernet)
         self.path_sampler, self.data_sampler = make_samplers(
             config.sampler, self.supernet, len(self.x), config.seed, config.sampler_options)
-        self.step: TrainingStep = make_step(self)
+        self.context = StepContext(self)
+        self.step: TrainingStep = make_step(self.context)
         self.epoch = 0
         self.history: List[Dict[str, Any]] = []
 
@@ -218,32 +210,16 @@ class OneShotTrainer:
         return (crop_flip(x, augment) if augment is not None else x), ys[indices]
 
     def forward_backward(self, indices: torch.Tensor, augment: Optional[torch.Tensor] = None):
-        """Run the active path (or mixture) on training examples ``indices`` and back-propagate the loss.
-
-        The examples are processed in ``config.accumulate`` contiguous micro-batches whose mean-loss
-        gradients are averaged, exactly as ranks are under DDP (BatchNorm statistics per micro-batch).
-        Leaves the gradients in ``.grad`` (no optimizer steps); returns the detached logits, the
-        targets and the loss. Also used to measure gradient variance at fixed weights.
-        """
-        self.supernet.zero_grad(set_to_none=True)
-        pieces = self.config.accumulate
-        outputs, total = [], 0.0
-        for piece in range(pieces):
-            x, y = self.examples(contiguous_part(indices, piece, pieces),
-                                 contiguous_part(augment, piece, pieces) if augment is not None else None)
-            last = piece == pieces - 1
-            with (self.model.no_sync() if self.dist.world > 1 and not last else contextlib.nullcontext()):
-                logits = self.model(x)
-                loss = self.loss(logits, y) / pieces
-                loss.backward()
-            outputs.append((logits.detach(), y))
-            total += loss.detach()
-        return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs]), total
+        """Zero the gradients, then :meth:`StepContext.forward_backward` on the active path: the
+        ``accumulate`` micro-batches' mean-loss gradients, averaged over ranks. Used to measure
+        gradient variance at fixed weights."""
+        self.context.zero_grad()
+        return self.context.forward_backward(indices, augment)
 
     # --- one epoch ------------------------------------------------------------------------------
     def _global_batches(self, epoch: int) -> List[torch.Tensor]:
         order = torch.as_tensor(self.data_sampler.epoch_indices(), dtype=torch.long)
-        order = order[torch.randperm(len(order), generator=torch.Generator().manual_seed(_seed(self.config.seed, epoch, 3)))]
+        order = order[torch.randperm(len(order), generator=torch.Generator().manual_seed(seed_of(self.config.seed, epoch, 3)))]
         batches = list(order.split(self.config.batch_size))
         # every micro-batch of every rank needs at least one example
         return [b for b in batches if len(b) >= self.dist.world * self.config.accumulate]
@@ -253,7 +229,7 @@ class OneShotTrainer:
         if not len(self.x_held):
             return [None] * count
         size = min(self.config.batch_size, len(self.x_held))
-        generator = torch.Generator().manual_seed(_seed(self.config.seed, epoch, 5))
+        generator = torch.Generator().manual_seed(seed_of(self.config.seed, epoch, 5))
         passes = -(-count * size // len(self.x_held))
         order = torch.cat([torch.randperm(len(self.x_held), generator=generator) for _ in range(passes)])
         return [order[i * size:(i + 1) * size] for i in range(count)]
@@ -263,25 +239,32 @@ class OneShotTrainer:
 
     def train_epoch(self, epoch: int) -> Dict[str, Any]:
         config = self.config
+        self.context.epoch = epoch
         self.step.start_epoch(epoch)
         self.data_sampler.start_epoch(epoch)
-        augment_rng = torch.Generator().manual_seed(_seed(config.seed, epoch, 4))
-        held_augment_rng = torch.Generator().manual_seed(_seed(config.seed, epoch, 6))
+        augment_rng = torch.Generator().manual_seed(seed_of(config.seed, epoch, 4))
+        held_augment_rng = torch.Generator().manual_seed(seed_of(config.seed, epoch, 6))
         batches = self._global_batches(epoch)
         held_batches = self._held_out_batches(epoch, len(batches))
         self.model.train()
         op_counts = np.zeros(self.supernet.allowed.shape[1], dtype=np.int64)
         totals = np.zeros(2 + len(self.metrics))  # loss sum, examples, metric sums (this rank)
+        step_metrics: Dict[str, float] = {}  # sums over examples of the step's own metrics (this rank)
         bar = _bar(len(batches), f"epoch {epoch + 1}/{config.epochs}", self.progress and self.dist.is_main)
         for batch, held in zip(batches, held_batches):
             augment = crop_flip_params(len(batch), augment_rng) if config.augment else None
             held_augment = crop_flip_params(len(held), held_augment_rng) if config.augment and held is not None else None
             local = self._shard(batch)
             out = self.step.step(Batch(local, self._shard(augment), self._shard(held), self._shard(held_augment), epoch))
-            if out.path is not None:
-                op_counts += np.bincount(out.path, minlength=len(op_counts))
-            self.data_sampler.observe_batch(local.numpy(), out.logits, out.targets)
-            totals += [float(out.loss) * len(local), len(local)] + [m(out.logits, out.targets) for m in self.metrics.values()]
+            for path in ([out.path] if out.path is not None else []) + list(out.paths):
+                op_counts += np.bincount(path, minlength=len(op_counts))
+            classified = out.logits is not None and out.targets is not None
+            if classified:
+                self.data_sampler.observe_batch(local.numpy(), out.logits, out.targets)
+            totals += [float(out.loss) * len(local), len(local)] + [
+                m(out.logits, out.targets) if classified else 0.0 for m in self.metrics.values()]
+            for name, value in out.metrics.items():
+                step_metrics[name] = step_metrics.get(name, 0.0) + float(value) * len(local)
             if bar:
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(out.loss):.3f}")
@@ -293,6 +276,8 @@ class OneShotTrainer:
         seen = max(summed[1], 1)
         record = {"train_loss": summed[0] / seen}
         record.update({f"train_{name}": value / seen for name, value in zip(self.metrics, summed[2:])})
+        for name in sorted(step_metrics):
+            record[f"train_{name}"] = sum(d.get(name, 0.0) for d in self.dist.gather(step_metrics)) / seen
         record.update({"steps": len(batches), "images": int(summed[1]), "op_counts": op_counts.tolist()})
         return record
 

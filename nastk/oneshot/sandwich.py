@@ -1,0 +1,132 @@
+"""BigNAS' sandwich rule with in-place distillation (methods.md 12.2), as a training step.
+
+Per batch (AttentiveNAS' step order, the toolkit default):
+
+1. the **largest** child (regularised when the supernet offers it: ``set_regularization(True)``,
+   e.g. dropout / drop-connect) on the labels, cross-entropy with label smoothing; backward. Its
+   detached, softmaxed output of *this* forward is the soft target;
+2. ``random_children`` uniformly random children and, last, the **smallest** child, each on the
+   soft target (soft cross-entropy, temperature 1, no label term) with ``inplace_distillation``, or
+   on the labels without it; backward each (gradients accumulate);
+3. gradient clipping by value (``grad_clip_value``, AttentiveNAS' 1.0), one optimizer step.
+
+With ``include_extremes=False`` (and no distillation) the same step is "uniform k": ``random_children``
+random children on the labels, the equal-compute baseline of the sandwich rule. Every forward goes
+through the :class:`~nastk.oneshot.context.StepContext`, so the step is correct under DDP, and every
+random child comes from the context's seeded stream (the same on every rank, the same after resume).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch.nn import functional as F
+
+from nastk.errors import ConfigError
+from nastk.oneshot.steps import Batch, StepOutput, TrainingStep, weight_optimizer
+from nastk.options import Bool, Float, Int, Option
+
+#: the seeded stream (StepContext.rng) the random children come from
+CHILD_STREAM = 12
+
+
+def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ``-sum_c p_c log softmax(logits)_c``: distillation to a probability row."""
+    return -(soft_targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+class SandwichStep(TrainingStep):
+    """The sandwich rule (largest, random children, smallest; one optimizer step) with optional in-place
+    distillation from the largest child. See the module docstring."""
+
+    name = "sandwich"
+    OPTIONS = (Option("random_children", Int(minimum=0), "random children per batch between the largest and the smallest"),
+               Option("include_extremes", Bool(), "train the largest and the smallest child too (the sandwich rule; "
+                      "false: only random children, the uniform-k baseline)"),
+               Option("inplace_distillation", Bool(), "children learn the largest child's soft output instead of the labels"),
+               Option("label_smoothing", Float(minimum=0, below=1), "label smoothing of the cross-entropy on labels"),
+               Option("grad_clip_value", Float(minimum=0), "clip every gradient entry to [-v, v] (0: no clipping)"),
+               Option("bn_momentum", Float(minimum=0, maximum=1), "BatchNorm momentum while training (BigNAS: 0, "
+                      "statistics recalibrated per child afterwards; default: as the supernet was built)"),
+               Option("decay_norm_and_bias", Bool(), "apply weight decay to BatchNorm and bias parameters too"))
+    #: BigNAS' recipe (methods.md 12.2-12.3): SGD-Nesterov, lr 0.1 cosine, small weight decay, batch 128
+    RECIPE = {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-5, "batch_size": 128, "grad_clip": 0.0}
+
+    def __init__(self, context, random_children: int = 2, include_extremes: bool = True,
+                 inplace_distillation: bool = True, label_smoothing: float = 0.1, grad_clip_value: float = 1.0,
+                 bn_momentum: Optional[float] = None, decay_norm_and_bias: bool = False, **options):
+        super().__init__(context, **options)
+        if inplace_distillation and not include_extremes:
+            raise ConfigError("inplace_distillation needs the largest child as teacher (include_extremes true)")
+        if int(random_children) < 0 or (not include_extremes and int(random_children) < 1):
+            raise ConfigError(f"the step trains no child: random_children {random_children} without the extremes")
+        self.random_children, self.include_extremes = int(random_children), bool(include_extremes)
+        self.inplace_distillation, self.label_smoothing = bool(inplace_distillation), float(label_smoothing)
+        self.grad_clip_value = float(grad_clip_value)
+        supernet = context.supernet
+        if bn_momentum is not None:
+            for module in supernet.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.momentum = float(bn_momentum)
+        self.largest, self.smallest = tuple(supernet.largest_path()), tuple(supernet.smallest_path())
+        self.optimizer, self.scheduler = weight_optimizer(context, supernet.weights(), decay_norm_and_bias)
+
+    def start_epoch(self, epoch: int) -> None:
+        self.rng = self.context.rng(CHILD_STREAM)
+
+    def children(self) -> List[Sequence[int]]:
+        """This batch's children in training order (largest first, smallest last)."""
+        sampler = self.context.path_sampler
+        randoms = [tuple(sampler.uniform_path(self.rng)) for _ in range(self.random_children)]
+        return [self.largest, *randoms, self.smallest] if self.include_extremes else randoms
+
+    def _regularize(self, enabled: bool) -> None:
+        setter = getattr(self.context.supernet, "set_regularization", None)
+        if setter is not None:
+            setter(enabled)
+
+    def step(self, batch: Batch) -> StepOutput:
+        context = self.context
+        children = self.children()
+        pieces = context.config.accumulate
+        context.zero_grad()
+        outputs, targets, first_loss = [], [], 0.0
+        for x, y, last_piece in context.micro_batches(batch.indices, batch.augment):
+            soft = None
+            for i, child in enumerate(children):
+                teacher = self.include_extremes and i == 0
+                self._regularize(teacher)
+                out = context.forward(x, path=child)
+                if soft is not None and self.inplace_distillation:
+                    loss = soft_cross_entropy(out, soft)
+                else:
+                    loss = F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
+                if teacher and self.inplace_distillation:
+                    soft = F.softmax(out.detach(), dim=1)
+                context.backward(loss / pieces, last=last_piece and i == len(children) - 1)
+                if i == 0:
+                    outputs.append(out.detach())
+                    targets.append(y)
+                    first_loss += float(loss.detach()) / pieces
+        self._regularize(False)
+        if self.grad_clip_value:
+            torch.nn.utils.clip_grad_value_(context.supernet.weights(), self.grad_clip_value)
+        self.optimizer.step()
+        # logits of the first child trained (the largest under the sandwich rule): what train_acc shows
+        return StepOutput(torch.tensor(first_loss), torch.cat(outputs), torch.cat(targets), paths=children)
+
+    def end_epoch(self, epoch: int, epochs: int, gather) -> None:
+        self.scheduler.step()
+
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def summary(self) -> Dict[str, Any]:
+        return {"children_per_step": self.random_children + (2 if self.include_extremes else 0)}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
