@@ -98,6 +98,9 @@ class Evaluator(abc.ABC):
     full_size_networks: bool = False
     #: A training-free evaluator whose winner is also reported with the space's benchmark ground truth.
     reports_benchmark: bool = False
+    #: Values of options added later that a run config written before they existed implicitly used
+    #: (read back in their place, so a resumed run keeps scoring as it did).
+    UNRECORDED_DEFAULTS: Dict[str, Any] = {}
 
     @classmethod
     def from_config(cls, space, config: Dict[str, Any], seed: int = 0, device: str = "cpu") -> "Evaluator":

@@ -128,6 +128,18 @@ class Text(Value):
         return value
 
 
+class Mapping(Value):
+    """A mapping of option names to values (a nested section of a config file, e.g. a step's options)."""
+
+    def describe(self) -> str:
+        return "a mapping of names to values"
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+            raise ValueError(value)
+        return dict(value)
+
+
 class Bool(Value):
     """A yes/no option: ``--name`` / ``--no-name`` on the command line, a YAML boolean in a config file."""
 

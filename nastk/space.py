@@ -187,6 +187,17 @@ class SearchSpace:
             options = tuple(option.with_default(FROM_SIGNATURE) for option in options)
         return declared(cls.build, options)
 
+    #: Keywords of ``supernet(num_classes, **options)`` that ``nastk supernet train`` and one-shot configs
+    #: may set (``--C 8``; a config's ``supernet`` section), checked against these declarations; defaults
+    #: are ``supernet()``'s own.
+    SUPERNET_OPTIONS: Tuple[Option, ...] = ()
+
+    @classmethod
+    def supernet_options(cls) -> Tuple[Option, ...]:
+        """:attr:`SUPERNET_OPTIONS` with their defaults resolved from :meth:`supernet`'s signature."""
+        supernet = getattr(cls, "supernet", None)
+        return declared(supernet, cls.SUPERNET_OPTIONS) if supernet is not None else tuple(cls.SUPERNET_OPTIONS)
+
     def build(self, arch: Architecture, num_classes: int = 10, **options):
         """A stand-alone ``torch.nn.Module`` for ``arch``."""
         self.require("build")

@@ -214,6 +214,9 @@ class DartsSpace(SearchSpace):
     #: A search trains DARTS' search-sized network by default; its evaluation network is C=36, 20 cells.
     BUILD_OPTIONS = (Option("C", Int(minimum=1), "initial channels (DARTS' evaluation network: 36)", 16),
                      Option("layers", Int(minimum=2), "cells (DARTS' evaluation network: 20)", 8))
+    #: Keywords of :meth:`supernet` (``nastk supernet train --C 8 --layers 5``); defaults are supernet()'s own.
+    SUPERNET_OPTIONS = (Option("C", Int(minimum=1), "darts supernet: initial channels"),
+                        Option("layers", Int(minimum=1), "darts supernet: cells of the search network"))
 
     # --- choices --------------------------------------------------------------------------------
     def choice_model(self):

@@ -47,6 +47,9 @@ class NB201Space(SearchSpace):
     #: A search trains small networks by default (CPU); NB201's own network is C=16, N=5.
     BUILD_OPTIONS = (Option("C", Int(minimum=1), "channels of the first stage (NB201's network: 16)", 8),
                      Option("N", Int(minimum=1), "cells per stage (NB201's network: 5)", 1))
+    #: Keywords of :meth:`supernet` (``nastk supernet train --C 8 --N 1``); defaults are supernet()'s own.
+    SUPERNET_OPTIONS = (Option("C", Int(minimum=1), "nb201 supernet: channels of the first stage"),
+                        Option("N", Int(minimum=1), "nb201 supernet: cells per stage"))
 
     def choice_model(self) -> ChoiceModel:
         """Six categorical edges named ``"1<-0"`` ... ``"3<-2"`` (NB201's edge order), each over :data:`OPS`."""

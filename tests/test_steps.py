@@ -130,8 +130,11 @@ def test_fix_alpha_and_warmup_keep_alpha_and_max_w_weights():
 
 
 def test_darts_step_rejects_bad_options_and_path_samplers():
-    for options, message in [({"order": 3}, "order must be 1 or 2"), ({"weighting": "hard"}, "unknown weighting"),
-                             ({"arch_lr": 0}, "arch_lr must be positive"), ({"momentum_x": 1}, "no option")]:
+    for options, message in [({"order": 3}, "option order in the options of step darts must be a whole number >= 1 and <= 2"),
+                             ({"weighting": "hard"}, "option weighting .* must be one of softmax, max_w"),
+                             ({"arch_lr": 0}, "option arch_lr .* must be a finite number > 0"),
+                             ({"fix_alpha": "yes"}, "option fix_alpha .* must be true or false"),
+                             ({"momentum_x": 1}, "'darts' has no option.*momentum_x; its options: arch_lr")]:
         with pytest.raises(ConfigError, match=message):
             darts_trainer(step_options=options)
     with pytest.raises(ConfigError, match="draws no paths"):
@@ -182,7 +185,7 @@ def test_cli_darts_train_select_and_json(tmp_path, capsys, nastk_data):
     assert out["parameter_free_share"] == pytest.approx(free)
     assert json.loads((tmp_path / "darts" / "selection-argmax.json").read_text())["arch"] == out["arch"]
     assert main(["supernet", "train", "--dataset", "digits", "--order", "2", "--run-dir", str(tmp_path / "x")]) == 2
-    assert "apply only to --step darts" in capsys.readouterr().err
+    assert "--order is an option of step darts, not of --step single_path" in capsys.readouterr().err
     spos = str(tmp_path / "spos")
     assert main(argv[:2] + argv[6:-4] + ["--run-dir", spos, "--no-progress"]) == 0
     assert main(["supernet", "select", "--run-dir", spos]) == 2

@@ -15,7 +15,8 @@ from scipy import stats
 from nastk.cli import main
 from nastk.errors import ArchitectureError, ConfigError
 from nastk.oneshot.data import crop_flip, crop_flip_params
-from nastk.oneshot.ranking import rank, recalibrate_bn
+from nastk.oneshot.ranking import rank
+from nastk.oneshot.recalibration import recalibrate_bn
 from nastk.oneshot.samplers import (PADADataSampler, PADAPathSampler, UniformPathSampler, draw_paths,
                                     logit_gradient_norms, tau_schedule)
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer, train

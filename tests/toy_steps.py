@@ -100,7 +100,7 @@ class AdversarialStep(TrainingStep):
         context.zero_grad()
         context.backward(g_loss, model=context.model)
         self.g_optimizer.step()
-        return StepOutput(g_loss.detach(), path=path, metrics={"d_loss": float(d_loss)})
+        return StepOutput(g_loss.detach(), path=path, metrics={"d_loss": float(d_loss.detach())})
 
     def state_dict(self):
         return {"discriminator": self.discriminator.state_dict(), "g": self.g_optimizer.state_dict(),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from nastk.commands import print_json
+from nastk.commands import print_json, read_mapping
 from nastk.errors import ConfigError, NastkError
 from nastk.evaluators import run_evaluator
 from nastk.evaluators.multi_objective import parse_objectives, pareto_front, plot_pareto
@@ -137,24 +137,7 @@ def _read_json(path: Path) -> Dict[str, Any]:
 
 def _read_config(path: Path) -> Dict[str, Any]:
     """A config file's options, flat; a run's config.json (it has an evaluator mapping) reruns that run."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory") from None
-    except OSError as error:
-        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not UTF-8 text (a binary file?)") from None
-    except RecursionError:
-        raise ConfigError(f"config file {path} is nested too deeply") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of option names to values")
+    data = read_mapping(path)
     if isinstance(data.get("evaluator"), dict):
         data = options_of_run_config(data)
     data = {str(key).replace("-", "_"): value for key, value in data.items()}

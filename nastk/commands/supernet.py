@@ -8,26 +8,27 @@ architecture parameters into one architecture (``--method argmax``).
 """
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
 
-from nastk.commands import print_json
+from nastk.commands import print_json, read_mapping
 from nastk.errors import ConfigError
 from nastk.paths import atomic_write
 from nastk.options import Float, Int
 
 #: train flags that map one-to-one onto OneShotConfig fields
 _CONFIG_FLAGS = ("space", "dataset", "image_size", "sampler", "step", "epochs", "train_size", "batch_size", "accumulate", "lr",
-                 "lr_min", "lr_schedule", "lr_power", "momentum", "weight_decay", "valid_size", "seed",
-                 "held_out_fraction")
+                 "lr_min", "lr_schedule", "lr_power", "momentum", "nesterov", "weight_decay", "grad_clip", "valid_size",
+                 "seed", "held_out_fraction")
 #: train flags of a few-shot run
 _FEWSHOT_FLAGS = ("splits", "split_epochs", "no_restart", "gm_batches", "gm_mode", "gm_rule", "split_decisions",
                   "select_archs")
-#: train flags that map onto the darts step's options
-_DARTS_FLAGS = ("order", "weighting", "arch_lr", "arch_warmup_epochs")
-#: the DARTS search recipe (methods.md 13.1), the starting point of a new --step darts run
-DARTS_RECIPE = {"epochs": 50, "batch_size": 64, "lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3e-4}
+#: the sampler presets (nastk.oneshot.samplers.SAMPLER_PRESETS), listed here so --help imports no torch
+SAMPLER_NAMES = ("uniform", "pada", "pa", "da", "space")
+#: argparse destinations of the plug-in flags: step options and supernet (space) options
+STEP_DEST, SUPERNET_DEST = "step_option__", "supernet_option__"
 
 
 def register(subparsers) -> None:
@@ -35,38 +36,35 @@ def register(subparsers) -> None:
     commands = parser.add_subparsers(dest="supernet_command", metavar="{train,rank,select}", parser_class=type(parser))
     commands.required = True
 
-    train = commands.add_parser("train", help="train a supernet into a run folder (SPOS, PA&DA or DARTS)")
+    train = commands.add_parser("train", help="train a supernet into a run folder (SPOS, PA&DA, DARTS, sandwich, ...)")
     add = train.add_argument
-    add("--space", help="search space with a supernet: nb201, darts, ... (default nb201)")
-    add("--step", choices=["single_path", "darts"], help="training step: single_path = one sampled path per batch "
-        "(SPOS / PA&DA, --sampler); darts = bilevel DARTS on a 50/50 split of the training images, starting from "
-        "DARTS' recipe (50 epochs, batch 64, lr 0.025 cosine to 0.001, wd 3e-4) unless flags say otherwise "
-        "(default single_path)")
-    add("--order", type=Int(minimum=1, maximum=2), help="darts: first- or second-order (unrolled) alpha gradient (default 1)")
-    add("--weighting", choices=["softmax", "max_w"], help="darts: mixture weights, softmax or sharpDARTS' Max-W (default softmax)")
-    add("--arch-lr", type=Float(above=0), help="darts: Adam learning rate of alpha (default 3e-4)")
-    add("--arch-warmup-epochs", type=Int(minimum=0), help="darts: epochs with alpha frozen before it learns (default 0)")
-    add("--fix-alpha", action="store_true", help="darts: never update alpha (uniform mixture, DARTS-PT's blank supernet)")
+    add("--config", help="YAML or JSON file of supernet training options (the keys of a run's config.json, "
+        "with step_options / supernet / sampler_options sections); flags override it")
+    add("--space", help="search space with a supernet: nb201, darts, mobilenet, ... or package.module:Class (default nb201)")
+    add("--step", help="training step: single_path = one sampled path per batch (SPOS / PA&DA, --sampler); darts = "
+        "bilevel DARTS on a 50/50 split of the training images; sandwich = BigNAS' sandwich rule; or an entry point "
+        "(group nastk.steps) or package.module:Class. A new run starts from the step's recipe (darts: 50 epochs, "
+        "batch 64, lr 0.025 cosine to 0.001, wd 3e-4; sandwich: lr 0.1 Nesterov, wd 5e-5, batch 128) unless flags "
+        "say otherwise; the step's own options are the flags under 'options of training steps' (default single_path)")
     add("--lr-min", type=Float(minimum=0), help="final weight learning rate of the schedule (default 0; darts 0.001)")
     add("--lr-schedule", choices=["cosine", "cosine_power"], help="weight learning-rate schedule per epoch: cosine, "
         "or sharpDARTS' cosine power annealing (default cosine)")
-    add("--lr-power", type=Float(above=0), help="cosine_power: the exponent base p (default 10; 1 = cosine)")
-    add("--sampler", choices=["uniform", "pada", "pa", "da", "space"], help="uniform = SPOS; pada = path and data "
+    add("--lr-power", type=Float(minimum=1), help="cosine_power: the exponent base p (default 10; 1 = cosine)")
+    add("--sampler", choices=list(SAMPLER_NAMES), help="uniform = SPOS; pada = path and data "
         "importance sampling; pa / da = path-only / data-only ablations; space = SPOS over the space's own random "
         "architectures (needed for darts, whose cells keep two inputs per node) (default uniform)")
     add("--dataset", help="training images: cifar10 (the shared subset), digits, or an .npz in the same layout (default cifar10)")
     add("--epochs", type=Int(minimum=1), help="training epochs (default 250, PA&DA's)")
     add("--train-size", type=Int(minimum=1), help="use this many training images (a fixed class-mixed subset; default all)")
-    add("--C", type=Int(minimum=1), help="supernet width (default: the space's, 16 for nb201 and darts)")
-    add("--N", type=Int(minimum=1), help="nb201: cells per stage (default 5)")
-    add("--layers", type=Int(minimum=1), help="darts: cells in the search network (default 8)")
     add("--image-size", type=Int(minimum=1), help="average-pool the images to this size first (e.g. 16; default as stored)")
     add("--batch-size", type=Int(minimum=1), help="global batch size over all ranks (default 256)")
     add("--accumulate", type=Int(minimum=1), help="micro-batches per rank and step, gradients averaged (default 1); "
         "one process with --accumulate K computes what K DDP ranks compute")
     add("--lr", type=Float(above=0), help="SGD learning rate, cosine-annealed to 0 (default 0.05)")
     add("--momentum", type=Float(minimum=0, below=1), help="SGD momentum (default 0.9)")
+    add("--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum (default off; sandwich on)")
     add("--weight-decay", type=Float(minimum=0), help="weight decay (default 2.5e-4)")
+    add("--grad-clip", type=Float(minimum=0), help="clip the weights' gradient norm (default 5; 0 = off)")
     add("--tau-max", type=Float(above=0, maximum=1), help="PA&DA: cap the mixing weight tau_e = e/E (an importance floor; default 1 = as published)")
     add("--valid-size", type=Int(minimum=0), help="test images for the per-epoch supernet accuracy (monitoring only; default 500)")
     add("--no-augment", action="store_true", help="no random crop / flip")
@@ -98,6 +96,7 @@ def register(subparsers) -> None:
     add("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     add("--no-progress", action="store_true", help="no progress bar")
     add("--format", choices=["text", "json"], default="text")
+    train.defer(_add_train_plugin_flags)
     train.set_defaults(func=run_train)
 
     rank = commands.add_parser("rank", help="rank architectures with a trained supernet's weights against NB201")
@@ -106,10 +105,17 @@ def register(subparsers) -> None:
     add("--sample", type=Int(minimum=1), default=100, help="rank this many distinct random architectures (default 100)")
     add("--seed", type=Int(minimum=0), default=0, help="seed of the architecture sample (default 0)")
     add("--archs", help="file with one architecture string per line (instead of --sample)")
-    add("--eval-size", type=Int(minimum=1), help="test images to evaluate on (default all)")
+    add("--split", choices=["held_out", "test"], default="test", help="images to score on: test = the test split "
+        "(the default: ranking against benchmark truth is a report, nothing is selected by it); held_out = the "
+        "run's training images its weights never trained on (its held-out part, else those beyond --train-size), "
+        "the split a search selects by (--evaluator supernet:RUN_DIR)")
+    add("--eval-size", type=Int(minimum=1), help="images of --split to evaluate on (default all)")
     add("--batch-size", type=Int(minimum=1), default=500, help="evaluation batch (BatchNorm uses batch statistics; default 500)")
     add("--bn-calibration", type=Int(minimum=0), default=0,
-        help="recalibrate tracked BatchNorm statistics on this many training batches per architecture")
+        help="recalibrate tracked BatchNorm statistics on this many batches of the run's training images per architecture")
+    add("--bn-recipe", choices=["cumulative", "exact"], default="cumulative", help="how --bn-calibration "
+        "re-estimates them: cumulative = reset, momentum None, forward the batches (BigNAS / AttentiveNAS); exact = "
+        "batch-size-weighted average of batch means and biased variances (OFA) (default cumulative)")
     add("--truth-dataset", default="cifar10",
         help="benchmark dataset of the ground truth (default cifar10: 200-epoch test accuracy)")
     add("--device", default="cpu")
@@ -143,39 +149,106 @@ def register(subparsers) -> None:
     select.set_defaults(func=run_select)
 
 
+def _add_train_plugin_flags(parser, argv) -> None:
+    """A flag per option any training step declares (``OPTIONS``) and per supernet option any space declares
+    (``SUPERNET_OPTIONS``), also for a step or space named as package.module:Class on this command line."""
+    from nastk.commands.search import _add_flag, _default_text, _flag_values
+    from nastk.errors import NastkError
+
+    steps, spaces = _step_declarations(list(_flag_values(argv, "--step"))), _space_declarations(list(_flag_values(argv, "--space")))
+    for title, owners, dest in (("options of training steps (--step)", steps, STEP_DEST),
+                                ("supernet options of spaces (--space)", spaces, SUPERNET_DEST)):
+        group = parser.add_argument_group(title)
+        for name, declarations in owners.items():
+            option = declarations[0][1]
+            if option.flag in parser._option_string_actions:
+                continue  # a general flag of the same name wins; the option stays reachable by --config
+            meanings = {}
+            for owner, declared_option in declarations:
+                meanings.setdefault(declared_option.help + _default_text(declared_option), []).append(owner)
+            help_text = "; ".join(f"{', '.join(who)}: {text}" for text, who in meanings.items())
+            _add_flag(group, option, help_text)
+            group._group_actions[-1].dest = dest + name
+
+
+def _step_declarations(named=()):
+    """``{option name: [(\"step NAME\", Option), ...]}`` over the registered steps and any named ones."""
+    from nastk.errors import NastkError
+    from nastk.oneshot.steps import STEPS
+    from nastk.options import declared
+
+    owners = {}
+    for name in list(STEPS.names()) + [n for n in named if ":" in n]:
+        try:
+            options = declared(STEPS.get(name))
+        except NastkError:
+            continue  # an unloadable step name is reported by run_train as one line
+        for option in options:
+            owners.setdefault(option.name, []).append((f"step {name}", option))
+    return owners
+
+
+def _space_declarations(named=()):
+    from nastk.errors import NastkError
+    from nastk.space import SPACES, get_space
+
+    owners = {}
+    for name in list(SPACES.names()) + [n for n in named if ":" in n]:
+        try:
+            options = get_space(name).supernet_options()
+        except NastkError:
+            continue
+        for option in options:
+            owners.setdefault(option.name, []).append((f"space {get_space(name).name}", option))
+    return owners
+
+
 def train_config(args):
-    """Saved config (when resuming), then explicitly given flags."""
-    from nastk.oneshot.trainer import CHECKPOINT, OneShotConfig
+    """The run's config: the saved one (when resuming) or the step's recipe, then --config, then the flags given."""
+    from nastk.oneshot.trainer import CHECKPOINT, OneShotConfig, step_recipe
 
     config_path = Path(args.run_dir) / "config.json"
+    file_options = _read_config_file(Path(args.config)) if args.config else {}
+    source = f"config file {args.config}" if args.config else "the flags"
     if args.resume and config_path.is_file():
-        options = json.loads(config_path.read_text())
+        options = _read_config_file(config_path)
         if "fewshot" in options:  # a few-shot run keeps its training config beside the split schedule
             options = options["train"]
     elif (Path(args.run_dir) / CHECKPOINT).is_file() or config_path.is_file():
         raise ConfigError(f"{args.run_dir} already holds a supernet run; pass --resume or choose another --run-dir")
     else:
-        options = OneShotConfig().to_dict()
-        if args.step == "darts":
-            options.update(DARTS_RECIPE)
+        step = args.step or file_options.get("step") or "single_path"
+        options = {**OneShotConfig().to_dict(), **step_recipe(step)}
+    options.update(file_options)
     for flag in _CONFIG_FLAGS:
         value = getattr(args, flag)
         if value is not None:
             options[flag] = value
-    for flag in ("C", "N", "layers"):
-        if getattr(args, flag) is not None:
-            options["supernet"] = {**options["supernet"], flag: getattr(args, flag)}
+    supernet_options = {k[len(SUPERNET_DEST):]: v for k, v in vars(args).items() if k.startswith(SUPERNET_DEST) and v is not None}
+    if supernet_options:
+        options["supernet"] = {**(options.get("supernet") or {}), **supernet_options}
     if args.tau_max is not None:
-        options["sampler_options"] = {**options["sampler_options"], "tau_max": args.tau_max}
+        options["sampler_options"] = {**(options.get("sampler_options") or {}), "tau_max": args.tau_max}
     if args.no_augment:
         options["augment"] = False
-    step_options = {flag: getattr(args, flag) for flag in _DARTS_FLAGS if getattr(args, flag) is not None}
-    if args.fix_alpha:
-        step_options["fix_alpha"] = True
-    if step_options and options.get("step") != "darts":
-        raise ConfigError(f"--{', --'.join(sorted(k.replace('_', '-') for k in step_options))} apply only to --step darts")
-    options["step_options"] = {**options.get("step_options", {}), **step_options}
-    return OneShotConfig.from_dict(options)
+    step_options = {k[len(STEP_DEST):]: v for k, v in vars(args).items() if k.startswith(STEP_DEST) and v is not None}
+    step = options.get("step", "single_path")
+    if step_options:
+        owners = _step_declarations([step])
+        takes = {o.name for label, o in sum(owners.values(), []) if label == f"step {step}"}
+        foreign = sorted(set(step_options) - takes)
+        if foreign:
+            flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
+            whose = sorted({label for name in foreign for label, _ in owners.get(name, [])})
+            raise ConfigError(f"{flags} {'is an option' if len(foreign) == 1 else 'are options'} of {', '.join(whose)}, "
+                              f"not of --step {step}")
+    options["step_options"] = {**(options.get("step_options") or {}), **step_options}
+    return OneShotConfig.from_dict(options, source)
+
+
+def _read_config_file(path: Path):
+    """A YAML/JSON mapping of OneShotConfig keys (a run's config.json reads as is)."""
+    return {str(key).replace("-", "_"): value for key, value in read_mapping(path).items()}
 
 
 def split_schedule(args, config):
@@ -251,15 +324,21 @@ def run_train(args) -> int:
     if args.format == "json":
         print_json(summary)
     else:
-        trained = "DARTS" if summary["step"] == "darts" else {"uniform": "SPOS", "space": "SPOS (space sampler)"}.get(
-            summary["sampler"], summary["sampler"])
-        print(f"trained {trained} supernet for {summary['epochs']} epochs "
+        print(f"trained {_method_name(summary['step'], summary['sampler'])} supernet for {summary['epochs']} epochs "
               f"(resumed from epoch {summary['resumed_from_epoch']}) in {summary['train_wall_s']:.1f} s; "
-              f"final train loss {summary['final_train_loss']:.4f}, acc {summary['final_train_acc']:.2f}")
+              f"final train loss {summary['final_train_loss']:.4f}"
+              + (f", acc {summary['final_train_acc']:.2f}" if summary.get("final_train_acc") is not None else ""))
         if "arch" in summary:
             print(f"argmax architecture: {summary['arch']}")
         print(f"run folder: {summary['run_dir']}")
     return 0
+
+
+def _method_name(step: str, sampler: str) -> str:
+    """What a run trained, in the words of the literature where nastk knows them."""
+    if step == "single_path":
+        return {"uniform": "SPOS", "space": "SPOS (space sampler)", "pada": "PA&DA"}.get(sampler, f"single-path ({sampler})")
+    return {"darts": "DARTS", "sandwich": "sandwich-rule (BigNAS)"}.get(step, f"{step}-step")
 
 
 def run_fewshot(args, config, schedule) -> int:
@@ -287,7 +366,7 @@ def _is_main() -> bool:
 
 
 def run_rank(args) -> int:
-    from nastk.oneshot.data import downsample, load_images, mixed
+    from nastk.oneshot.data import downsample, load_images, mixed, split_images, unseen_training_images
     from nastk.oneshot.ranking import benchmark_truth, rank, sample_architectures
     from nastk.oneshot.trainer import load_trained
     from nastk.space import get_space
@@ -303,24 +382,29 @@ def run_rank(args) -> int:
     else:
         archs = sample_architectures(space, args.sample, args.seed)
     data = downsample(load_images(config.dataset), config.image_size)
-    x, y = mixed(data.x_test, data.y_test, args.eval_size)
+    if args.split == "test":
+        x, y = mixed(data.x_test, data.y_test, args.eval_size)
+    else:
+        x, y = unseen_training_images(config, data, args.eval_size)
     calibration = None
     if args.bn_calibration:
-        x_train, _ = mixed(data.x_train, data.y_train, config.train_size)
+        (x_train, _), _ = split_images(config, data)
         calibration = list(x_train[: args.bn_calibration * config.batch_size].split(config.batch_size))
     truth, protocol = benchmark_truth(space, archs, args.truth_dataset)
     ranking = rank(supernet, archs, x, y, truth, protocol, device=args.device, batch_size=args.batch_size,
-                   calibration=calibration, progress=not args.no_progress)
+                   calibration=calibration, recipe=args.bn_recipe, progress=not args.no_progress)
     out = {"run_dir": str(args.run_dir), "epoch": epoch, "sampler": config.sampler, "seed": args.seed,
-           "eval_images": len(x), "bn_calibration_batches": args.bn_calibration, **ranking.to_dict()}
-    name = f"ranking-{Path(args.archs).stem if args.archs else f'sample{len(archs)}-seed{args.seed}'}.json"
+           "split": args.split, "eval_images": len(x), "bn_calibration_batches": args.bn_calibration,
+           "bn_recipe": args.bn_recipe if args.bn_calibration else None, **ranking.to_dict()}
+    stem = Path(args.archs).stem if args.archs else f"sample{len(archs)}-seed{args.seed}"
+    name = f"ranking-{stem}{'' if args.split == 'test' else '-' + args.split}.json"
     with atomic_write(Path(args.run_dir) / name, "w") as handle:
         json.dump(out, handle, indent=1)
     if args.format == "json":
         print_json(out)
     else:
-        print(f"{out['n']} architectures, epoch {epoch}: Kendall tau {out['kendall']:.4f}, Spearman rho "
-              f"{out['spearman']:.4f}, " + ", ".join(f"P@{k} {v:.2f}" for k, v in out["precision_at"].items()))
+        print(f"{out['n']} architectures, epoch {epoch}, {len(x)} {args.split} images: Kendall tau "
+              f"{out['kendall']:.4f}, Spearman rho {out['spearman']:.4f}, " + ", ".join(f"P@{k} {v:.2f}" for k, v in out["precision_at"].items()))
         for row in out["ranking"][:10]:
             print(f"{row['rank']:4d}  {row['supernet_accuracy']:6.2f}  true {row['true_accuracy']:6.2f} "
                   f"(#{row['true_rank']})  {row['arch']}")

@@ -83,7 +83,9 @@ def evaluator_options(config: Dict[str, Any]) -> Dict[str, Any]:
     cls = evaluator_class(config["kind"])
     target = config.get(cls.target) if cls.target else None
     values = {"evaluator": f"{config['kind']}:{target}" if cls.target else config["kind"]}
-    values.update({option.name: config[option.name] for option in declared(cls) if option.name in config})
+    unrecorded = getattr(cls, "UNRECORDED_DEFAULTS", {})  # what a config older than the option used
+    values.update({option.name: config[option.name] if option.name in config else unrecorded[option.name]
+                   for option in declared(cls) if option.name in config or option.name in unrecorded})
     build = config.get("build") or {}
     if not isinstance(build, dict):
         raise ConfigError("a run config's evaluator 'build' must be a mapping of build options")

@@ -1,10 +1,17 @@
 """A trained supernet as an evaluator for any query strategy: an architecture's accuracy with inherited
 weights (``--evaluator supernet:RUN_DIR``).
 
-The images are the held-out ones ``nastk supernet rank`` scores on (the first ``eval_size`` of the
-run's dataset's test split in nastk's fixed order) in batches of 500 like the ranking's (the
-supernet's BatchNorm uses batch statistics, so the batch size matters), so a search over a supernet
-and a ranking of it see the same numbers. The cost is the measured time of the forward passes.
+A search selects by this accuracy, so by default it is measured on training images of the run's
+dataset that the supernet's weights never trained on (:func:`nastk.oneshot.data.unseen_training_images`:
+the run's held-out part, or the images beyond its ``train_size``), never on the test split. The
+winner's inherited-weight accuracy on the test images is reported beside (:meth:`final_metrics`), not
+optimised. ``split test`` scores the test images instead, said so in the protocol and description.
+
+Images are taken in nastk's fixed order (the first ``eval_size``) and run in batches of 500 like
+``nastk supernet rank``'s (a supernet's BatchNorm may use batch statistics, so the batch size matters),
+so a search over a supernet and a ranking of it on the same split see the same numbers. Supernets
+whose BatchNorm tracks running statistics can be recalibrated per architecture on ``bn_calibration``
+batches of the images the run trained on. The cost is the measured time of the forward passes.
 """
 from __future__ import annotations
 
@@ -15,7 +22,10 @@ from typing import Any, Dict, Optional
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError
 from nastk.evaluator import Evaluator, Result
-from nastk.options import Int, Option
+from nastk.options import Int, Option, Text
+
+#: the splits an architecture can be scored on
+SPLITS = ("held_out", "test")
 
 
 class SupernetEvaluator(Evaluator):
@@ -24,33 +34,76 @@ class SupernetEvaluator(Evaluator):
     objective = "accuracy"
     target, target_metavar = "run_dir", "RUN_DIR"
     reports_benchmark = True
-    OPTIONS = (Option("eval_size", Int(minimum=1), "held-out images scored per architecture (supernet rank's)"),
-               Option("eval_batch_size", Int(minimum=1), "images per forward pass (BN uses batch statistics)"))
+    OPTIONS = (Option("eval_size", Int(minimum=1), "images scored per architecture (as supernet rank's --eval-size)"),
+               Option("eval_batch_size", Int(minimum=1), "images per forward pass (BN uses batch statistics)"),
+               Option("split", Text(choices=SPLITS, nullable=False), "images the search selects by: held_out = the "
+                      "run's training images its weights never trained on; test = the test images (selection on "
+                      "the test split)"),
+               Option("bn_calibration", Int(minimum=0), "recalibrate tracked BatchNorm statistics on this many "
+                      "batches of the run's training images per architecture (0: none)"),
+               Option("bn_recipe", Text(choices=("cumulative", "exact"), nullable=False), "BN recalibration: "
+                      "cumulative (BigNAS) or exact (OFA)"))
+    #: what a run config written before these options existed used
+    UNRECORDED_DEFAULTS = {"split": "test"}
 
-    def __init__(self, space, run_dir, eval_size: Optional[int] = 1000, eval_batch_size: int = 500, seed: int = 0,
+    def __init__(self, space, run_dir, eval_size: Optional[int] = 1000, eval_batch_size: int = 500,
+                 split: str = "held_out", bn_calibration: int = 0, bn_recipe: str = "cumulative", seed: int = 0,
                  device="cpu"):
-        from nastk.oneshot.data import downsample, load_images, mixed
+        from nastk.oneshot.data import downsample, load_images, mixed, split_images, unseen_training_images
         from nastk.oneshot.trainer import load_trained
 
-        self.run_dir, self.device, self.batch_size = Path(run_dir), device, eval_batch_size
+        if split not in SPLITS:
+            raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        self.run_dir, self.device, self.batch_size, self.split = Path(run_dir), device, eval_batch_size, split
         self.supernet, self.config, self.epoch = load_trained(self.run_dir, device)
         if self.config.space != space.name:
             raise ConfigError(f"the supernet in {self.run_dir} is over space {self.config.space!r}, "
                               f"not the searched space {space.name!r}")
         data = downsample(load_images(self.config.dataset), self.config.image_size)
-        self.x, self.y = mixed(data.x_test, data.y_test, eval_size)
+        self.x_test, self.y_test = mixed(data.x_test, data.y_test, eval_size)
+        if split == "test":
+            self.x, self.y = self.x_test, self.y_test
+        else:
+            self.x, self.y = unseen_training_images(self.config, data, eval_size)
+        self.recipe, self.calibration = bn_recipe, None
+        if bn_calibration:
+            (x_train, _), _ = split_images(self.config, data)
+            size = self.config.batch_size
+            self.calibration = list(x_train[:bn_calibration * size].split(size))
 
-    def evaluate(self, arch: Architecture) -> Result:
+    @classmethod
+    def from_config(cls, space, config: Dict[str, Any], seed: int = 0, device: str = "cpu") -> Evaluator:
+        return super().from_config(space, {**cls.UNRECORDED_DEFAULTS, **config}, seed=seed, device=device)
+
+    def _accuracy(self, arch: Architecture, x, y) -> float:
         from nastk.oneshot.ranking import inherited_accuracies
 
+        return float(inherited_accuracies(self.supernet, [arch], x, y, device=self.device, batch_size=self.batch_size,
+                                          calibration=self.calibration, recipe=self.recipe)[0])
+
+    def _protocol(self) -> Dict[str, Any]:
+        protocol = {"supernet": str(self.run_dir), "epoch": self.epoch, "images": len(self.x),
+                    "dataset": self.config.dataset, "split": self.split}
+        if self.calibration:
+            protocol["bn_calibration"] = {"recipe": self.recipe, "batches": len(self.calibration)}
+        return protocol
+
+    def evaluate(self, arch: Architecture) -> Result:
         started = time.perf_counter()
-        accuracy = float(inherited_accuracies(self.supernet, [arch], self.x, self.y, device=self.device,
-                                              batch_size=self.batch_size)[0])
+        accuracy = self._accuracy(arch, self.x, self.y)
         return Result({"accuracy": accuracy}, cost_s=time.perf_counter() - started, objective="accuracy",
-                      protocol={"supernet": str(self.run_dir), "epoch": self.epoch, "images": len(self.x),
-                                "dataset": self.config.dataset, "split": "test"})
+                      protocol=self._protocol())
+
+    def final_metrics(self, arch: Architecture) -> Dict[str, float]:
+        """The winner's inherited-weight accuracy on the test images: reported, never optimised (under
+        ``supernet_test_accuracy`` too, which a benchmark's ground-truth ``test_accuracy`` leaves)."""
+        accuracy = self._accuracy(arch, self.x_test, self.y_test)
+        return {"test_accuracy": accuracy, "supernet_test_accuracy": accuracy, "test_images": len(self.x_test)}
 
     def describe(self) -> Dict[str, Any]:
-        return {"evaluator": "supernet", "objective": f"inherited-weight accuracy on {len(self.x)} held-out "
-                f"{self.config.dataset} images (supernet {self.run_dir}, epoch {self.epoch})",
+        images = (f"{len(self.x)} {self.config.dataset} test images (the test split)" if self.split == "test" else
+                  f"{len(self.x)} held-out {self.config.dataset} training images (never trained on)")
+        return {"evaluator": "supernet", "objective": f"inherited-weight accuracy on {images} "
+                f"(supernet {self.run_dir}, epoch {self.epoch})", "split": self.split,
+                "report": f"inherited-weight accuracy on {len(self.x_test)} {self.config.dataset} test images",
                 "run_dir": str(self.run_dir), "device": str(self.device)}

@@ -4,20 +4,21 @@ This is how one-shot methods are judged (PA&DA, methods.md 1.2): each architectu
 path of the trained supernet on held-out images, and the resulting order is compared with the
 benchmark's ground truth by Kendall tau-b, Spearman rho and precision@k (:mod:`nastk.metrics`).
 Supernets whose BatchNorm tracks running statistics can have them recalibrated per architecture
-on training batches first; PA&DA's supernet uses batch statistics and needs none.
+on training batches first (:mod:`nastk.oneshot.recalibration`); PA&DA's supernet uses batch
+statistics and needs none.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch import nn
 
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError
 from nastk.metrics import kendall_tau, precision_at_k, spearman_rho
+from nastk.oneshot.recalibration import recalibrate_bn
 from nastk.progress import Progress
 from nastk.space import SearchSpace
 
@@ -68,28 +69,15 @@ def benchmark_truth(space: SearchSpace, archs: Sequence[Architecture], dataset: 
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> bool:
-    """Re-estimate running BatchNorm statistics as plain averages over ``batches``; False if none track."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    if not norms:
-        return False
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    for x in batches:
-        model(x)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    return True
-
-
-@torch.no_grad()
 def inherited_accuracies(supernet, archs: Sequence[Architecture], x: torch.Tensor, y: torch.Tensor, device="cpu",
                          batch_size: int = 500, calibration: Optional[Sequence[torch.Tensor]] = None,
-                         progress: bool = False) -> np.ndarray:
-    """Top-1 accuracy (percent) of every architecture as a path of ``supernet``."""
+                         recipe: str = "cumulative", progress: bool = False) -> np.ndarray:
+    """Top-1 accuracy (percent) of every architecture as a path of ``supernet``.
+
+    With ``calibration`` (training batches), each path's tracked BatchNorm statistics are first
+    re-estimated on them by ``recipe`` (:func:`nastk.oneshot.recalibration.recalibrate_bn`: ``cumulative``,
+    BigNAS', or ``exact``, OFA's).
+    """
     device = torch.device(device)
     supernet.to(device)
     batches = [(x[s:s + batch_size].to(device), y[s:s + batch_size].to(device)) for s in range(0, len(x), batch_size)]
@@ -99,7 +87,7 @@ def inherited_accuracies(supernet, archs: Sequence[Architecture], x: torch.Tenso
     for i, arch in enumerate(archs):
         supernet.set_active(arch)
         if calibration:
-            recalibrate_bn(supernet, calibration)
+            recalibrate_bn(supernet, calibration, recipe)
         supernet.eval()
         correct = sum(int((supernet(xb).argmax(1) == yb).sum()) for xb, yb in batches)
         accuracies[i] = 100.0 * correct / len(x)

@@ -154,7 +154,12 @@ def register_step(name: str, step: type) -> None:
 
 def make_step(context) -> TrainingStep:
     config = context.config
-    return STEPS.get(config.step)(context, **dict(config.step_options))
+    try:
+        return STEPS.get(config.step)(context, **dict(config.step_options))
+    except TypeError as error:  # a user's step without declared OPTIONS given an option it does not take
+        if "unexpected keyword argument" not in str(error):
+            raise
+        raise ConfigError(f"training step {config.step!r}: {error}") from None
 
 
 def clip(parameters, max_norm: float) -> None:

@@ -32,11 +32,12 @@ from torch.nn import functional as F
 from nastk.datasets import ImageDataset
 from nastk.errors import ConfigError, RunError
 from nastk.oneshot.context import StepContext, contiguous_part, seed_of
-from nastk.oneshot.data import crop_flip, crop_flip_params, downsample, load_images, mixed
+from nastk.oneshot.data import crop_flip, crop_flip_params, downsample, load_images, mixed, split_images
 from nastk.oneshot.distributed import Distributed
 from nastk.oneshot.samplers import SAMPLER_PRESETS, make_samplers
 from nastk.oneshot.steps import LR_SCHEDULES, STEPS, Batch, TrainingStep, make_step
 from nastk.paths import atomic_write
+from nastk.options import Bool, Float, Int, Mapping as MappingValue, Text, declared
 from nastk.plain_data import plain
 from nastk.run import Run
 from nastk.space import get_space
@@ -99,9 +100,12 @@ class OneShotConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "accumulate"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name, value_type in FIELD_TYPES.items():  # types and ranges of every field, one line each
+            value = getattr(self, name)
+            if value is None and name not in OPTIONAL_FIELDS:
+                raise ConfigError(f"supernet training option {name} must be {value_type.describe()}, got None")
+            setattr(self, name, value_type.check(name, value))
+        self.step_options = check_step_options(self.step, self.step_options)
         for name, value in self.supernet.items():  # sizes (C, N, layers, ...): positive integers
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 1:
                 raise ConfigError(f"supernet option {name} must be at least 1, got {value}")
@@ -121,24 +125,72 @@ class OneShotConfig:
             raise ConfigError(f"lr_power must be at least 1, got {self.lr_power}")
         if self.sampler not in SAMPLER_PRESETS:
             raise ConfigError(f"unknown sampler {self.sampler!r}; known: {', '.join(SAMPLER_PRESETS)}")
-        STEPS.get(self.step)  # an unknown step name fails here, with the known ones
 
     def to_dict(self) -> Dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "OneShotConfig":
+    def from_dict(cls, data: Dict[str, Any], source: str = "") -> "OneShotConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"supernet training options{' in ' + source if source else ''} must be a mapping")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown supernet training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            where = f" in {source}" if source else ""
+            raise ConfigError(f"unknown supernet training option(s) {', '.join(map(str, unknown))}{where}; "
+                              f"known: {', '.join(sorted(known))}")
         return cls(**data)
+
+    @classmethod
+    def for_step(cls, step: str = "single_path", **options) -> "OneShotConfig":
+        """A config that starts from ``step``'s recipe (DARTS' search settings for ``darts``, BigNAS'
+        for ``sandwich``); ``options`` override it."""
+        return cls.from_dict({**asdict(cls()), **step_recipe(step), "step": step, **options})
+
+
+#: the type and range of every OneShotConfig field: flags, config files and Python all go through it
+FIELD_TYPES = {
+    "space": Text(), "dataset": Text(), "sampler": Text(), "sampler_options": MappingValue(), "step": Text(),
+    "step_options": MappingValue(), "held_out_fraction": Float(minimum=0, below=1), "supernet": MappingValue(),
+    "image_size": Int(minimum=1), "epochs": Int(minimum=1), "train_size": Int(minimum=1), "batch_size": Int(minimum=1),
+    "lr": Float(above=0), "momentum": Float(minimum=0, below=1), "weight_decay": Float(minimum=0), "nesterov": Bool(),
+    "lr_schedule": Text(choices=LR_SCHEDULES), "lr_min": Float(minimum=0), "lr_power": Float(minimum=1),
+    "grad_clip": Float(minimum=0), "accumulate": Int(minimum=1), "augment": Bool(), "valid_size": Int(minimum=0),
+    "eval_batch_size": Int(minimum=1), "seed": Int(minimum=0)}
+#: fields that may be None (meaning: the step's share, the stored size, every image)
+OPTIONAL_FIELDS = ("held_out_fraction", "image_size", "train_size")
+
+
+def step_recipe(step: str) -> Dict[str, Any]:
+    """The run settings a step starts from (its ``RECIPE``), e.g. DARTS' search recipe."""
+    return dict(getattr(STEPS.get(step), "RECIPE", {}) or {})
+
+
+def check_step_options(step: str, options: Dict[str, Any]) -> Dict[str, Any]:
+    """``options`` checked against what ``step`` declares (``OPTIONS``): unknown names and bad values are one
+    line. A step that declares nothing gets its options unchecked (its constructor decides)."""
+    declarations = {option.name: option for option in declared(STEPS.get(step))}
+    if not declarations:
+        return dict(options)
+    unknown = sorted(set(options) - set(declarations))
+    if unknown:
+        raise ConfigError(f"training step {step!r} has no option(s) {', '.join(unknown)}; "
+                          f"its options: {', '.join(sorted(declarations))}")
+    return {name: declarations[name].check(value, f"the options of step {step}") for name, value in options.items()}
 
 
 def build_supernet(config: OneShotConfig, num_classes: int):
     """The space's supernet with the config's options; an option it does not take is one clear error."""
     space = get_space(config.space)
     space.require("supernet")
+    declarations = {option.name: option for option in space.supernet_options()}
+    if declarations:
+        unknown = sorted(set(config.supernet) - set(declarations))
+        if unknown:
+            raise ConfigError(f"the {space.name} supernet has no option {unknown[0]!r} (its options: "
+                              f"{', '.join(declarations)}; given: {', '.join(sorted(config.supernet))})")
+        for name, value in config.supernet.items():
+            declarations[name].check(value, f"the {space.name} supernet options")
     try:
         return space.supernet(num_classes, **config.supernet)
     except TypeError as error:
@@ -172,14 +224,9 @@ class OneShotTrainer:
         self.loss: Loss = loss or F.cross_entropy
         self.metrics: Dict[str, Metric] = dict(DEFAULT_METRICS if metrics is None else metrics)
         data = downsample(data if data is not None else load_images(config.dataset), config.image_size)
-        x, y = mixed(data.x_train, data.y_train, config.train_size)
-        fraction = STEPS.get(config.step).held_out_fraction if config.held_out_fraction is None else config.held_out_fraction
-        held_out = int(round(len(x) * float(fraction)))
-        if held_out and held_out == len(x):
-            raise ConfigError(f"the {config.step} step holds out {held_out} of {len(x)} training images, leaving none to train on")
-        # mixed() interleaves the classes, so both contiguous parts stay class-balanced
-        self.x, self.y = x[:len(x) - held_out].to(self.device), y[:len(x) - held_out].to(self.device)
-        self.x_held, self.y_held = x[len(x) - held_out:].to(self.device), y[len(x) - held_out:].to(self.device)
+        (x, y), (x_held, y_held) = split_images(config, data)
+        self.x, self.y = x.to(self.device), y.to(self.device)
+        self.x_held, self.y_held = x_held.to(self.device), y_held.to(self.device)
         self.x_valid, self.y_valid = mixed(data.x_test, data.y_test, config.valid_size or 0)
         self.num_classes = data.num_classes
         torch.manual_seed(config.seed)
