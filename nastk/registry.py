@@ -97,6 +97,9 @@ class Registry(Generic[T]):
 SPACES: Registry[type] = Registry("search space", group="nastk.spaces")
 SPACES.register("nb201", "search_spaces.nb201:NB201Space")
 SPACES.register("darts", "search_spaces.darts:DartsSpace")
+SPACES.register("mobilenet", "search_spaces.mobilenet:TinyMobileNetSpace")
+SPACES.register("mobilenet-ofa", "search_spaces.mobilenet:OFAMobileNetSpace")
+SPACES.register("mobilenet-bignas", "search_spaces.mobilenet:BigNASMobileNetSpace")
 
 
 @lru_cache(maxsize=None)

@@ -21,7 +21,7 @@ from nastk.options import Float, Int
 #: train flags that map one-to-one onto OneShotConfig fields
 _CONFIG_FLAGS = ("space", "dataset", "image_size", "sampler", "step", "epochs", "train_size", "batch_size", "accumulate", "lr",
                  "lr_min", "lr_schedule", "lr_power", "momentum", "nesterov", "weight_decay", "grad_clip", "valid_size",
-                 "seed", "held_out_fraction")
+                 "seed", "held_out_fraction", "bn_recalibration", "eval_batch_size")
 #: train flags of a few-shot run
 _FEWSHOT_FLAGS = ("splits", "split_epochs", "no_restart", "gm_batches", "gm_mode", "gm_rule", "split_decisions",
                   "select_archs")
@@ -67,6 +67,10 @@ def register(subparsers) -> None:
     add("--grad-clip", type=Float(minimum=0), help="clip the weights' gradient norm (default 5; 0 = off)")
     add("--tau-max", type=Float(above=0, maximum=1), help="PA&DA: cap the mixing weight tau_e = e/E (an importance floor; default 1 = as published)")
     add("--valid-size", type=Int(minimum=0), help="test images for the per-epoch supernet accuracy (monitoring only; default 500)")
+    add("--eval-batch-size", type=Int(minimum=1), help="images per forward pass when monitoring and per recalibration "
+        "batch (default 500)")
+    add("--bn-recalibration", type=Int(minimum=0), help="training batches that recalibrate tracked BatchNorm statistics "
+        "of each monitored path before the per-epoch accuracy (default 0; needed with --bn-momentum 0)")
     add("--no-augment", action="store_true", help="no random crop / flip")
     add("--seed", type=Int(minimum=0), help="random seed (default 0)")
     add("--device", default="cpu", help="torch device (cpu, cuda; under torchrun cuda means cuda:LOCAL_RANK)")
@@ -168,7 +172,10 @@ def _add_train_plugin_flags(parser, argv) -> None:
                 meanings.setdefault(declared_option.help + _default_text(declared_option), []).append(owner)
             help_text = "; ".join(f"{', '.join(who)}: {text}" for text, who in meanings.items())
             _add_flag(group, option, help_text)
-            group._group_actions[-1].dest = dest + name
+            action = group._group_actions[-1]
+            action.dest = dest + name
+            if action.nargs != 0:  # not a --flag/--no-flag pair
+                action.metavar = name.upper()
 
 
 def _step_declarations(named=()):

@@ -3,7 +3,7 @@
 Per batch (AttentiveNAS' step order, the toolkit default):
 
 1. the **largest** child (regularised when the supernet offers it: ``set_regularization(True)``,
-   e.g. dropout / drop-connect) on the labels, cross-entropy with label smoothing; backward. Its
+   e.g. dropout; the other children run with it off) on the labels, cross-entropy with label smoothing; backward. Its
    detached, softmaxed output of *this* forward is the soft target;
 2. ``random_children`` uniformly random children and, last, the **smallest** child, each on the
    soft target (soft cross-entropy, temperature 1, no label term) with ``inplace_distillation``, or
@@ -17,7 +17,7 @@ random child comes from the context's seeded stream (the same on every rank, the
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import torch
 from torch.nn import functional as F
@@ -46,15 +46,13 @@ class SandwichStep(TrainingStep):
                Option("inplace_distillation", Bool(), "children learn the largest child's soft output instead of the labels"),
                Option("label_smoothing", Float(minimum=0, below=1), "label smoothing of the cross-entropy on labels"),
                Option("grad_clip_value", Float(minimum=0), "clip every gradient entry to [-v, v] (0: no clipping)"),
-               Option("bn_momentum", Float(minimum=0, maximum=1), "BatchNorm momentum while training (BigNAS: 0, "
-                      "statistics recalibrated per child afterwards; default: as the supernet was built)"),
                Option("decay_norm_and_bias", Bool(), "apply weight decay to BatchNorm and bias parameters too"))
     #: BigNAS' recipe (methods.md 12.2-12.3): SGD-Nesterov, lr 0.1 cosine, small weight decay, batch 128
     RECIPE = {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-5, "batch_size": 128, "grad_clip": 0.0}
 
     def __init__(self, context, random_children: int = 2, include_extremes: bool = True,
                  inplace_distillation: bool = True, label_smoothing: float = 0.1, grad_clip_value: float = 1.0,
-                 bn_momentum: Optional[float] = None, decay_norm_and_bias: bool = False, **options):
+                 decay_norm_and_bias: bool = False, **options):
         super().__init__(context, **options)
         if inplace_distillation and not include_extremes:
             raise ConfigError("inplace_distillation needs the largest child as teacher (include_extremes true)")
@@ -64,10 +62,6 @@ class SandwichStep(TrainingStep):
         self.inplace_distillation, self.label_smoothing = bool(inplace_distillation), float(label_smoothing)
         self.grad_clip_value = float(grad_clip_value)
         supernet = context.supernet
-        if bn_momentum is not None:
-            for module in supernet.modules():
-                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                    module.momentum = float(bn_momentum)
         self.largest, self.smallest = tuple(supernet.largest_path()), tuple(supernet.smallest_path())
         self.optimizer, self.scheduler = weight_optimizer(context, supernet.weights(), decay_norm_and_bias)
 
@@ -108,7 +102,7 @@ class SandwichStep(TrainingStep):
                     outputs.append(out.detach())
                     targets.append(y)
                     first_loss += float(loss.detach()) / pieces
-        self._regularize(False)
+        self._regularize(True)  # the supernet's own state between steps: as built
         if self.grad_clip_value:
             torch.nn.utils.clip_grad_value_(context.supernet.weights(), self.grad_clip_value)
         self.optimizer.step()

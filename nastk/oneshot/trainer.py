@@ -34,6 +34,7 @@ from nastk.errors import ConfigError, RunError
 from nastk.oneshot.context import StepContext, contiguous_part, seed_of
 from nastk.oneshot.data import crop_flip, crop_flip_params, downsample, load_images, mixed, split_images
 from nastk.oneshot.distributed import Distributed
+from nastk.oneshot.recalibration import recalibrate_bn
 from nastk.oneshot.samplers import SAMPLER_PRESETS, make_samplers
 from nastk.oneshot.steps import LR_SCHEDULES, STEPS, Batch, TrainingStep, make_step
 from nastk.paths import atomic_write
@@ -98,6 +99,10 @@ class OneShotConfig:
     valid_size: int = 500
     eval_batch_size: int = 500
     seed: int = 0
+    #: training batches (of eval_batch_size images) that recalibrate tracked BatchNorm statistics of each
+    #: monitored path before it is scored (0: none; supernets trained with BN momentum 0, as BigNAS does,
+    #: need it, or their monitored accuracy is chance)
+    bn_recalibration: int = 0
 
     def __post_init__(self):
         for name, value_type in FIELD_TYPES.items():  # types and ranges of every field, one line each
@@ -106,9 +111,6 @@ class OneShotConfig:
                 raise ConfigError(f"supernet training option {name} must be {value_type.describe()}, got None")
             setattr(self, name, value_type.check(name, value))
         self.step_options = check_step_options(self.step, self.step_options)
-        for name, value in self.supernet.items():  # sizes (C, N, layers, ...): positive integers
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 1:
-                raise ConfigError(f"supernet option {name} must be at least 1, got {value}")
         if self.image_size is not None and int(self.image_size) < 1:
             raise ConfigError(f"image_size must be at least 1, got {self.image_size}")
         if self.train_size is not None and int(self.train_size) < 1:
@@ -142,6 +144,12 @@ class OneShotConfig:
         return cls(**data)
 
     @classmethod
+    def upgraded(cls, saved: Dict[str, Any]) -> Dict[str, Any]:
+        """A run config written before later options existed, with those options at their defaults
+        (what the run trained with), so it resumes."""
+        return {**asdict(cls()), **saved} if isinstance(saved, dict) else saved
+
+    @classmethod
     def for_step(cls, step: str = "single_path", **options) -> "OneShotConfig":
         """A config that starts from ``step``'s recipe (DARTS' search settings for ``darts``, BigNAS'
         for ``sandwich``); ``options`` override it."""
@@ -156,7 +164,7 @@ FIELD_TYPES = {
     "lr": Float(above=0), "momentum": Float(minimum=0, below=1), "weight_decay": Float(minimum=0), "nesterov": Bool(),
     "lr_schedule": Text(choices=LR_SCHEDULES), "lr_min": Float(minimum=0), "lr_power": Float(minimum=1),
     "grad_clip": Float(minimum=0), "accumulate": Int(minimum=1), "augment": Bool(), "valid_size": Int(minimum=0),
-    "eval_batch_size": Int(minimum=1), "seed": Int(minimum=0)}
+    "eval_batch_size": Int(minimum=1), "seed": Int(minimum=0), "bn_recalibration": Int(minimum=0)}
 #: fields that may be None (meaning: the step's share, the stored size, every image)
 OPTIONAL_FIELDS = ("held_out_fraction", "image_size", "train_size")
 
@@ -330,18 +338,31 @@ class OneShotTrainer:
 
     @torch.no_grad()
     def validate(self, epoch: int) -> Dict[str, Optional[float]]:
-        """Supernet metrics on the monitoring images, the step's validation path per batch (monitoring only)."""
+        """Supernet metrics on the monitoring images, the step's validation path per batch (monitoring only).
+
+        With ``config.bn_recalibration`` each path's tracked BatchNorm statistics are first re-estimated
+        on that many training batches; the supernet's buffers are restored afterwards, so monitoring
+        never changes training.
+        """
         if not len(self.x_valid) or not self.metrics:
             return {f"valid_{name}": None for name in self.metrics}
+        size = self.config.eval_batch_size
+        calibration = [self.x[s:s + size] for s in range(0, min(len(self.x), self.config.bn_recalibration * size), size)]
+        buffers = {name: b.clone() for name, b in self.supernet.named_buffers()} if calibration else {}
         self.supernet.eval()
         rng = np.random.default_rng([self.config.seed, epoch, 2])
         sums = np.zeros(len(self.metrics))
-        for start in range(0, len(self.x_valid), self.config.eval_batch_size):
+        for start in range(0, len(self.x_valid), size):
             self.activate(self.step.validation_path(rng))
-            x = self.x_valid[start:start + self.config.eval_batch_size].to(self.device)
-            y = self.y_valid[start:start + self.config.eval_batch_size].to(self.device)
+            if calibration:
+                recalibrate_bn(self.supernet, calibration, recipe="cumulative")
+            x = self.x_valid[start:start + size].to(self.device)
+            y = self.y_valid[start:start + size].to(self.device)
             logits = self.supernet(x)
             sums += [m(logits, y) for m in self.metrics.values()]
+        for name, buffer in self.supernet.named_buffers():
+            if name in buffers:
+                buffer.copy_(buffers[name])
         return {f"valid_{name}": value / len(self.x_valid) for name, value in zip(self.metrics, sums)}
 
     @torch.no_grad()
@@ -464,7 +485,7 @@ def train(config: OneShotConfig, run_dir, resume: bool = False, device="cpu", pr
     dist = Distributed.from_env(str(device))
     # the trainer validates everything (supernet and step options, data) before the run folder is made
     trainer = OneShotTrainer(config, run_dir, device, dist, data, progress, callbacks)
-    run = Run(run_dir, config.to_dict(), resume=resume) if dist.is_main else None
+    run = Run(run_dir, config.to_dict(), resume=resume, upgrade=OneShotConfig.upgraded) if dist.is_main else None
     dist.barrier()
     if resume:
         trainer.load_checkpoint()
