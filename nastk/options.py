@@ -140,6 +140,18 @@ class Mapping(Value):
         return dict(value)
 
 
+class Items(Value):
+    """A list (a config file's sequence section, e.g. the stages of a schedule); items checked by their owner."""
+
+    def describe(self) -> str:
+        return "a list"
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(value)
+        return list(value)
+
+
 class Bool(Value):
     """A yes/no option: ``--name`` / ``--no-name`` on the command line, a YAML boolean in a config file."""
 

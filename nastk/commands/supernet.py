@@ -3,7 +3,8 @@
 ``train`` runs (or with ``--resume`` continues) a supernet run folder with a training step
 (``single_path``: SPOS / PA&DA; ``darts``: bilevel DARTS) and works as is under
 ``torchrun --nproc_per_node K -m nastk.cli supernet train ...``; ``rank`` scores architectures with
-the run's inherited weights and compares them with the benchmark; ``select`` turns a supernet with
+the run's inherited weights and compares them with the benchmark (a space without one, such as
+mobilenet, is ranked by those scores alone, said so); ``select`` turns a supernet with
 architecture parameters into one architecture (``--method argmax``).
 """
 from __future__ import annotations
@@ -74,6 +75,9 @@ def register(subparsers) -> None:
     add("--no-augment", action="store_true", help="no random crop / flip")
     add("--seed", type=Int(minimum=0), help="random seed (default 0)")
     add("--device", default="cpu", help="torch device (cpu, cuda; under torchrun cuda means cuda:LOCAL_RANK)")
+    add("--stages", choices=["ofa"], help="a stage schedule: ofa = OFA's progressive shrinking (full network, then "
+        "kernel, depth and expand phases with the ofa step distilling from the full network); --epochs is the length "
+        "of a long phase (OFA: 120), short phases get 25/120 of it; a config file may list its own 'stages'")
     add("--held-out-fraction", type=Float(minimum=0, below=1), help="share of the training images held out from weight training, the "
         "validation split selection reads (default: the step's, 0.5 for darts, 0 for single_path; few-shot "
         "single_path runs default to 0.5)")
@@ -103,7 +107,8 @@ def register(subparsers) -> None:
     train.defer(_add_train_plugin_flags)
     train.set_defaults(func=run_train)
 
-    rank = commands.add_parser("rank", help="rank architectures with a trained supernet's weights against NB201")
+    rank = commands.add_parser("rank", help="rank architectures with a trained supernet's weights (against the "
+                               "space's benchmark when it has one, e.g. NB201)")
     add = rank.add_argument
     add("--run-dir", required=True, help="a folder written by 'nastk supernet train'")
     add("--sample", type=Int(minimum=1), default=100, help="rank this many distinct random architectures (default 100)")
@@ -115,13 +120,16 @@ def register(subparsers) -> None:
         "the split a search selects by (--evaluator supernet:RUN_DIR)")
     add("--eval-size", type=Int(minimum=1), help="images of --split to evaluate on (default all)")
     add("--batch-size", type=Int(minimum=1), default=500, help="evaluation batch (BatchNorm uses batch statistics; default 500)")
-    add("--bn-calibration", type=Int(minimum=0), default=0,
-        help="recalibrate tracked BatchNorm statistics on this many batches of the run's training images per architecture")
+    add("--bn-calibration", type=Int(minimum=0),
+        help="recalibrate tracked BatchNorm statistics on this many batches of the run's training images per "
+             "architecture (0: none; default: enough batches for 2000 images when the supernet's BatchNorm tracks "
+             "running statistics, as the supernet evaluator and nastk export do, else 0)")
     add("--bn-recipe", choices=["cumulative", "exact"], default="cumulative", help="how --bn-calibration "
         "re-estimates them: cumulative = reset, momentum None, forward the batches (BigNAS / AttentiveNAS); exact = "
         "batch-size-weighted average of batch means and biased variances (OFA) (default cumulative)")
-    add("--truth-dataset", default="cifar10",
-        help="benchmark dataset of the ground truth (default cifar10: 200-epoch test accuracy)")
+    add("--truth-dataset",
+        help="benchmark dataset of the ground truth (default cifar10: 200-epoch test accuracy); only for spaces "
+             "with a benchmark")
     add("--device", default="cpu")
     add("--no-progress", action="store_true")
     add("--format", choices=["text", "json"], default="text")
@@ -227,6 +235,12 @@ def train_config(args):
         step = args.step or file_options.get("step") or "single_path"
         options = {**OneShotConfig().to_dict(), **step_recipe(step)}
     options.update(file_options)
+    if getattr(args, "stages", None) == "ofa":
+        from nastk.oneshot.stages import progressive_shrinking
+        from nastk.space import get_space
+
+        space = get_space(args.space or options.get("space", "nb201"))
+        options["stages"] = progressive_shrinking(space, int(args.epochs or options["epochs"]))
     for flag in _CONFIG_FLAGS:
         value = getattr(args, flag)
         if value is not None:
@@ -331,7 +345,10 @@ def run_train(args) -> int:
     if args.format == "json":
         print_json(summary)
     else:
-        print(f"trained {_method_name(summary['step'], summary['sampler'])} supernet for {summary['epochs']} epochs "
+        method = _method_name(summary["step"], summary["sampler"])
+        if summary.get("stages"):
+            method = f"{len(summary['stages'])}-stage ({', '.join(s['stage'] for s in summary['stages'])})"
+        print(f"trained {method} supernet for {summary['epochs']} epochs "
               f"(resumed from epoch {summary['resumed_from_epoch']}) in {summary['train_wall_s']:.1f} s; "
               f"final train loss {summary['final_train_loss']:.4f}"
               + (f", acc {summary['final_train_acc']:.2f}" if summary.get("final_train_acc") is not None else ""))
@@ -345,7 +362,7 @@ def _method_name(step: str, sampler: str) -> str:
     """What a run trained, in the words of the literature where nastk knows them."""
     if step == "single_path":
         return {"uniform": "SPOS", "space": "SPOS (space sampler)", "pada": "PA&DA"}.get(sampler, f"single-path ({sampler})")
-    return {"darts": "DARTS", "sandwich": "sandwich-rule (BigNAS)"}.get(step, f"{step}-step")
+    return {"darts": "DARTS", "sandwich": "sandwich-rule (BigNAS)", "ofa": "OFA-step"}.get(step, f"{step}-step")
 
 
 def run_fewshot(args, config, schedule) -> int:
@@ -373,13 +390,18 @@ def _is_main() -> bool:
 
 
 def run_rank(args) -> int:
-    from nastk.oneshot.data import downsample, load_images, mixed, split_images, unseen_training_images
-    from nastk.oneshot.ranking import benchmark_truth, rank, sample_architectures
+    from nastk.benchmarks.registry import has_benchmark
+    from nastk.oneshot.data import downsample, load_images, mixed, unseen_training_images
+    from nastk.oneshot.ranking import (benchmark_truth, calibration_batches, default_bn_calibration, rank,
+                                       sample_architectures, tracks_bn_statistics)
     from nastk.oneshot.trainer import load_trained
     from nastk.space import get_space
 
     supernet, config, epoch = load_trained(args.run_dir, args.device)
     space = get_space(config.space)
+    benchmarked = has_benchmark(space.name)
+    if args.truth_dataset is not None and not benchmarked:
+        raise ConfigError(f"--truth-dataset: space {space.name!r} has no benchmark to take ground truth from")
     if args.archs:
         try:
             lines = Path(args.archs).read_text().split()
@@ -393,28 +415,42 @@ def run_rank(args) -> int:
         x, y = mixed(data.x_test, data.y_test, args.eval_size)
     else:
         x, y = unseen_training_images(config, data, args.eval_size)
-    calibration = None
-    if args.bn_calibration:
-        (x_train, _), _ = split_images(config, data)
-        calibration = list(x_train[: args.bn_calibration * config.batch_size].split(config.batch_size))
-    truth, protocol = benchmark_truth(space, archs, args.truth_dataset)
+    batches = default_bn_calibration(supernet, config) if args.bn_calibration is None else args.bn_calibration
+    calibration = calibration_batches(config, data, batches)
+    if benchmarked:
+        truth, protocol = benchmark_truth(space, archs, args.truth_dataset or "cifar10")
+    else:
+        truth, protocol = None, None
     ranking = rank(supernet, archs, x, y, truth, protocol, device=args.device, batch_size=args.batch_size,
                    calibration=calibration, recipe=args.bn_recipe, progress=not args.no_progress)
     out = {"run_dir": str(args.run_dir), "epoch": epoch, "sampler": config.sampler, "seed": args.seed,
-           "split": args.split, "eval_images": len(x), "bn_calibration_batches": args.bn_calibration,
-           "bn_recipe": args.bn_recipe if args.bn_calibration else None, **ranking.to_dict()}
+           "split": args.split, "eval_images": len(x), "bn_calibration_batches": len(calibration),
+           "bn_calibration_images": sum(len(b) for b in calibration),
+           "bn_recipe": args.bn_recipe if calibration else None, **ranking.to_dict()}
+    if truth is None:
+        out["note"] = (f"space {space.name} has no benchmark: architectures are ranked by their inherited-weight "
+                       f"accuracy alone (no ground truth, Kendall tau, Spearman rho or precision@k)")
     stem = Path(args.archs).stem if args.archs else f"sample{len(archs)}-seed{args.seed}"
     name = f"ranking-{stem}{'' if args.split == 'test' else '-' + args.split}.json"
     with atomic_write(Path(args.run_dir) / name, "w") as handle:
         json.dump(out, handle, indent=1)
     if args.format == "json":
         print_json(out)
-    else:
-        print(f"{out['n']} architectures, epoch {epoch}, {len(x)} {args.split} images: Kendall tau "
-              f"{out['kendall']:.4f}, Spearman rho {out['spearman']:.4f}, " + ", ".join(f"P@{k} {v:.2f}" for k, v in out["precision_at"].items()))
+        return 0
+    recalibrated = (f", BN recalibrated on {out['bn_calibration_images']} training images ({args.bn_recipe})"
+                    if calibration and tracks_bn_statistics(supernet) else "")
+    if truth is None:
+        print(f"{out['n']} architectures, epoch {epoch}, {len(x)} {args.split} images{recalibrated}: ranked by the "
+              f"supernet's own accuracy")
+        print(f"note: {out['note']}")
         for row in out["ranking"][:10]:
-            print(f"{row['rank']:4d}  {row['supernet_accuracy']:6.2f}  true {row['true_accuracy']:6.2f} "
-                  f"(#{row['true_rank']})  {row['arch']}")
+            print(f"{row['rank']:4d}  {row['supernet_accuracy']:6.2f}  {row['arch']}")
+        return 0
+    print(f"{out['n']} architectures, epoch {epoch}, {len(x)} {args.split} images{recalibrated}: Kendall tau "
+          f"{out['kendall']:.4f}, Spearman rho {out['spearman']:.4f}, " + ", ".join(f"P@{k} {v:.2f}" for k, v in out["precision_at"].items()))
+    for row in out["ranking"][:10]:
+        print(f"{row['rank']:4d}  {row['supernet_accuracy']:6.2f}  true {row['true_accuracy']:6.2f} "
+              f"(#{row['true_rank']})  {row['arch']}")
     return 0
 
 

@@ -379,3 +379,4 @@ def _entropy(weights: torch.Tensor) -> torch.Tensor:
 register_step("single_path", SinglePathStep)
 register_step("darts", DartsStep)
 register_step("sandwich", "nastk.oneshot.sandwich:SandwichStep")
+register_step("ofa", "nastk.oneshot.sandwich:ProgressiveShrinkingStep")

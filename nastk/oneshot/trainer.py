@@ -38,7 +38,7 @@ from nastk.oneshot.recalibration import recalibrate_bn
 from nastk.oneshot.samplers import SAMPLER_PRESETS, make_samplers
 from nastk.oneshot.steps import LR_SCHEDULES, STEPS, Batch, TrainingStep, make_step
 from nastk.paths import atomic_write
-from nastk.options import Bool, Float, Int, Mapping as MappingValue, Text, declared
+from nastk.options import Bool, Float, Int, Items, Mapping as MappingValue, Text, declared
 from nastk.plain_data import plain
 from nastk.run import Run
 from nastk.space import get_space
@@ -103,6 +103,9 @@ class OneShotConfig:
     #: monitored path before it is scored (0: none; supernets trained with BN momentum 0, as BigNAS does,
     #: need it, or their monitored accuracy is chance)
     bn_recalibration: int = 0
+    #: a stage schedule (nastk.oneshot.stages): [{name, epochs, overrides, allowed, trainable, sort_channels}, ...];
+    #: empty: one stage of ``epochs``
+    stages: List[Dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self):
         for name, value_type in FIELD_TYPES.items():  # types and ranges of every field, one line each
@@ -111,6 +114,10 @@ class OneShotConfig:
                 raise ConfigError(f"supernet training option {name} must be {value_type.describe()}, got None")
             setattr(self, name, value_type.check(name, value))
         self.step_options = check_step_options(self.step, self.step_options)
+        if self.stages:
+            from nastk.oneshot.stages import stages_from
+
+            stages_from(self.stages)  # every stage checked here (its own config when the run starts)
         if self.image_size is not None and int(self.image_size) < 1:
             raise ConfigError(f"image_size must be at least 1, got {self.image_size}")
         if self.train_size is not None and int(self.train_size) < 1:
@@ -164,7 +171,8 @@ FIELD_TYPES = {
     "lr": Float(above=0), "momentum": Float(minimum=0, below=1), "weight_decay": Float(minimum=0), "nesterov": Bool(),
     "lr_schedule": Text(choices=LR_SCHEDULES), "lr_min": Float(minimum=0), "lr_power": Float(minimum=1),
     "grad_clip": Float(minimum=0), "accumulate": Int(minimum=1), "augment": Bool(), "valid_size": Int(minimum=0),
-    "eval_batch_size": Int(minimum=1), "seed": Int(minimum=0), "bn_recalibration": Int(minimum=0)}
+    "eval_batch_size": Int(minimum=1), "seed": Int(minimum=0), "bn_recalibration": Int(minimum=0),
+    "stages": Items()}
 #: fields that may be None (meaning: the step's share, the stored size, every image)
 OPTIONAL_FIELDS = ("held_out_fraction", "image_size", "train_size")
 
@@ -483,6 +491,10 @@ def train(config: OneShotConfig, run_dir, resume: bool = False, device="cpu", pr
           data: Optional[ImageDataset] = None, callbacks=()) -> Dict[str, Any]:
     """Train (or resume) a supernet into ``run_dir``; works as is under ``torchrun``. Returns the summary."""
     dist = Distributed.from_env(str(device))
+    if config.stages:
+        from nastk.oneshot.stages import stages_from, train_stages
+
+        return train_stages(config, stages_from(config.stages), run_dir, resume, device, progress, dist, data, callbacks)
     # the trainer validates everything (supernet and step options, data) before the run folder is made
     trainer = OneShotTrainer(config, run_dir, device, dist, data, progress, callbacks)
     run = Run(run_dir, config.to_dict(), resume=resume, upgrade=OneShotConfig.upgraded) if dist.is_main else None
