@@ -66,7 +66,7 @@ class Benchmark(abc.ABC):
         raise CapabilityError(f"benchmark {self.name!r} defines no index order")
 
 
-_BENCHMARKS: Registry[type] = Registry("benchmark")
+_BENCHMARKS: Registry[type] = Registry("benchmark", group="nastk.benchmarks")
 
 
 def register_benchmark(space: str, provider: Union[str, type]) -> None:
@@ -76,7 +76,8 @@ def register_benchmark(space: str, provider: Union[str, type]) -> None:
 
 
 def has_benchmark(space: str) -> bool:
-    return space in _BENCHMARKS
+    """Whether ``space`` has a benchmark: registered here or an installed entry point (group nastk.benchmarks)."""
+    return space in _BENCHMARKS or space in _BENCHMARKS.names()
 
 
 def benchmark_spaces() -> List[str]:
@@ -86,7 +87,7 @@ def benchmark_spaces() -> List[str]:
 @lru_cache(maxsize=None)
 def benchmark_for(space: str) -> Benchmark:
     """The (shared) benchmark of ``space``; :class:`CapabilityError` when it has none."""
-    if space not in _BENCHMARKS:
+    if not has_benchmark(space):
         raise CapabilityError(f"no benchmark gives ground truth for space {space!r} "
                               f"(benchmarks exist for: {', '.join(benchmark_spaces()) or 'none'})")
     return _BENCHMARKS.get(space)()

@@ -26,8 +26,6 @@ _CONFIG_FLAGS = ("space", "dataset", "image_size", "sampler", "step", "epochs", 
 #: train flags of a few-shot run
 _FEWSHOT_FLAGS = ("splits", "split_epochs", "no_restart", "gm_batches", "gm_mode", "gm_rule", "split_decisions",
                   "select_archs")
-#: the sampler presets (nastk.oneshot.samplers.SAMPLER_PRESETS), listed here so --help imports no torch
-SAMPLER_NAMES = ("uniform", "pada", "pa", "da", "space")
 #: argparse destinations of the plug-in flags: step options and supernet (space) options
 STEP_DEST, SUPERNET_DEST = "step_option__", "supernet_option__"
 
@@ -51,9 +49,10 @@ def register(subparsers) -> None:
     add("--lr-schedule", choices=["cosine", "cosine_power"], help="weight learning-rate schedule per epoch: cosine, "
         "or sharpDARTS' cosine power annealing (default cosine)")
     add("--lr-power", type=Float(minimum=1), help="cosine_power: the exponent base p (default 10; 1 = cosine)")
-    add("--sampler", choices=list(SAMPLER_NAMES), help="uniform = SPOS; pada = path and data "
-        "importance sampling; pa / da = path-only / data-only ablations; space = SPOS over the space's own random "
-        "architectures (needed for darts, whose cells keep two inputs per node) (default uniform)")
+    add("--sampler", help="uniform = SPOS; pada = path and data importance sampling; pa / da = path-only / "
+        "data-only ablations; space = SPOS over the space's own random architectures (needed for darts, whose cells "
+        "keep two inputs per node); or a path sampler's name (entry point group nastk.samplers, or "
+        "package.module:Class) with uniform data (default uniform)")
     add("--dataset", help="training images: cifar10 (the shared subset), digits, or an .npz in the same layout (default cifar10)")
     add("--epochs", type=Int(minimum=1), help="training epochs (default 250, PA&DA's)")
     add("--train-size", type=Int(minimum=1), help="use this many training images (a fixed class-mixed subset; default all)")
@@ -138,10 +137,11 @@ def register(subparsers) -> None:
     select = commands.add_parser("select", help="the architecture a supernet's architecture parameters stand for")
     add = select.add_argument
     add("--run-dir", required=True, help="a folder written by 'nastk supernet train --step darts'")
-    add("--method", default="argmax", choices=["argmax", "pt"], help="argmax: each decision's strongest option "
+    add("--method", default="argmax", help="argmax: each decision's strongest option "
         "through the space's rule (DARTS cells: two strongest non-none inputs per node); pt: DARTS-PT, decision by "
         "decision the option whose removal hurts the supernet's held-out accuracy most, tuning the supernet in "
-        "between (DARTS cells: then two inputs per node by the same test) (default argmax)")
+        "between (DARTS cells: then two inputs per node by the same test); or a selector registered, installed (entry "
+        "point group nastk.selectors) or given as package.module:function (default argmax)")
     add("--crit", choices=["acc", "loss"], help="pt: the held-out accuracy drop or loss rise decides (default acc)")
     add("--pt-interval", type=Int(minimum=0), help="pt: tuning epochs between decisions (default 5, DARTS-PT's)")
     add("--fix-alpha", action="store_true", help="pt: keep alpha frozen while tuning (DARTS-PT fix-alpha; default: "

@@ -283,11 +283,11 @@ class PADADataSampler(DataSampler):
         self.q = state["q"].numpy().astype(float)
 
 
-PATH_SAMPLERS: Registry[type] = Registry("path sampler")
+PATH_SAMPLERS: Registry[type] = Registry("path sampler", group="nastk.samplers")
 PATH_SAMPLERS.register("uniform", UniformPathSampler)
 PATH_SAMPLERS.register("pada", PADAPathSampler)
 PATH_SAMPLERS.register("space", SpacePathSampler)
-DATA_SAMPLERS: Registry[type] = Registry("data sampler")
+DATA_SAMPLERS: Registry[type] = Registry("data sampler", group="nastk.data_samplers")
 DATA_SAMPLERS.register("uniform", UniformDataSampler)
 DATA_SAMPLERS.register("pada", PADADataSampler)
 
@@ -302,11 +302,18 @@ SAMPLER_PRESETS: Dict[str, Tuple[str, str]] = {
 }
 
 
+def sampler_pair(name: str) -> Tuple[str, str]:
+    """(path sampler, data sampler) of a preset, or of a path sampler's own name (registered, an entry point of
+    group nastk.samplers, or package.module:Class) with uniform data."""
+    if name in SAMPLER_PRESETS:
+        return SAMPLER_PRESETS[name]
+    PATH_SAMPLERS.get(name)  # an unknown name: one line listing the known ones
+    return name, "uniform"
+
+
 def make_samplers(preset: str, supernet, train_size: int, seed: int, options: Dict[str, Any] = None):
     """The (path sampler, data sampler) pair of a preset; ``options`` go to both (e.g. ``tau_max``)."""
-    if preset not in SAMPLER_PRESETS:
-        raise ConfigError(f"unknown sampler {preset!r}; known: {', '.join(SAMPLER_PRESETS)}")
-    path_name, data_name = SAMPLER_PRESETS[preset]
+    path_name, data_name = sampler_pair(preset)
     options = dict(options or {})
     only_pada = lambda name: options if name == "pada" else {}  # noqa: E731  (uniform takes no options)
     return (PATH_SAMPLERS.get(path_name)(supernet, seed, **only_pada(path_name)),

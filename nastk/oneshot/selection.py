@@ -60,7 +60,7 @@ def select_argmax(supernet: Supernet, weighting: str = "softmax") -> Selection:
                      [[round(float(w), 6) for w in row] for row in weights], parameter_free_share(supernet, choices))
 
 
-SELECTORS: Registry[Callable[..., Selection]] = Registry("selection method")
+SELECTORS: Registry[Callable[..., Selection]] = Registry("selection method", group="nastk.selectors")
 SELECTORS.register("argmax", select_argmax)
 
 

@@ -29,7 +29,7 @@ import torch
 
 from nastk.errors import ConfigError
 from nastk.options import Bool, Float, Int, Option, Text
-from nastk.oneshot.samplers import SAMPLER_PRESETS, tau_schedule
+from nastk.oneshot.samplers import sampler_pair, tau_schedule
 from nastk.registry import Registry
 
 
@@ -257,7 +257,7 @@ class DartsStep(TrainingStep):
             raise ConfigError(f"arch_lr must be positive, got {arch_lr}")
         if int(arch_warmup_epochs) < 0:
             raise ConfigError(f"arch_warmup_epochs must be at least 0, got {arch_warmup_epochs}")
-        if SAMPLER_PRESETS[context.config.sampler][0] != "uniform":
+        if sampler_pair(context.config.sampler)[0] != "uniform":
             raise ConfigError(f"the darts step trains a mixture and draws no paths; sampler {context.config.sampler!r} "
                               f"samples paths (use uniform, or da for PA&DA's data sampling alone)")
         supernet = context.supernet

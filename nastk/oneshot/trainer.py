@@ -35,7 +35,7 @@ from nastk.oneshot.context import StepContext, contiguous_part, seed_of
 from nastk.oneshot.data import crop_flip, crop_flip_params, downsample, load_images, mixed, split_images
 from nastk.oneshot.distributed import Distributed
 from nastk.oneshot.recalibration import recalibrate_bn
-from nastk.oneshot.samplers import SAMPLER_PRESETS, make_samplers
+from nastk.oneshot.samplers import make_samplers, sampler_pair
 from nastk.oneshot.steps import LR_SCHEDULES, STEPS, Batch, TrainingStep, make_step
 from nastk.paths import atomic_write
 from nastk.options import Bool, Float, Int, Items, Mapping as MappingValue, Text, declared
@@ -132,8 +132,7 @@ class OneShotConfig:
             raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; known: {', '.join(LR_SCHEDULES)}")
         if not self.lr_power >= 1:
             raise ConfigError(f"lr_power must be at least 1, got {self.lr_power}")
-        if self.sampler not in SAMPLER_PRESETS:
-            raise ConfigError(f"unknown sampler {self.sampler!r}; known: {', '.join(SAMPLER_PRESETS)}")
+        sampler_pair(self.sampler)  # a preset or a path sampler's name; unknown ones fail here, with the known ones
 
     def to_dict(self) -> Dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
