@@ -14,6 +14,11 @@ from nastk.options import Option
 from nastk.plain_data import plain
 
 
+#: The metric a constrained run adds to every result: 1 when it satisfies every constraint, else 0
+#: (:mod:`nastk.evaluators.multi_objective`); an infeasible result has no objective value.
+FEASIBLE = "feasible"
+
+
 @dataclass(frozen=True)
 class Result:
     """Named metrics of one evaluation plus what it cost.
@@ -41,11 +46,24 @@ class Result:
 
     @property
     def value(self) -> float:
-        """The objective value; NaN (never an exception) when it is missing or not finite."""
+        """The objective value; NaN (never an exception) when it is missing or not finite, and when the
+        result is infeasible (``metrics["feasible"] == 0``, set by ``--constraint``): every strategy
+        ranks a NaN objective worst, so an infeasible architecture never wins or becomes a parent."""
+        return math.nan if self.infeasible else self.raw_value
+
+    @property
+    def raw_value(self) -> float:
+        """The objective value whether or not the result satisfies the run's constraints (NaN when it
+        is missing or not finite)."""
         value = self.metrics.get(self.objective, math.nan)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return math.nan
         return float(value) if math.isfinite(value) else math.nan
+
+    @property
+    def infeasible(self) -> bool:
+        """Whether the result violates a constraint of its run (``metrics["feasible"] == 0``)."""
+        return self.metrics.get(FEASIBLE) == 0
 
     def to_dict(self) -> Dict[str, Any]:
         return {"metrics": dict(self.metrics), "cost_s": self.cost_s, "objective": self.objective,

@@ -1,17 +1,29 @@
-"""A search's winner as a model that runs where nastk is not installed.
+"""A search's winner, or a child of a trained supernet, as a model that runs where nastk is not installed.
 
 ``nastk export --run-dir D`` builds the run's best architecture with the run's build options and,
 when the run's evaluator retrained the winner (the train evaluator does), loads those weights
-(``winner.pt``, written when the search finished). TorchScript (the default) is traced on an input
-of the run's dataset's shape and loaded back with ``torch.jit.load`` to check that it reproduces the
-model's outputs; ``state-dict`` writes the architecture string, the build options and the weights.
+(``winner.pt``, written when the search finished). A search whose evaluator was ``supernet:RUN_DIR``
+exports its winner with the weights it was scored with: the child extracted from that supernet
+(:func:`supernet_child`). ``nastk export --run-dir SUPERNET_RUN --arch ARCH`` exports any child of a
+supernet run the same way, without retraining.
+
+A supernet child is ``supernet.extract(arch)``: a stand-alone network of its inherited weights. When
+the supernet's BatchNorm tracks running statistics (the MobileNet spaces; BigNAS trains them with
+momentum 0, so they hold nothing usable), the child's statistics are first recalibrated on the run's
+training images exactly as ``supernet rank`` and the supernet evaluator do
+(:func:`nastk.oneshot.ranking.activate`), so the exported model reproduces the accuracy they report.
+
+Every export goes through :func:`write_model`: TorchScript (the default) is traced on an input of
+the run's images' shape and loaded back with ``torch.jit.load`` to check that it reproduces the
+model's outputs; ``state-dict`` writes the architecture string, the build options and the weights,
+which the space's ``build(arch, num_classes, **build)`` loads.
 """
 from __future__ import annotations
 
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from nastk.errors import ConfigError, RunError
 from nastk.paths import atomic_write
@@ -44,10 +56,17 @@ def winner_model(run: RunView):
 
     if run.best_arch is None:
         raise RunError(f"run {run.directory} has no evaluations to export")
+    evaluator = run.config["evaluator"]
+    if evaluator.get("kind") == "supernet":  # the weights it was scored with, as it scored them
+        model, info = supernet_child(evaluator["run_dir"], run.best_arch,
+                                     evaluator.get("bn_calibration", 0), evaluator.get("bn_recipe") or "cumulative")
+        if info["space"] != run.config["space"]:
+            raise RunError(f"the supernet {evaluator['run_dir']} is now over space {info['space']!r}, not the run's "
+                           f"{run.config['space']!r}")
+        return model, {**info, "objective": run.best_objective, "run": str(run.directory)}
     space = get_space(run.config["space"])
     space.require("build")  # a space without networks has nothing to export
     arch = space.from_str(run.best_arch)
-    evaluator = run.config["evaluator"]
     dataset = evaluator.get("dataset") or "cifar10"
     if dataset not in DATASETS:
         raise ConfigError(f"unknown input shape for dataset {dataset!r}; known: {', '.join(DATASETS)}")
@@ -74,22 +93,86 @@ def winner_model(run: RunView):
     return model, info
 
 
-def export(run: RunView, out, fmt: str = "torchscript") -> Dict[str, Any]:
-    """Write the winner to ``out``; returns what was written (and, for TorchScript, the check)."""
-    import torch
+def supernet_child(run_dir, arch: str, bn_calibration: Optional[int] = None, bn_recipe: str = "cumulative",
+                   device="cpu"):
+    """The child ``arch`` (an architecture string) of the supernet run in ``run_dir`` as a stand-alone
+    network with its inherited weights, BatchNorm statistics recalibrated on ``bn_calibration`` batches
+    of the run's training images (None: :func:`~nastk.oneshot.ranking.default_bn_calibration`, OFA's
+    2000 images when the BatchNorm tracks statistics, else none); returns (model, description)."""
+    from nastk.errors import ArchitectureError
+    from nastk.oneshot.data import downsample, load_images
+    from nastk.oneshot.ranking import activate, calibration_batches, default_bn_calibration, tracks_bn_statistics
+    from nastk.oneshot.recalibration import RECIPES
+    from nastk.oneshot.trainer import load_trained
 
+    if bn_recipe not in RECIPES:
+        raise ConfigError(f"unknown BN recalibration recipe {bn_recipe!r}; known: {', '.join(RECIPES)}")
+    supernet, config, epoch = load_trained(run_dir, device)
+    space = supernet.space
+    try:
+        child = space.from_str(arch)
+    except ArchitectureError as error:
+        raise ConfigError(f"--arch is not an architecture of the supernet's space {space.name}: {error}") from None
+    data = downsample(load_images(config.dataset), config.image_size)
+    tracked = tracks_bn_statistics(supernet)
+    batches = default_bn_calibration(supernet, config) if bn_calibration is None else int(bn_calibration)
+    calibration = calibration_batches(config, data, batches) if tracked else []
+    activate(supernet, child, [b.to(device) for b in calibration], bn_recipe)
+    model = supernet.extract(child).eval()
+    images = sum(len(batch) for batch in calibration)
+    if calibration:
+        statistics = (f"BatchNorm statistics recalibrated on {images} of its training images "
+                      f"({len(calibration)} batches, {bn_recipe})")
+    elif tracked:
+        statistics = "BatchNorm statistics as the supernet left them (not recalibrated)"
+    else:
+        statistics = "BatchNorm uses batch statistics (nothing to recalibrate)"
+    info = {"space": space.name, "arch": child.to_str(), "build": dict(config.supernet),
+            "num_classes": int(data.num_classes), "input_shape": list(data.x_train.shape[1:]),
+            "dataset": config.dataset, "image_size": config.image_size,
+            "weights": f"inherited from the supernet {run_dir} (epoch {epoch}, not retrained); {statistics}",
+            "supernet": str(run_dir), "epoch": epoch,
+            "bn_calibration": {"batches": len(calibration), "images": images, "recipe": bn_recipe} if calibration else None}
+    return model, info
+
+
+def export(run: RunView, out, fmt: str = "torchscript") -> Dict[str, Any]:
+    """Write the run's winner to ``out``; returns what was written (and, for TorchScript, the check)."""
+    _check_target(out, fmt)
+    model, info = winner_model(run)
+    return write_model(model, info, out, fmt)
+
+
+def export_child(run_dir, arch: str, out, fmt: str = "torchscript", bn_calibration: Optional[int] = None,
+                 bn_recipe: str = "cumulative") -> Dict[str, Any]:
+    """Write the child ``arch`` of the supernet run in ``run_dir`` to ``out`` (:func:`supernet_child`)."""
+    _check_target(out, fmt)
+    model, info = supernet_child(run_dir, arch, bn_calibration, bn_recipe)
+    return write_model(model, info, out, fmt)
+
+
+def _check_target(out, fmt: str) -> None:
     if fmt not in ("torchscript", "state-dict"):
         raise ConfigError(f"unknown export format {fmt!r}; use torchscript or state-dict")
+    if Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name such as {Path(out) / 'model.pt'}")
+
+
+def write_model(model, info: Dict[str, Any], out, fmt: str = "torchscript") -> Dict[str, Any]:
+    """Write ``model`` (described by ``info``: space, arch, build, num_classes, input_shape, ...) to
+    ``out``: the one export mechanism of every kind of run."""
+    import torch
+
+    _check_target(out, fmt)
     out = Path(out)
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder; give a file name such as {out / 'model.pt'}")
-    model, info = winner_model(run)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "state-dict":
+        _check_rebuilds(model, info)
+        out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(out, "wb") as handle:
             torch.save({**info, "state_dict": model.state_dict()}, handle)
         return {**info, "file": str(out), "format": fmt}
     example = torch.randn(2, *info["input_shape"], generator=torch.Generator().manual_seed(0))
+    out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
         # torch >= 2.10 marks TorchScript deprecated in favour of torch.export; it is still the format
         # that loads with a bare `torch.jit.load`, so it stays the default while torch ships it.
@@ -100,3 +183,19 @@ def export(run: RunView, out, fmt: str = "torchscript") -> Dict[str, Any]:
         loaded = torch.jit.load(str(out), map_location="cpu")
         difference = float((loaded(example) - model(example)).abs().max())
     return {**info, "file": str(out), "format": fmt, "check_max_abs_difference": difference}
+
+
+def _check_rebuilds(model, info: Dict[str, Any]) -> None:
+    """A state dict is only useful if ``space.build(arch, num_classes, **build)`` takes it: checked
+    before anything is written (a generic supernet child, a pinned copy of the whole supernet, is not
+    such a network)."""
+    from nastk.space import get_space
+
+    space = get_space(info["space"])
+    try:
+        space.require("build")
+        rebuilt = space.build(space.from_str(info["arch"]), info["num_classes"], **info["build"])
+        rebuilt.load_state_dict(model.state_dict())
+    except Exception as error:
+        raise ConfigError(f"the {space.name} network is not one the space's build() makes "
+                          f"({str(error).splitlines()[0][:120]}); export it as torchscript") from None

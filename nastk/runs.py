@@ -43,7 +43,9 @@ class RunView:
 
     @property
     def best(self) -> Optional[Trial]:
-        return max(self.trials, key=lambda t: objective_key(t.result.value), default=None)
+        """The best trial; None when there is none, or none satisfies the run's constraints."""
+        best = max(self.trials, key=lambda t: objective_key(t.result.value), default=None)
+        return None if best is not None and best.result.infeasible else best
 
     @property
     def best_arch(self) -> Optional[str]:

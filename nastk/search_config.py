@@ -32,6 +32,15 @@ GENERAL: Tuple[Option, ...] = (
     Option("objectives", Text(lists=True), "comma-separated objectives, acc first: acc,params,flops,latency,energy "
                                            "or a HW-NAS-Bench column (e.g. raspi4_latency); multi-objective "
                                            "strategies optimise all, and the summary reports the Pareto front", None),
+    Option("constraints", Text(lists=True), "NAME OP VALUE (flag --constraint, repeatable or comma-separated; "
+                                            "config: a list), OP one of <=, <, >=, >, e.g. --constraint 'flops<=300'; "
+                                            "NAME an objective (acc, params, flops, latency, ...), its metric "
+                                            "(flops_m) or metric:NAME (any metric the evaluator or the space's cost() "
+                                            "returns); VALUE in the metric's own units: params and flops in millions "
+                                            "(params_m, flops_m: flops<=300 is 300 MFLOPs), latency ms, energy mJ. "
+                                            "Violating architectures are recorded as infeasible (never the winner); "
+                                            "a cost constraint is checked before evaluating, so they cost nothing",
+           None),
     Option("max_cost", Float(above=0), "also stop once the summed evaluation cost in seconds (simulated by a "
                                        "benchmark, measured by training) exceeds this", None),
     Option("max_wall", Float(above=0), "also stop after this many seconds of wall time", None),
@@ -104,10 +113,11 @@ def resolve(given: Mapping[str, Any], sources: Optional[Mapping[str, str]] = Non
 def run_config(values: Mapping[str, Any]) -> Dict[str, Any]:
     """The resolved, self-contained config stored in the run folder (and compared on resume)."""
     from nastk.evaluators import evaluator_config
-    from nastk.evaluators.multi_objective import parse_objectives
+    from nastk.evaluators.multi_objective import parse_constraints, parse_objectives
 
     plugins = Plugins.chosen(values)
     objectives = [o.name for o in parse_objectives(values["objectives"])] if values.get("objectives") else None
+    constraints = [c.text for c in parse_constraints(values.get("constraints"))]
     run_settings = {**values, "objectives": objectives}
     strategy_options = {name: run_settings[name] for name in plugins.strategy.RUN_OPTIONS}
     strategy_options.update({option.name: values[option.name] for option in declared(plugins.strategy)})
@@ -116,6 +126,8 @@ def run_config(values: Mapping[str, Any]) -> Dict[str, Any]:
               "evaluator": evaluator_config(plugins.space, plugins.evaluator_spec, values)}
     if objectives and len(objectives) > 1:
         config["objectives"] = objectives
+    if constraints:  # recorded only when set: runs without constraints keep their configs as they were
+        config["constraints"] = constraints
     limits = {key: values[option] for key, option in (("cost_s", "max_cost"), ("wall_s", "max_wall")) if values.get(option)}
     if limits:
         config["stop"] = limits
@@ -141,6 +153,7 @@ def options_of_run_config(config: Mapping[str, Any]) -> Dict[str, Any]:
     options.update(evaluator_options(config.get("evaluator")))
     objectives = config.get("objectives") or options.get("objectives")
     options["objectives"] = ",".join(objectives) if isinstance(objectives, list) else objectives
+    options["constraints"] = config.get("constraints")
     limits = config.get("stop") or {}
     options.update(max_cost=limits.get("cost_s"), max_wall=limits.get("wall_s"))
     return options

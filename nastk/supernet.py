@@ -146,10 +146,6 @@ WEIGHTINGS = ("softmax", "max_w")
 class Supernet(nn.Module):
     """Base class of supernets. Subclasses build their layers and map architectures to choices."""
 
-    #: the option name that means "this decision is not part of the architecture" (DARTS cells:
-    #: ``none`` on an edge the genotype does not use); None when every decision is an operation
-    absent_option: Optional[str] = None
-
     def __init__(self, space, decisions: Sequence[Decision]):
         super().__init__()
         self.space = space
@@ -259,34 +255,6 @@ class Supernet(nn.Module):
         """Weights that no candidate owns (stem, fixed blocks, head): used by every path."""
         owned = {id(p) for params in self.candidate_parameters().values() for p in params}
         return [p for p in self.weights() if id(p) not in owned]
-
-    def matching_parameters(self, decision: int) -> List[nn.Parameter]:
-        """The weights GM-NAS compares gradients of when splitting ``decision`` (methods.md 3.1).
-
-        Every weight of the searchable body (the ``cells`` module, fixed reduction blocks included,
-        when the supernet has one; stem and classifier are left out) except what ``decision``'s own
-        candidates own. Supernets without a ``cells`` module compare all their weights.
-        """
-        body = getattr(self, "cells", None)
-        pool = [p for p in body.parameters()] if isinstance(body, nn.Module) else self.weights()
-        own = {id(p) for (d, _), params in self.candidate_parameters().items() if d == decision for p in params}
-        arch = {id(p) for p in self.arch_parameters()}
-        return [p for p in pool if id(p) not in own and id(p) not in arch]
-
-    # --- architecture selection (DARTS-PT) ---------------------------------------------------------
-    def selection_groups(self) -> List[List[int]]:
-        """Decisions DARTS-PT decides one at a time, one of each group per round (default: one group).
-
-        DARTS cells return the normal-cell and the reduction-cell edges: a round decides one of each.
-        """
-        return [list(range(len(self.decisions)))]
-
-    def topology_groups(self) -> List[List[List[int]]]:
-        """DARTS-PT's topology step: per round group, the nodes whose input edges compete (keep 2).
-
-        Default: none (every decision is an operation); DARTS cells list nodes 3..5 of each cell type.
-        """
-        return []
 
     # --- weights and architecture parameters -----------------------------------------------------
     def weights(self) -> List[nn.Parameter]:
@@ -413,3 +381,59 @@ class FixedPath(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.supernet.set_active(self.choices)
         return self.supernet(x)
+
+
+# --- opt-in hooks of particular methods ------------------------------------------------------------------
+class GradientMatchable:
+    """Opt-in hook of GM-NAS (:mod:`nastk.oneshot.gradient_matching`): which weights' gradients decide a split.
+
+    Mix it into a supernet class (``class MySupernet(GradientMatchable, Supernet)``) to allow gradient
+    matching splits; the default compares the searchable body's weights.
+    """
+
+    def matching_parameters(self, decision: int) -> List[nn.Parameter]:
+        """The weights GM-NAS compares gradients of when splitting ``decision`` (methods.md 3.1).
+
+        Every weight of the searchable body (the ``cells`` module, fixed reduction blocks included,
+        when the supernet has one; stem and classifier are left out) except what ``decision``'s own
+        candidates own. Supernets without a ``cells`` module compare all their weights.
+        """
+        body = getattr(self, "cells", None)
+        pool = [p for p in body.parameters()] if isinstance(body, nn.Module) else self.weights()
+        own = {id(p) for (d, _), params in self.candidate_parameters().items() if d == decision for p in params}
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in pool if id(p) not in own and id(p) not in arch]
+
+
+class PerturbationSelectable:
+    """Opt-in hooks of DARTS-PT (:mod:`nastk.oneshot.perturbation`): the order decisions are decided in,
+    the topology step, and the option meaning "not part of the architecture".
+
+    Mix it into a supernet class to allow ``supernet select --method pt``; the defaults decide every
+    decision in one group and have no topology step.
+    """
+
+    #: the option name that means "this decision is not part of the architecture" (DARTS cells:
+    #: ``none`` on an edge the genotype does not use); None when every decision is an operation
+    absent_option: Optional[str] = None
+
+    def selection_groups(self) -> List[List[int]]:
+        """Decisions DARTS-PT decides one at a time, one of each group per round (default: one group).
+
+        DARTS cells return the normal-cell and the reduction-cell edges: a round decides one of each.
+        """
+        return [list(range(len(self.decisions)))]
+
+    def topology_groups(self) -> List[List[List[int]]]:
+        """DARTS-PT's topology step: per round group, the nodes whose input edges compete (keep 2).
+
+        Default: none (every decision is an operation); DARTS cells list nodes 3..5 of each cell type.
+        """
+        return []
+
+
+def require_hooks(supernet, hooks: type, method: str) -> None:
+    """A one-line :class:`CapabilityError` when ``supernet`` has not opted in to ``method``'s hooks."""
+    if not isinstance(supernet, hooks):
+        raise CapabilityError(f"{type(supernet).__name__} does not support {method}: mix "
+                              f"nastk.supernet.{hooks.__name__} into the supernet class to opt in")

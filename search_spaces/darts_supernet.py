@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from nastk.errors import ArchitectureError, ConfigError
-from nastk.supernet import CandidateOps, Choices, Decision, Supernet
+from nastk.supernet import CandidateOps, Choices, Decision, GradientMatchable, PerturbationSelectable, Supernet
 from search_spaces.darts import CELLS, CONCAT, NODES, Genotype
 from search_spaces.darts_ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, make_op
 
@@ -74,7 +74,7 @@ class SearchCell(nn.Module):
         return torch.cat([states[i] for i in CONCAT], dim=1)
 
 
-class DartsSupernet(Supernet):
+class DartsSupernet(GradientMatchable, PerturbationSelectable, Supernet):
     """DARTS' search network over a :class:`~search_spaces.darts.DartsSpace` (module docstring).
 
     ``track_running_stats=False`` makes every BatchNorm use batch statistics also in eval mode

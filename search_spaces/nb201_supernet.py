@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from nastk.supernet import CandidateOps, Decision, Supernet
+from nastk.supernet import CandidateOps, Decision, GradientMatchable, PerturbationSelectable, Supernet
 from search_spaces.nb201 import EDGES, OPS
 from search_spaces.nb201_net import NB201Cell, ReLUConvBN, ResidualReduction, make_op
 
@@ -37,7 +37,7 @@ class NB201SupernetCell(NB201Cell):
             for edge in range(len(EDGES)))
 
 
-class NB201Supernet(Supernet):
+class NB201Supernet(GradientMatchable, PerturbationSelectable, Supernet):
     def __init__(self, space, num_classes: int = 10, C: int = 16, N: int = 5, affine: bool = False,
                  track_running_stats: bool = False, conv_bias: Optional[bool] = None):
         super().__init__(space, [Decision(f"{target}<-{source}", OPS) for target, source in EDGES])

@@ -359,3 +359,15 @@ def test_non_positive_supernet_sizes_are_one_line_and_write_nothing(tmp_path, ca
             main(["supernet", "train", "--dataset", "digits", "--run-dir", str(run), *flags])
         assert exit_.value.code == 2
         assert "must be a whole number >= 1" in capsys.readouterr().err and not run.exists()
+
+
+def test_method_hooks_are_opt_in_mixins():
+    from nastk.errors import CapabilityError
+    from nastk.oneshot.perturbation import plan_rounds
+    from nastk.supernet import GradientMatchable, PerturbationSelectable
+
+    nb201 = get_space("nb201").supernet(10, C=4, N=1)
+    assert isinstance(nb201, (GradientMatchable, PerturbationSelectable)) and nb201.absent_option is None
+    assert len(plan_rounds(nb201)) == 6  # one group of 6 edges, no topology step
+    with pytest.raises(CapabilityError, match="does not support DARTS-PT selection: mix nastk.supernet.PerturbationSelectable"):
+        plan_rounds(ToySupernet())

@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional
 from nastk.commands import print_json, read_mapping
 from nastk.errors import ConfigError, NastkError
 from nastk.evaluators import run_evaluator
-from nastk.evaluators.multi_objective import parse_objectives, pareto_front, plot_pareto
+from nastk.evaluators.multi_objective import constraint_summary, parse_objectives, pareto_front, plot_pareto
 from nastk.options import Bool, Option, Seeds
 from nastk.progress import Progress
 from nastk.run import Run, run_search
@@ -49,11 +49,18 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+#: Options given by a repeatable flag (its name here; the option's own --name also works), collected in a list.
+REPEATABLE = {"constraints": "--constraint"}
+
+
 def _add_flag(parser, option: Option, help_text: str) -> None:
     """One flag for an option; its default stays None, so a flag left out never overrides a config file."""
     if isinstance(option.value, Bool):
         parser.add_argument(option.flag, dest=option.name, action=argparse.BooleanOptionalAction, default=None,
                             help=help_text)
+    elif option.name in REPEATABLE:  # --constraint A --constraint B (also --constraints A,B)
+        parser.add_argument(REPEATABLE[option.name], option.flag, dest=option.name, action="append", default=None,
+                            type=option.value, help=help_text, metavar="'NAME<=VALUE'")
     else:
         metavar = "SECONDS" if option.name in ("max_cost", "max_wall") else None
         parser.add_argument(option.flag, dest=option.name, type=option.value, default=None, help=help_text,
@@ -203,14 +210,16 @@ def upgraded_config(saved: Dict[str, Any]) -> Dict[str, Any]:
 def _finish(config, run, outcome, evaluator, bar, started, device, extra) -> Dict[str, Any]:
     """The summary of a finished search, written to the run folder."""
     bar.close()
-    final = evaluator.final_metrics(outcome.best_arch) or {}
-    if evaluator.final_model() is not None:  # the retrained winner: kept for `nastk export`
+    # With constraints the winner is the best feasible architecture; when none is, there is no winner.
+    winner = outcome.best if not outcome.best.result.infeasible else None
+    final = (evaluator.final_metrics(outcome.best_arch) or {}) if winner else {}
+    if winner and evaluator.final_model() is not None:  # the retrained winner: kept for `nastk export`
         from nastk.export import save_winner
 
         save_winner(run.directory, outcome.best.arch, evaluator.final_model())
     summary = {
-        "best_arch": outcome.best.arch,
-        "best_objective": outcome.best_result.value,
+        "best_arch": winner.arch if winner else None,
+        "best_objective": winner.result.value if winner else None,
         "test_accuracy": final.get("test_accuracy"),
         "final_metrics": final,
         "evaluations": len(outcome.trials),
@@ -226,6 +235,8 @@ def _finish(config, run, outcome, evaluator, bar, started, device, extra) -> Dic
         "trajectory": outcome.trajectory(),
         **extra,
     }
+    if config.get("constraints"):
+        summary["constraints"] = constraint_summary(outcome.trials, config["constraints"])
     if config.get("objectives"):
         objectives = parse_objectives(config["objectives"])
         summary["pareto_front"] = pareto_front(outcome.trials, objectives)
@@ -275,7 +286,9 @@ def run(args) -> int:
                           prepared=first if config is configs[0] else None)
         summaries.append({key: value for key, value in summary.items() if key != "trajectory"})
         if args.format == "text":
-            if args.seeds:
+            if args.seeds and summary["best_arch"] is None:
+                print(f"seed {config['seed']}: no feasible architecture  ({run_dir})")
+            elif args.seeds:
                 print(f"seed {config['seed']}: best {summary['best_objective']:.4f}"
                       + (f", test {summary['test_accuracy']:.4f}" if summary["test_accuracy"] is not None else "")
                       + f"  ({run_dir})")
@@ -316,14 +329,21 @@ def _mean_std(values) -> Optional[Dict[str, float]]:
 
 def _print_summary(summary: Dict[str, Any]) -> None:
     evaluator = summary["evaluator"]
-    print(f"best architecture : {summary['best_arch']}")
-    print(f"search objective  : {summary['best_objective']:.4f}  ({evaluator.get('objective')})")
+    constrained = summary.get("constraints")
+    if summary["best_arch"] is None:
+        print(f"best architecture : none satisfies {', '.join(constrained['constraints'])}")
+    else:
+        print(f"best architecture : {summary['best_arch']}")
+        print(f"search objective  : {summary['best_objective']:.4f}  ({evaluator.get('objective')})")
     if summary["test_accuracy"] is not None:
         print(f"test accuracy     : {summary['test_accuracy']:.4f}  ({evaluator.get('report', 'retrained winner, test split')})")
     print(f"evaluations       : {summary['evaluations']} ({summary['replayed']} replayed from the journal, "
           f"{summary['evaluated_now']} evaluated now)")
     print(f"cost              : {summary['cost_s']:.1f} s {'simulated' if evaluator['evaluator'] == 'benchmark' else 'measured'}, "
           f"wall {summary['wall_s']:.1f} s")
+    if constrained:
+        print(f"constraints       : {', '.join(constrained['constraints'])}: {constrained['feasible']} feasible, "
+              f"{constrained['infeasible']} infeasible ({constrained['not_evaluated']} of them not evaluated)")
     if "pareto_front" in summary:
         print(f"Pareto front      : {len(summary['pareto_front'])} architectures (plot: {summary['pareto_plot'] or 'needs matplotlib'})")
     if "study" in summary:

@@ -1,10 +1,27 @@
-"""Multi-objective evaluation: accuracy plus the costs a deployment cares about, and the Pareto front.
+"""Objectives and constraints: accuracy plus the costs a deployment cares about, the Pareto front, and
+constrained search.
 
-:class:`ObjectivesEvaluator` wraps any evaluator and adds cost metrics to each :class:`Result`:
-``params_m`` and ``flops_m`` (the stand-alone network, counted by :meth:`SearchSpace.cost`) and the
-HW-NAS-Bench latencies and energies (:mod:`nastk.benchmarks.hw_nas_bench`). The result's own
-objective is unchanged, so single-objective strategies keep working and multi-objective ones (NSGA-II,
-MOTPE) read the extra metrics named by :func:`parse_objectives`.
+**Objectives** are looked up by name in :data:`OBJECTIVES` (a :class:`~nastk.registry.Registry`, so a
+package adds its own through the entry-point group ``nastk.objectives``; Python code calls
+:func:`register_objective`). Built in: ``acc`` (the result's own objective, maximised), ``params`` and
+``flops`` (``params_m``/``flops_m``, millions, from :meth:`SearchSpace.cost`), the HW-NAS-Bench
+columns (``edgegpu_latency`` ...; ``latency``/``energy`` are EdgeGPU's). Any other metric, one an
+evaluator returns (a key of ``Result.metrics``) or one the space's ``cost()`` returns (NB201:
+``params_m``, ``flops_m``; a space may add ``latency_ms``, ``bitops_g`` ...), is an objective without
+registering it: ``metric:NAME[:min|max]`` (``min`` when no direction is given).
+
+**Constraints** (``--constraint 'flops<=300'``, repeatable or comma-separated; config key
+``constraints``) are ``NAME OP VALUE``: NAME an objective name, the metric of one (``flops_m``) or
+``metric:NAME``; OP one of ``<= < >= >``; VALUE in the metric's own units (``flops`` is in millions:
+``flops<=300`` is 300 MFLOPs, and a bound of 100000 or more on a metric in millions is refused as the
+likely mistake ``flops<=300e6``). :class:`ObjectivesEvaluator` adds to every result ``feasible`` (1/0)
+and ``violation:<constraint>`` (how far the value is beyond the bound, in its units; 0 when satisfied,
+None when not measured). A constraint whose metric comes from the space's ``cost()`` or HW-NAS-Bench is
+checked *before* evaluating: a violating architecture is recorded as infeasible without being
+evaluated (``cost_s`` 0, ``protocol["skipped"]`` says why). An infeasible result has no objective value
+(:attr:`Result.value` is NaN), which every strategy already ranks worst, so the winner is the best
+feasible architecture; optuna strategies also tell the study the violations
+(``Trial.set_constraint``: constrained TPE, GP and NSGA-II's constrained domination).
 
 The Pareto front of a search's history comes from optuna's own non-dominated sorting
 (``Study.best_trials``), so nastk has no sorting code of its own.
@@ -12,89 +29,387 @@ The Pareto front of a search's history comes from optuna's own non-dominated sor
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from nastk.architecture import Architecture
 from nastk.benchmarks import hw_nas_bench
-from nastk.errors import ConfigError
-from nastk.evaluator import Evaluator, Result
+from nastk.errors import ConfigError, EvaluationError, UnknownNameError
+from nastk.evaluator import FEASIBLE, Evaluator, Result
+from nastk.registry import Registry
 from nastk.space import SearchSpace
 from nastk.trial import Trial
+
+#: Prefix of the per-constraint metrics a constrained run adds (``violation:flops<=300``).
+VIOLATION = "violation:"
+#: The protocol key of a result recorded without evaluating it (its value says which constraint).
+SKIPPED = "skipped"
+#: The generic objective form: ``metric:NAME[:min|max]``.
+METRIC_PREFIX = "metric:"
+#: Metrics that :meth:`SearchSpace.cost` always returns (a space without ``cost()`` cannot give them).
+COST_METRICS = frozenset({"params_m", "flops_m"})
+#: ``unit`` of an objective counted in millions (bounds of 100000 or more are refused as a unit slip).
+MILLIONS = "millions"
+_IMPLAUSIBLE_MILLIONS = 1e5
+_DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+_METRIC = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./\-]*\Z")
 
 
 @dataclass(frozen=True)
 class Objective:
-    """One objective: its CLI name, the metric it reads (None: the result's own objective), direction."""
+    """One objective: its CLI name, the metric it reads (None: the result's own objective), direction,
+    a label for plots and the metric's unit (``millions``, ``ms``, ...; for messages)."""
 
     name: str
     metric: Optional[str]
     direction: str  # "maximize" or "minimize"
     label: str
+    unit: str = ""
 
-    def value(self, result: Result) -> float:
-        value = result.value if self.metric is None else result.metrics.get(self.metric, math.nan)
-        return float(value) if value is not None and math.isfinite(value) else math.nan
+    def value(self, result: Result, raw: bool = False) -> float:
+        """The objective's value in ``result``; NaN when missing or not finite. ``acc`` of an infeasible
+        result is NaN too, unless ``raw`` (the measured value, for constraint checks and optuna)."""
+        if self.metric is None:
+            return result.raw_value if raw else result.value
+        return _number(result.metrics.get(self.metric))
+
+    @property
+    def worst(self) -> float:
+        """The value ranked worst in this objective's direction (an infeasible trial's stand-in)."""
+        return -math.inf if self.direction == "maximize" else math.inf
 
 
-def _known() -> Dict[str, Objective]:
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value) if math.isfinite(value) else math.nan
+
+
+#: Objectives by name; packages add theirs through the entry-point group ``nastk.objectives`` (an
+#: entry point names an :class:`Objective`), Python code through :func:`register_objective`.
+OBJECTIVES: Registry[Objective] = Registry("objective", group="nastk.objectives")
+_BUILT_IN: Tuple[str, ...] = ()
+
+
+def _register_built_ins() -> None:
+    global _BUILT_IN
     from nastk.benchmarks.hw_nas_bench import COLUMNS, units
 
-    known = {"acc": Objective("acc", None, "maximize", "search objective (accuracy)"),
-             "params": Objective("params", "params_m", "minimize", "parameters (M)"),
-             "flops": Objective("flops", "flops_m", "minimize", "FLOPs (M)")}
+    built_in = [Objective("acc", None, "maximize", "search objective (accuracy)"),
+                Objective("params", "params_m", "minimize", "parameters (M)", MILLIONS),
+                Objective("flops", "flops_m", "minimize", "FLOPs (M)", MILLIONS)]
+    hardware = {}
     for column in COLUMNS:
         _, unit = units(column)
-        known[column] = Objective(column, column, "minimize", f"{column.replace('_', ' ')} ({unit})")
-    known["latency"] = Objective("latency", "edgegpu_latency", "minimize", known["edgegpu_latency"].label)
-    known["energy"] = Objective("energy", "edgegpu_energy", "minimize", known["edgegpu_energy"].label)
-    return known
+        hardware[column] = Objective(column, column, "minimize", f"{column.replace('_', ' ')} ({unit})", unit)
+    built_in += list(hardware.values())
+    built_in += [replace(hardware["edgegpu_latency"], name="latency"),
+                 replace(hardware["edgegpu_energy"], name="energy")]
+    for objective in built_in:
+        OBJECTIVES.register(objective.name, objective)
+    _BUILT_IN = tuple(o.name for o in built_in)
+
+
+_register_built_ins()
+
+
+def register_objective(name: str, metric: Optional[str], direction: str, label: str = "", unit: str = "",
+                       replace_existing: bool = False) -> Objective:
+    """Make ``--objectives acc,NAME`` and ``--constraint 'NAME<=X'`` read ``metric`` (a key of the
+    evaluator's ``Result.metrics`` or of the space's ``cost()``; None: the result's own objective)
+    in ``direction`` (``maximize``/``minimize``, or ``max``/``min``). ``unit``: the metric's unit, for
+    messages (``millions`` also refuses bounds of 100000 or more, the likely unit slip).
+
+    Registered names live in this process: a run that other processes resume or join (``--workers``)
+    needs the registration there too; a package's entry point (group ``nastk.objectives``) or the
+    ``metric:NAME`` form needs nothing.
+    """
+    if not isinstance(name, str) or not _NAME.match(name) or name.startswith("metric"):
+        raise ConfigError(f"an objective name is a word such as bitops (letters, digits, _ . -; not metric...), "
+                          f"got {name!r}")
+    if name in _BUILT_IN or (name in OBJECTIVES and not replace_existing):
+        raise ConfigError(f"objective {name!r} is already registered"
+                          + ("" if name in _BUILT_IN else " (replace_existing=True replaces it)"))
+    if metric is not None and (not isinstance(metric, str) or not _METRIC.match(metric)):
+        raise ConfigError(f"objective {name}: metric must be a metric name such as bitops_g, got {metric!r}")
+    objective = Objective(name, metric, _direction(direction, name), label or name, unit)
+    OBJECTIVES.register(name, objective)
+    return objective
+
+
+def _direction(text: Any, what: str) -> str:
+    direction = _DIRECTIONS.get(str(text).lower()) if isinstance(text, str) else None
+    if direction is None:
+        raise ConfigError(f"objective {what}: direction must be min or max (minimize/maximize), got {text!r}")
+    return direction
+
+
+def objective_names() -> List[str]:
+    """Every objective name that ``--objectives`` takes (registered and installed), built-ins first."""
+    return list(_BUILT_IN) + [n for n in OBJECTIVES.names() if n not in _BUILT_IN]
+
+
+def _unknown(kind: str, names: Sequence[str]) -> ConfigError:
+    return ConfigError(f"unknown {kind} {', '.join(names) or '(none given)'}; known: {', '.join(objective_names())}, "
+                       f"or metric:NAME[:min|max] for any metric the evaluator or the space's cost() returns")
+
+
+def get_objective(name: str) -> Objective:
+    """The objective ``name`` means: a registered one (or an entry point's), or ``metric:NAME[:min|max]``."""
+    objective = _lookup(name)
+    if objective is None:
+        raise _unknown("objective", [str(name)])
+    return objective
+
+
+def _lookup(name: Any) -> Optional[Objective]:
+    """``name``'s objective; None when no objective has that name (a malformed metric: form raises)."""
+    if not isinstance(name, str) or not name.strip():
+        return None
+    name = name.strip()
+    if name.startswith(METRIC_PREFIX):
+        metric, _, direction = name[len(METRIC_PREFIX):].partition(":")
+        if not _METRIC.match(metric):
+            raise ConfigError(f"objective {name!r}: write metric:NAME[:min|max], NAME a metric such as bitops_g")
+        direction = _direction(direction or "min", name)
+        return Objective(f"{METRIC_PREFIX}{metric}:{direction[:3]}", metric, direction, metric, _unit_of(metric))
+    try:
+        objective = OBJECTIVES.get(name)
+    except UnknownNameError:
+        return None
+    if not isinstance(objective, Objective):
+        raise ConfigError(f"objective {name!r} does not name a nastk.evaluators.multi_objective.Objective "
+                          f"(got a {type(objective).__name__})")
+    return objective if objective.name == name else replace(objective, name=name)
+
+
+def _unit_of(metric: str) -> str:
+    """The unit a built-in objective gives ``metric`` (so ``metric:flops_m`` is in millions too)."""
+    for name in _BUILT_IN:
+        objective = OBJECTIVES.get(name)
+        if objective.metric == metric:
+            return objective.unit
+    return ""
 
 
 def parse_objectives(spec: Union[None, str, Sequence[str]]) -> Tuple[Objective, ...]:
-    """``"acc,params"`` (or a list of names) -> objectives; the first must be ``acc``."""
+    """``"acc,params,metric:bitops_g:min"`` (or a list of names) -> objectives; the first must be ``acc``.
+    Each keeps its canonical name (``metric:bitops_g`` -> ``metric:bitops_g:min``), which run configs record."""
     if spec is None:
-        return (_known()["acc"],)
+        return (OBJECTIVES.get("acc"),)
     names = [n.strip() for n in spec.split(",")] if isinstance(spec, str) else [str(n) for n in spec]
-    known = _known()
-    unknown = [n for n in names if n not in known]
+    found = [_lookup(name) for name in names]
+    unknown = [name for name, objective in zip(names, found) if objective is None]
     if unknown or not names:
-        raise ConfigError(f"unknown objective(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}")
-    if names[0] != "acc" or len(set(names)) != len(names):
+        raise _unknown("objective(s)", unknown)
+    canonical = [o.name for o in found]
+    if canonical[0] != "acc" or len(set(canonical)) != len(canonical):
         raise ConfigError(f"--objectives must start with acc and name each objective once, got {','.join(names)}")
-    return tuple(known[n] for n in names)
+    return tuple(found)
 
 
+# --- constraints ---------------------------------------------------------------------------------
+_CONSTRAINT = re.compile(r"\s*(?P<name>[^<>=\s]+)\s*(?P<op><=|>=|<|>)\s*(?P<value>[^<>=]*?)\s*\Z")
+_FORM = "NAME OP VALUE, OP one of <=, <, >=, > (e.g. flops<=300, quoted in a shell: --constraint 'flops<=300')"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``objective op bound``, e.g. FLOPs (millions) <= 300; ``text`` is how run configs record it."""
+
+    objective: Objective
+    op: str
+    bound: float
+    text: str
+
+    @property
+    def metric(self) -> Optional[str]:
+        return self.objective.metric
+
+    def violation(self, value: float) -> float:
+        """How far ``value`` is beyond the bound, in the metric's units: 0 when satisfied, > 0 when
+        violated (a strict bound met with equality counts as a tiny violation), NaN when ``value`` is."""
+        if not math.isfinite(value):
+            return math.nan
+        excess = value - self.bound if self.op in ("<=", "<") else self.bound - value
+        if excess > 0:
+            return excess
+        if excess == 0 and self.op in ("<", ">"):
+            return math.ulp(max(abs(self.bound), 1.0))
+        return 0.0
+
+    def describe(self) -> str:
+        unit = f" {self.objective.unit}" if self.objective.unit else ""
+        metric = self.metric or "the search objective"
+        return f"{self.text} ({metric}{unit})"
+
+
+def parse_constraints(spec: Union[None, str, Sequence[str]]) -> Tuple[Constraint, ...]:
+    """``"flops<=300,params<1.5"`` (or a list of such strings; None or empty: none) -> constraints."""
+    if spec is None:
+        return ()
+    items = [spec] if isinstance(spec, str) else list(spec)
+    if not all(isinstance(item, str) for item in items):
+        raise ConfigError(f"constraints must be strings such as 'flops<=300', got {items!r}"[:200])
+    texts = [part for item in items for part in item.split(",")]
+    if len(texts) == 1 and not texts[0].strip():
+        return ()
+    constraints = [_constraint(text) for text in texts]
+    seen = set()
+    for constraint in constraints:
+        if constraint.text in seen:
+            raise ConfigError(f"constraint {constraint.text} is given twice")
+        seen.add(constraint.text)
+    return tuple(constraints)
+
+
+def _constraint(text: str) -> Constraint:
+    if not text.strip():
+        raise ConfigError(f"empty constraint in the list; each is {_FORM}")
+    shown = text.strip()[:80] + ("..." if len(text.strip()) > 80 else "")
+    match = _CONSTRAINT.match(text)
+    if match is None:
+        raise ConfigError(f"bad constraint {shown!r}: expected {_FORM}")
+    name, op, number = match.group("name"), match.group("op"), match.group("value")
+    objective = _constraint_objective(name)
+    try:
+        if not number.isascii():
+            raise ValueError(number)
+        bound = float(number)
+        if not math.isfinite(bound):
+            raise ValueError(number)
+    except ValueError:
+        raise ConfigError(f"bad constraint {shown!r}: {number!r} is not a finite number") from None
+    if objective.unit == MILLIONS and abs(bound) >= _IMPLAUSIBLE_MILLIONS:
+        raise ConfigError(f"constraint {shown!r}: {name} is counted in millions ({objective.metric}), so this bound "
+                          f"would mean {bound * 1e6:.3g}; for a bound of {bound:.3g} write {name}{op}{_format(bound / 1e6)}")
+    return Constraint(objective, op, bound, f"{name}{op}{_format(bound)}")
+
+
+def _constraint_objective(name: str) -> Objective:
+    """What a constraint's NAME reads: an objective name, a registered objective's metric (``flops_m``)
+    or ``metric:NAME``."""
+    if name.startswith(METRIC_PREFIX):
+        metric = name[len(METRIC_PREFIX):]
+        if ":" in metric:
+            raise ConfigError(f"constraint on {name!r}: a constraint names its metric without a direction "
+                              f"(metric:NAME)")
+        return get_objective(name)
+    objective = _lookup(name)
+    if objective is not None:
+        return objective
+    for known in objective_names():
+        objective = OBJECTIVES.get(known)
+        if isinstance(objective, Objective) and objective.metric == name:
+            return replace(objective, name=name)
+    raise ConfigError(f"unknown constraint metric {name!r}; known: {', '.join(objective_names())} "
+                      f"(params and flops in millions, latency in ms, energy in mJ), or metric:NAME for any metric "
+                      f"the evaluator or the space's cost() returns")
+
+
+def _format(number: float) -> str:
+    """A bound as written back into a constraint (300.0 -> 300, 0.1 -> 0.1, 3e-07 -> 3e-07)."""
+    if number.is_integer() and abs(number) < 1e15:
+        return str(int(number))
+    return repr(number)
+
+
+def violations(result: Result) -> Dict[str, Optional[float]]:
+    """A constrained result's violation of each constraint, by constraint text (empty: unconstrained)."""
+    return {key[len(VIOLATION):]: value for key, value in result.metrics.items() if key.startswith(VIOLATION)}
+
+
+def constraint_summary(history: Sequence[Trial], constraints: Sequence[str]) -> Dict[str, Any]:
+    """How many of a search's trials were feasible, infeasible, and infeasible without being evaluated."""
+    infeasible = [trial for trial in history if trial.result.infeasible]
+    return {"constraints": list(constraints), "feasible": len(history) - len(infeasible),
+            "infeasible": len(infeasible),
+            "not_evaluated": sum(1 for trial in infeasible if SKIPPED in trial.result.protocol)}
+
+
+# --- the evaluator -------------------------------------------------------------------------------
 class ObjectivesEvaluator(Evaluator):
-    """Adds params/FLOPs and HW-NAS-Bench costs (on ``dataset``) to another evaluator's results."""
+    """Adds the metrics the run's objectives and constraints read to another evaluator's results: every
+    key of the space's ``cost()`` (params_m, flops_m, ...: computed on ``dataset``'s input) and the
+    HW-NAS-Bench costs, when some objective or constraint reads one; with ``constraints``, also
+    ``feasible`` and ``violation:<constraint>``, and architectures violating a cost constraint are not
+    evaluated at all."""
 
-    def __init__(self, inner: Evaluator, space: SearchSpace, dataset: str, objectives: Sequence[Objective]):
+    def __init__(self, inner: Evaluator, space: SearchSpace, dataset: str, objectives: Sequence[Objective],
+                 constraints: Sequence[Constraint] = ()):
         self.inner, self.space, self.dataset = inner, space, dataset
         self.objective = inner.objective
         self.objectives = tuple(objectives)
-        metrics = {o.metric for o in self.objectives if o.metric}
-        self.needs_cost = bool(metrics & {"params_m", "flops_m"})
-        self.needs_hardware = bool(metrics - {"params_m", "flops_m"})
-        if self.needs_cost:
+        self.constraints = tuple(constraints)
+        metrics = {o.metric for o in self.objectives if o.metric} | {c.metric for c in self.constraints if c.metric}
+        self.hardware = metrics & set(hw_nas_bench.COLUMNS)
+        self.cost_metrics = metrics & COST_METRICS  # only cost() gives these
+        self.other_metrics = metrics - self.hardware - self.cost_metrics  # cost() keys or the evaluator's
+        self.has_cost = type(space).cost is not SearchSpace.cost or "build" in space.capabilities
+        if self.cost_metrics and type(space).cost is SearchSpace.cost:
             space.require("build")
-        if self.needs_hardware and space.name != hw_nas_bench.SPACE:
+        if self.hardware and space.name != hw_nas_bench.SPACE:
             raise ConfigError(f"hardware costs come from HW-NAS-Bench, which covers {hw_nas_bench.SPACE} only, "
                               f"not {space.name!r}")
+        self._cost_keys: Optional[frozenset] = None  # what the space's cost() returns, once it has been called
+        self._metrics_checked = False
+
+    def _wants_cost(self) -> bool:
+        if self.cost_metrics:
+            return True
+        if not self.other_metrics or not self.has_cost:
+            return False
+        return self._cost_keys is None or bool(self.other_metrics & self._cost_keys)
 
     def costs(self, arch: Architecture) -> Dict[str, float]:
+        """The metrics known without evaluating ``arch``: its space's ``cost()`` and HW-NAS-Bench costs."""
         out: Dict[str, float] = {}
-        if self.needs_cost:
-            out.update(_network_cost(self.space, arch, self.dataset))
-        if self.needs_hardware:
+        if self._wants_cost():
+            cost = _network_cost(self.space, arch, self.dataset)
+            if self._cost_keys is None:
+                self._cost_keys = frozenset(cost)
+            out.update(cost)
+        if self.hardware:
             from nastk.benchmarks.hw_nas_bench import default_hw_table
 
             out.update(default_hw_table().metrics(arch, self.dataset))
         return out
 
     def evaluate(self, arch: Architecture) -> Result:
+        costs = self.costs(arch)
+        if self.constraints:
+            early = {c.text: c.violation(_number(costs[c.metric])) for c in self.constraints if c.metric in costs}
+            broken = [text for text, amount in early.items() if not amount <= 0]
+            if broken:
+                metrics = {**costs, FEASIBLE: 0, **{VIOLATION + c.text: early.get(c.text) for c in self.constraints}}
+                return Result(metrics, 0.0, self.inner.objective,
+                              {SKIPPED: f"violates {', '.join(broken)} (from the space's costs, before evaluating)"})
         result = self.inner.evaluate(arch)
-        return Result({**result.metrics, **self.costs(arch)}, result.cost_s, result.objective, result.protocol)
+        metrics = {**result.metrics, **costs}
+        self._check_metrics(metrics)
+        if self.constraints:
+            measured = {c.text: result.raw_value if c.metric is None else _number(metrics.get(c.metric))
+                        for c in self.constraints}
+            amounts = {VIOLATION + c.text: c.violation(measured[c.text]) for c in self.constraints}
+            metrics[FEASIBLE] = int(all(amount <= 0 for amount in amounts.values()))
+            metrics.update(amounts)
+        return Result(metrics, result.cost_s, result.objective, result.protocol)
+
+    def _check_metrics(self, metrics: Dict[str, Any]) -> None:
+        """On the first evaluated result: every metric an objective or constraint reads is there."""
+        if self._metrics_checked:
+            return
+        self._metrics_checked = True
+        wanted = [o.metric for o in self.objectives if o.metric] + [c.metric for c in self.constraints if c.metric]
+        missing = [metric for metric in dict.fromkeys(wanted) if metric not in metrics]
+        if missing:
+            cost_keys = ", ".join(sorted(self._cost_keys or ())) or "none"
+            given = ", ".join(k for k in metrics if k not in (self._cost_keys or ()) and k not in self.hardware)
+            raise EvaluationError(f"no metric {', '.join(missing)} to optimise or constrain: the space's cost() gives "
+                                  f"{cost_keys}; the evaluator's results give {given or 'none'}")
 
     def final_metrics(self, arch: Architecture) -> Optional[Dict[str, float]]:
         final = self.inner.final_metrics(arch)
@@ -104,12 +419,16 @@ class ObjectivesEvaluator(Evaluator):
         return self.inner.final_model()
 
     def describe(self) -> Dict[str, Any]:
-        return {**self.inner.describe(), "objectives": [o.name for o in self.objectives]}
+        described = {**self.inner.describe(), "objectives": [o.name for o in self.objectives]}
+        if self.constraints:
+            described["constraints"] = [c.text for c in self.constraints]
+        return described
 
 
 @lru_cache(maxsize=65536)
 def _network_cost(space: SearchSpace, arch: Architecture, dataset: str) -> Dict[str, float]:
-    """Params/FLOPs of the stand-alone network for ``dataset`` (NB201: its classes and input size).
+    """Every cost the space's ``cost()`` gives for the stand-alone network for ``dataset`` (NB201: its
+    classes and input size): params_m and flops_m, and whatever else the space adds.
 
     Counting runs one tiny forward pass of many small ops, where extra threads only add overhead.
     """
@@ -129,12 +448,14 @@ def _network_cost(space: SearchSpace, arch: Architecture, dataset: str) -> Dict[
 
 
 def with_objectives(evaluator: Evaluator, space: SearchSpace, config: Dict[str, Any]) -> Evaluator:
-    """The run's evaluator with the cost metrics its ``objectives`` need (unchanged when none are set)."""
+    """The run's evaluator with the metrics its ``objectives`` and ``constraints`` need (unchanged when
+    neither is set)."""
     objectives = parse_objectives(config.get("objectives"))
-    if len(objectives) == 1:
+    constraints = parse_constraints(config.get("constraints"))
+    if len(objectives) == 1 and not constraints:
         return evaluator
     dataset = config["evaluator"].get("dataset") or "cifar10"
-    return ObjectivesEvaluator(evaluator, space, dataset, objectives)
+    return ObjectivesEvaluator(evaluator, space, dataset, objectives, constraints)
 
 
 # --- the Pareto front ------------------------------------------------------------------------------

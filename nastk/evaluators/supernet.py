@@ -10,8 +10,12 @@ optimised. ``split test`` scores the test images instead, said so in the protoco
 Images are taken in nastk's fixed order (the first ``eval_size``) and run in batches of 500 like
 ``nastk supernet rank``'s (a supernet's BatchNorm may use batch statistics, so the batch size matters),
 so a search over a supernet and a ranking of it on the same split see the same numbers. Supernets
-whose BatchNorm tracks running statistics can be recalibrated per architecture on ``bn_calibration``
-batches of the images the run trained on. The cost is the measured time of the forward passes.
+whose BatchNorm tracks running statistics (the MobileNet spaces; BigNAS trains them with momentum 0)
+are recalibrated per architecture on ``bn_calibration`` batches of the images the run trained on: by
+default as many as ``supernet rank`` and ``nastk export`` use
+(:func:`nastk.oneshot.ranking.default_bn_calibration`, OFA's 2000 images), resolved when the run
+config is written and recorded there and in every result's protocol; supernets whose BatchNorm uses
+batch statistics (NB201's) get none. The cost is the measured time of the forward passes.
 """
 from __future__ import annotations
 
@@ -40,16 +44,18 @@ class SupernetEvaluator(Evaluator):
                       "run's training images its weights never trained on; test = the test images (selection on "
                       "the test split)"),
                Option("bn_calibration", Int(minimum=0), "recalibrate tracked BatchNorm statistics on this many "
-                      "batches of the run's training images per architecture (0: none)"),
+                      "batches of the run's training images per architecture (0: none; default: enough batches for "
+                      "2000 images when the supernet's BatchNorm tracks running statistics, else 0)"),
                Option("bn_recipe", Text(choices=("cumulative", "exact"), nullable=False), "BN recalibration: "
                       "cumulative (BigNAS) or exact (OFA)"))
     #: what a run config written before these options existed used
-    UNRECORDED_DEFAULTS = {"split": "test"}
+    UNRECORDED_DEFAULTS = {"split": "test", "bn_calibration": 0}
 
     def __init__(self, space, run_dir, eval_size: Optional[int] = 1000, eval_batch_size: int = 500,
-                 split: str = "held_out", bn_calibration: int = 0, bn_recipe: str = "cumulative", seed: int = 0,
+                 split: str = "held_out", bn_calibration: Optional[int] = None, bn_recipe: str = "cumulative", seed: int = 0,
                  device="cpu"):
-        from nastk.oneshot.data import downsample, load_images, mixed, split_images, unseen_training_images
+        from nastk.oneshot.data import downsample, load_images, mixed, unseen_training_images
+        from nastk.oneshot.ranking import calibration_batches, default_bn_calibration
         from nastk.oneshot.trainer import load_trained
 
         if split not in SPLITS:
@@ -65,11 +71,21 @@ class SupernetEvaluator(Evaluator):
             self.x, self.y = self.x_test, self.y_test
         else:
             self.x, self.y = unseen_training_images(self.config, data, eval_size)
-        self.recipe, self.calibration = bn_recipe, None
-        if bn_calibration:
-            (x_train, _), _ = split_images(self.config, data)
-            size = self.config.batch_size
-            self.calibration = list(x_train[:bn_calibration * size].split(size))
+        if bn_calibration is None:
+            bn_calibration = default_bn_calibration(self.supernet, self.config)
+        self.recipe = bn_recipe
+        self.calibration = calibration_batches(self.config, data, bn_calibration) or None
+
+    @classmethod
+    def settle_config(cls, space, config: Dict[str, Any]) -> None:
+        """``bn_calibration`` left at its default becomes the number of batches it stands for with this
+        supernet, so the run config records what every evaluation (and ``nastk export``) uses."""
+        if config.get("bn_calibration") is None:
+            from nastk.oneshot.ranking import default_bn_calibration
+            from nastk.oneshot.trainer import load_trained
+
+            supernet, trained, _ = load_trained(config[cls.target])
+            config["bn_calibration"] = default_bn_calibration(supernet, trained)
 
     @classmethod
     def from_config(cls, space, config: Dict[str, Any], seed: int = 0, device: str = "cpu") -> Evaluator:
@@ -85,7 +101,8 @@ class SupernetEvaluator(Evaluator):
         protocol = {"supernet": str(self.run_dir), "epoch": self.epoch, "images": len(self.x),
                     "dataset": self.config.dataset, "split": self.split}
         if self.calibration:
-            protocol["bn_calibration"] = {"recipe": self.recipe, "batches": len(self.calibration)}
+            protocol["bn_calibration"] = {"recipe": self.recipe, "batches": len(self.calibration),
+                                          "images": sum(len(batch) for batch in self.calibration)}
         return protocol
 
     def evaluate(self, arch: Architecture) -> Result:
@@ -106,4 +123,6 @@ class SupernetEvaluator(Evaluator):
         return {"evaluator": "supernet", "objective": f"inherited-weight accuracy on {images} "
                 f"(supernet {self.run_dir}, epoch {self.epoch})", "split": self.split,
                 "report": f"inherited-weight accuracy on {len(self.x_test)} {self.config.dataset} test images",
-                "run_dir": str(self.run_dir), "device": str(self.device)}
+                "run_dir": str(self.run_dir), "device": str(self.device),
+                "bn_calibration": ({"recipe": self.recipe, "batches": len(self.calibration),
+                                    "images": sum(len(batch) for batch in self.calibration)} if self.calibration else None)}

@@ -4,7 +4,7 @@ For a (sub-)supernet and an unsplit decision ``d`` with allowed options O: per m
 ``o`` in O, run the supernet with ``d`` set to ``o`` and every other decision as the base step sets
 it (DARTS: the current mixture; single path: one sampled path, the same for every ``o``), and take
 the gradient ``g_o`` of the loss with respect to the weights shared by all of O
-(:meth:`Supernet.matching_parameters`). The distance is ``1 - cos(g_i, g_j)``, averaged over
+(:meth:`GradientMatchable.matching_parameters`, an opt-in hook of the supernet). The distance is ``1 - cos(g_i, g_j)``, averaged over
 ``batches`` minibatches. ``mode="soft"`` keeps ``o``'s mixture weight instead of a one-hot row.
 
 :func:`best_partition` splits O into two groups by minimum within-group distance: ``rule="cut"``
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from nastk.errors import ConfigError
+from nastk.supernet import GradientMatchable, require_hooks
 
 MODES = ("hard", "soft")
 RULES = ("cut", "darts")
@@ -60,6 +61,7 @@ def gradient_distances(trainer, decision: int, batches: int = 10, mode: str = "h
     options = [int(o) for o in np.flatnonzero(supernet.allowed[decision])]
     if len(options) < 2:
         raise ConfigError(f"decision {supernet.decisions[decision].name!r} has {len(options)} option(s); nothing to split")
+    require_hooks(supernet, GradientMatchable, "GM-NAS gradient matching")
     shared = supernet.matching_parameters(decision)
     mixture = supernet.arch_logits is not None and trainer.config.step == "darts"
     if mode == "soft" and not mixture:

@@ -9,9 +9,9 @@ alpha frozen: the fix-alpha / "blank" variant), fresh optimizers at ``lr_factor`
 learning rate. A decided decision is fixed by restricting its allowed options to the kept one, so
 the mixture runs it alone: the same mask mechanism as a few-shot sub-supernet's.
 
-* Round groups come from :meth:`Supernet.selection_groups` (DARTS cells: one normal and one reduction
+* Round groups come from :meth:`PerturbationSelectable.selection_groups` (an opt-in hook of the supernet) (DARTS cells: one normal and one reduction
   edge per round; NB201: one edge).
-* Topology (:meth:`Supernet.topology_groups`, DARTS cells): after the operations, for each node with
+* Topology (:meth:`PerturbationSelectable.topology_groups`, DARTS cells): after the operations, for each node with
   more than two inputs, the input edge whose removal leaves the highest held-out accuracy is removed
   (set to the supernet's absent option) until two remain. The absent option (``none``) is never a
   candidate operation: removing edges is topology's job.
@@ -44,7 +44,7 @@ from nastk.errors import CapabilityError, ConfigError, RunError
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer, load_trained
 from nastk.paths import atomic_write
 from nastk.run import Run
-from nastk.supernet import Supernet
+from nastk.supernet import PerturbationSelectable, Supernet, require_hooks
 
 SELECTION = "selection.json"
 CRITERIA = ("acc", "loss")
@@ -92,6 +92,7 @@ class Round:
 
 def plan_rounds(supernet: Supernet, topology: bool = True) -> List[Round]:
     """Op rounds (the longest selection group's length), then topology rounds (most nodes in a group)."""
+    require_hooks(supernet, PerturbationSelectable, "DARTS-PT selection")
     ops = max(len(group) for group in supernet.selection_groups())
     nodes = max((len(group) for group in supernet.topology_groups()), default=0) if topology else 0
     return [Round(i, "op") for i in range(ops)] + [Round(ops + i, "topology") for i in range(nodes)]

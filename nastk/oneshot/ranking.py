@@ -2,10 +2,14 @@
 
 This is how one-shot methods are judged (PA&DA, methods.md 1.2): each architecture runs as a single
 path of the trained supernet on held-out images, and the resulting order is compared with the
-benchmark's ground truth by Kendall tau-b, Spearman rho and precision@k (:mod:`nastk.metrics`).
-Supernets whose BatchNorm tracks running statistics can have them recalibrated per architecture
-on training batches first (:mod:`nastk.oneshot.recalibration`); PA&DA's supernet uses batch
-statistics and needs none.
+benchmark's ground truth by Kendall tau-b, Spearman rho and precision@k (:mod:`nastk.metrics`). A
+space without a benchmark (the MobileNet spaces) is ranked by the supernet's own scores alone.
+
+Supernets whose BatchNorm tracks running statistics have them recalibrated per architecture on
+training batches first (:mod:`nastk.oneshot.recalibration`): by default on
+:func:`default_bn_calibration` batches (OFA's 2000 images), the same for ``supernet rank``, the
+supernet evaluator and ``nastk export``, which all activate a child through :func:`activate`.
+PA&DA's supernet uses batch statistics and needs none.
 """
 from __future__ import annotations
 
@@ -18,25 +22,34 @@ import torch
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError
 from nastk.metrics import kendall_tau, precision_at_k, spearman_rho
-from nastk.oneshot.recalibration import recalibrate_bn
+from nastk.oneshot.recalibration import recalibrate_bn, tracked_norms
 from nastk.progress import Progress
 from nastk.space import SearchSpace
 
 DEFAULT_KS = (5, 10, 20)
+#: training images that recalibrate a child's tracked BatchNorm statistics by default (OFA's 2000)
+DEFAULT_BN_IMAGES = 2000
 
 
 @dataclass
 class Ranking:
+    """Architectures, their inherited-weight scores and, when the space has a benchmark, its truth
+    (``truth`` None: ranked by the scores alone, no correlation)."""
+
     archs: List[Architecture]
     scores: np.ndarray
-    truth: np.ndarray
-    truth_protocol: str
-    kendall: float
-    spearman: float
+    truth: Optional[np.ndarray]
+    truth_protocol: Optional[str]
+    kendall: Optional[float]
+    spearman: Optional[float]
     precision: Dict[int, float]
 
     def to_dict(self) -> Dict:
         order = np.argsort(-self.scores, kind="stable")
+        if self.truth is None:
+            return {"n": len(self.archs), "truth": None,
+                    "ranking": [{"rank": rank, "arch": self.archs[i].to_str(), "supernet_accuracy": float(self.scores[i])}
+                                for rank, i in enumerate(order, start=1)]}
         true_rank = np.empty(len(self.truth), dtype=int)
         true_rank[np.argsort(-self.truth, kind="stable")] = np.arange(1, len(self.truth) + 1)
         return {
@@ -68,6 +81,44 @@ def benchmark_truth(space: SearchSpace, archs: Sequence[Architecture], dataset: 
     return benchmark_for(space.name).truth(archs, dataset)
 
 
+def tracks_bn_statistics(supernet) -> bool:
+    """Whether any BatchNorm of ``supernet`` keeps running statistics (then a child needs them recalibrated)."""
+    return bool(tracked_norms(supernet))
+
+
+def default_bn_calibration(supernet, config) -> int:
+    """Recalibration batches (of the run's ``batch_size``) a child gets by default: enough for
+    :data:`DEFAULT_BN_IMAGES` training images when the supernet's BatchNorm tracks running statistics
+    (a BigNAS supernet trained with momentum 0 holds none worth using), else 0."""
+    if not tracks_bn_statistics(supernet):
+        return 0
+    return -(-DEFAULT_BN_IMAGES // int(config.batch_size))
+
+
+def calibration_batches(config, data, batches: int) -> List[torch.Tensor]:
+    """The first ``batches`` batches (the run's ``batch_size``) of the images a supernet run trained its
+    weights on (:func:`nastk.oneshot.data.split_images`): what a child's BatchNorm is recalibrated on."""
+    from nastk.oneshot.data import split_images
+
+    if not batches:
+        return []
+    (x_train, _), _ = split_images(config, data)
+    return list(x_train[: int(batches) * int(config.batch_size)].split(int(config.batch_size)))
+
+
+@torch.no_grad()
+def activate(supernet, arch, calibration: Optional[Sequence[torch.Tensor]] = None, recipe: str = "cumulative"):
+    """Make ``arch`` the supernet's active path and, with ``calibration`` batches (on its device),
+    re-estimate the path's tracked BatchNorm statistics by ``recipe``; returns the path. The one way a
+    child is prepared for scoring (:func:`inherited_accuracies`) and for export (``supernet.extract``
+    then copies these statistics)."""
+    path = supernet.set_active(arch)
+    if calibration:
+        recalibrate_bn(supernet, calibration, recipe)
+    supernet.eval()
+    return path
+
+
 @torch.no_grad()
 def inherited_accuracies(supernet, archs: Sequence[Architecture], x: torch.Tensor, y: torch.Tensor, device="cpu",
                          batch_size: int = 500, calibration: Optional[Sequence[torch.Tensor]] = None,
@@ -85,10 +136,7 @@ def inherited_accuracies(supernet, archs: Sequence[Architecture], x: torch.Tenso
     accuracies = np.zeros(len(archs))
     bar = Progress(len(archs), "ranking", "architectures", enabled=progress)
     for i, arch in enumerate(archs):
-        supernet.set_active(arch)
-        if calibration:
-            recalibrate_bn(supernet, calibration, recipe)
-        supernet.eval()
+        activate(supernet, arch, calibration, recipe)
         correct = sum(int((supernet(xb).argmax(1) == yb).sum()) for xb, yb in batches)
         accuracies[i] = 100.0 * correct / len(x)
         bar.update(best=float(accuracies[: i + 1].max()))
@@ -96,10 +144,13 @@ def inherited_accuracies(supernet, archs: Sequence[Architecture], x: torch.Tenso
     return accuracies
 
 
-def rank(supernet, archs: Sequence[Architecture], x: torch.Tensor, y: torch.Tensor, truth: np.ndarray,
-         truth_protocol: str = "", ks: Sequence[int] = DEFAULT_KS, **options) -> Ranking:
-    """Score ``archs`` with inherited weights and compare with ``truth`` (same order)."""
+def rank(supernet, archs: Sequence[Architecture], x: torch.Tensor, y: torch.Tensor, truth: Optional[np.ndarray] = None,
+         truth_protocol: Optional[str] = "", ks: Sequence[int] = DEFAULT_KS, **options) -> Ranking:
+    """Score ``archs`` with inherited weights and compare with ``truth`` (same order); ``truth`` None
+    (a space without a benchmark): the scores alone, no Kendall / Spearman / precision@k."""
     scores = inherited_accuracies(supernet, archs, x, y, **options)
+    if truth is None:
+        return Ranking(list(archs), scores, None, None, None, None, {})
     truth = np.asarray(truth, dtype=float)
     precision = {k: precision_at_k(scores, truth, k) for k in ks if k <= len(archs)}
     return Ranking(list(archs), scores, truth, truth_protocol, kendall_tau(scores, truth),

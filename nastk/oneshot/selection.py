@@ -39,12 +39,12 @@ def parameter_free_share(supernet: Supernet, choices: Sequence[int]) -> float:
     """Share of the architecture's operations that own no parameters (none, skip, pooling).
 
     An option is parameter-free when no choice point gives it parameters. Decisions that take the
-    supernet's :attr:`~nastk.supernet.Supernet.absent_option` (DARTS: ``none`` = the edge is not in
+    supernet's :attr:`~nastk.supernet.PerturbationSelectable.absent_option` (DARTS: ``none`` = the edge is not in
     the cell) are not operations of the architecture and are not counted.
     """
     owned = supernet.candidate_parameters()
     counted = [(d, o) for d, o in enumerate(choices)
-               if supernet.decisions[d].options[o] != supernet.absent_option]
+               if supernet.decisions[d].options[o] != getattr(supernet, "absent_option", None)]
     if not counted:
         return float("nan")
     return sum(not owned.get((d, o)) for d, o in counted) / len(counted)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import math
+import re
 import warnings
 from contextlib import contextmanager
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -33,12 +34,15 @@ import optuna
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError, RunError
 from nastk.evaluator import Result
-from nastk.evaluators.multi_objective import Objective, parse_objectives
+from nastk.evaluators.multi_objective import Objective, parse_objectives, violations
 from nastk.options import Bool, Int, Option, Text
 from nastk.strategy import Strategy
 
 # Per-trial INFO lines would drown nastk's own output; warnings still show.
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# An infeasible trial that was not evaluated is told the worst value (-inf for accuracy); optuna's GP
+# clips it to the worst finite value, as intended, and would say so on every proposal.
+warnings.filterwarnings("ignore", message="Clip non-finite values to the min/max finite values for GP fittings")
 
 
 class OptunaStrategy(Strategy):
@@ -99,13 +103,33 @@ class OptunaStrategy(Strategy):
 
     def complete(self, study: optuna.Study, trial: optuna.Trial, result: Result) -> None:
         """Tell ``study`` the objective values of one evaluation and keep the result on the trial,
-        so the study alone holds the whole search (and can be inspected with optuna's tools)."""
+        so the study alone holds the whole search (and can be inspected with optuna's tools).
+
+        A result of a constrained run (``--constraint``) also gives the trial its violations
+        (``Trial.set_constraint``, so TPE, the GP and NSGA-II search constrained); an infeasible one is
+        told COMPLETE with its measured values, the worst value standing in for those it lacks (it was
+        not evaluated), so it counts as a query in the study as in the journal.
+        """
         trial.set_user_attr("result", result.to_dict())
+        amounts = violations(result)
+        if amounts and self.constraint_aware:
+            for text, amount in amounts.items():
+                trial.set_constraint(text, _constraint_value(text, amount))
+        if result.infeasible:
+            measured = [o.value(result, raw=self.constraint_aware) for o in self.objectives]
+            study.tell(trial, [v if math.isfinite(v) else o.worst for o, v in zip(self.objectives, measured)])
+            return
         values = [objective.value(result) for objective in self.objectives]
         if all(math.isfinite(v) for v in values):
             study.tell(trial, values)
         else:  # optuna cannot rank a missing value; samplers ignore failed trials
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    @property
+    def constraint_aware(self) -> bool:
+        """Whether the sampler reads the trials' constraints (optuna 5's samplers do); when not, an
+        infeasible trial is told the worst value of every objective instead of its measured ones."""
+        return _SETS_CONSTRAINTS
 
     # --- ask / tell ---------------------------------------------------------------------------------
     def ask(self) -> Architecture:
@@ -141,6 +165,25 @@ class OptunaStrategy(Strategy):
                 raise RunError(f"{self.name} state replay diverged: proposed {arch.to_str()}, the state holds {arch_str}")
             self.tell(arch, Result.from_dict(result))
         super().load_state_dict(state)
+
+
+#: Whether this optuna has per-trial constraints (5.0+); older ones see infeasible trials only as
+#: the worst values.
+_SETS_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
+
+
+def _constraint_value(text: str, amount: Optional[float]) -> float:
+    """A violation as optuna takes it: not measured (None: the architecture was skipped on another
+    constraint) counts as satisfied, an unmeasurable metric (NaN) as violated by the bound's size."""
+    if amount is None:
+        return 0.0
+    if math.isfinite(amount):
+        return float(amount)
+    bound = re.split(r"<=|>=|<|>", text)[-1]
+    try:
+        return max(abs(float(bound)), 1.0)
+    except ValueError:
+        return 1.0
 
 
 @contextmanager
@@ -208,6 +251,10 @@ class NSGA2Search(OptunaStrategy):
         if selection not in self.SELECTIONS:
             raise ConfigError(f"unknown NSGA-II selection {selection!r}; known: {', '.join(self.SELECTIONS)}")
         self.population_size, self.selection = int(population_size), selection
+
+    @property
+    def constraint_aware(self) -> bool:
+        return super().constraint_aware and self.selection != "eagan"  # EAGAN's selection reads values only
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         elite = None
