@@ -58,11 +58,8 @@ def winner_model(run: RunView):
         raise RunError(f"run {run.directory} has no evaluations to export")
     evaluator = run.config["evaluator"]
     if evaluator.get("kind") == "supernet":  # the weights it was scored with, as it scored them
-        model, info = supernet_child(evaluator["run_dir"], run.best_arch,
-                                     evaluator.get("bn_calibration", 0), evaluator.get("bn_recipe") or "cumulative")
-        if info["space"] != run.config["space"]:
-            raise RunError(f"the supernet {evaluator['run_dir']} is now over space {info['space']!r}, not the run's "
-                           f"{run.config['space']!r}")
+        model, info = supernet_child(evaluator["run_dir"], run.best_arch, evaluator.get("bn_calibration", 0),
+                                     evaluator.get("bn_recipe") or "cumulative", space=run.config["space"])
         return model, {**info, "objective": run.best_objective, "run": str(run.directory)}
     space = get_space(run.config["space"])
     space.require("build")  # a space without networks has nothing to export
@@ -94,11 +91,12 @@ def winner_model(run: RunView):
 
 
 def supernet_child(run_dir, arch: str, bn_calibration: Optional[int] = None, bn_recipe: str = "cumulative",
-                   device="cpu"):
+                   device="cpu", space: Optional[str] = None):
     """The child ``arch`` (an architecture string) of the supernet run in ``run_dir`` as a stand-alone
     network with its inherited weights, BatchNorm statistics recalibrated on ``bn_calibration`` batches
     of the run's training images (None: :func:`~nastk.oneshot.ranking.default_bn_calibration`, OFA's
-    2000 images when the BatchNorm tracks statistics, else none); returns (model, description)."""
+    2000 images when the BatchNorm tracks statistics, else none); returns (model, description).
+    ``space``: the space a search run searched (its winner must come from that supernet's space)."""
     from nastk.errors import ArchitectureError
     from nastk.oneshot.data import downsample, load_images
     from nastk.oneshot.ranking import activate, calibration_batches, default_bn_calibration, tracks_bn_statistics
@@ -108,11 +106,13 @@ def supernet_child(run_dir, arch: str, bn_calibration: Optional[int] = None, bn_
     if bn_recipe not in RECIPES:
         raise ConfigError(f"unknown BN recalibration recipe {bn_recipe!r}; known: {', '.join(RECIPES)}")
     supernet, config, epoch = load_trained(run_dir, device)
-    space = supernet.space
+    if space is not None and supernet.space.name != space:
+        raise RunError(f"the supernet {run_dir} is over space {supernet.space.name!r}, not the run's {space!r}")
     try:
-        child = space.from_str(arch)
+        child = supernet.space.from_str(arch)
     except ArchitectureError as error:
-        raise ConfigError(f"--arch is not an architecture of the supernet's space {space.name}: {error}") from None
+        what = "--arch" if space is None else "the run's best architecture"
+        raise ConfigError(f"{what} is not an architecture of the supernet's space {supernet.space.name}: {error}") from None
     data = downsample(load_images(config.dataset), config.image_size)
     tracked = tracks_bn_statistics(supernet)
     batches = default_bn_calibration(supernet, config) if bn_calibration is None else int(bn_calibration)
@@ -127,7 +127,7 @@ def supernet_child(run_dir, arch: str, bn_calibration: Optional[int] = None, bn_
         statistics = "BatchNorm statistics as the supernet left them (not recalibrated)"
     else:
         statistics = "BatchNorm uses batch statistics (nothing to recalibrate)"
-    info = {"space": space.name, "arch": child.to_str(), "build": dict(config.supernet),
+    info = {"space": supernet.space.name, "arch": child.to_str(), "build": dict(config.supernet),
             "num_classes": int(data.num_classes), "input_shape": list(data.x_train.shape[1:]),
             "dataset": config.dataset, "image_size": config.image_size,
             "weights": f"inherited from the supernet {run_dir} (epoch {epoch}, not retrained); {statistics}",
@@ -196,6 +196,7 @@ def _check_rebuilds(model, info: Dict[str, Any]) -> None:
         space.require("build")
         rebuilt = space.build(space.from_str(info["arch"]), info["num_classes"], **info["build"])
         rebuilt.load_state_dict(model.state_dict())
-    except Exception as error:
-        raise ConfigError(f"the {space.name} network is not one the space's build() makes "
-                          f"({str(error).splitlines()[0][:120]}); export it as torchscript") from None
+    except Exception:
+        raise ConfigError(f"--format state-dict: the weights of this {space.name} network do not load into the network "
+                          f"the space's build() makes (a generic supernet child is a pinned copy of the whole "
+                          f"supernet); export it as torchscript") from None

@@ -37,10 +37,10 @@ import torch
 from nastk.benchmarks.registry import benchmark_for
 from nastk.metrics import kendall_tau
 from nastk.oneshot.data import load_images
-from nastk.oneshot.fewshot import SplitTree, node_dir
+from nastk.oneshot.split_tree import SplitTree, node_dir
 from nastk.oneshot.perturbation import select_pt
 from nastk.oneshot.selection import parameter_free_share, select
-from nastk.oneshot.splitting import FewShotRun, SplitSchedule, best_of_leaf
+from nastk.oneshot.fewshot import FewShotRun, SplitSchedule, best_of_leaf
 from nastk.oneshot.trainer import CHECKPOINT, OneShotConfig, OneShotTrainer, load_trained, train
 from nastk.oneshot.ranking import sample_architectures
 from nastk.paths import atomic_write

@@ -73,6 +73,29 @@ def test_bad_export_inputs_are_one_line(capsys, tmp_path, make, message):
     assert message in err and err.count("\n") == 1 and not (folder / "model.pt").exists()
 
 
+@pytest.mark.parametrize("make, flags, message", [
+    (lambda d: None, ["--arch", "s1_depth=1"], "does not exist"),
+    (lambda d: (d.mkdir(), (d / "config.json").write_text("{}")), ["--arch", "s1_depth=1"], "holds no supernet checkpoint"),
+    (lambda d: (d.mkdir(), torch.save({"epoch": 1}, d / "checkpoint.pt")), ["--arch", "s1_depth=1"],
+     "not a nastk supernet checkpoint"),
+    (lambda d: (d.mkdir(), (d / "checkpoint.pt").write_bytes(b"x")), [], "name the child to export with --arch"),
+])
+def test_bad_supernet_child_exports_are_one_line(capsys, tmp_path, make, flags, message):
+    folder = tmp_path / "x"
+    make(folder)
+    listed = sorted(p.name for p in folder.iterdir()) if folder.exists() else None
+    assert main(["export", "--run-dir", str(folder), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert (sorted(p.name for p in folder.iterdir()) if folder.exists() else None) == listed
+
+
+def test_supernet_options_are_refused_for_a_run_that_trained_its_winner(trained_run, capsys, tmp_path):
+    assert main(["export", "--run-dir", str(trained_run), "--out", str(tmp_path / "m.pt"), "--bn-calibration", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "apply to supernet children" in err and err.count("\n") == 1 and not (tmp_path / "m.pt").exists()
+
+
 def test_tampered_winner_weights_are_refused(trained_run, capsys, tmp_path):
     import shutil
 

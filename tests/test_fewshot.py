@@ -9,7 +9,7 @@ import torch
 from nastk.paths import LOCK_FILE
 from nastk.errors import ArchitectureError, ConfigError, RunError
 from nastk.oneshot.data import load_images
-from nastk.oneshot.fewshot import (ROOT_STATE, TREE, FewShotSupernets, SplitTree, load_leaf, node_dir,
+from nastk.oneshot.split_tree import (ROOT_STATE, TREE, FewShotSupernets, SplitTree, load_leaf, node_dir,
                                    route_and_load, split_supernet, sub_supernet, train_leaves)
 from nastk.oneshot.ranking import inherited_accuracies
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer

@@ -40,6 +40,8 @@ def search_argv(draw):
         "--population-size": numbers.map(str),
         "--sample-size": numbers.map(str),
         "--objectives": st.one_of(st.sampled_from(["acc,params", "acc", "acc,latency", "params"]), nasty_text),
+        "--constraint": st.one_of(st.sampled_from(["flops<=60", "params<0.5,latency<10", "flops<<3", "acc>=70",
+                                                   "metric:flops_m<=50", "flops<=300e6"]), nasty_text),
         "--workers": st.sampled_from(["0", "-1", "x"]),
         "--storage": nasty_text,
         "--format": st.sampled_from(["json", "text", "xml"]),
@@ -58,7 +60,7 @@ config_values = st.recursive(
     max_leaves=6)
 config_keys = st.one_of(st.sampled_from(["space", "strategy", "budget", "seed", "evaluator", "benchmark", "dataset",
                                          "objective", "epochs", "lr", "C", "population_size", "objectives",
-                                         "selection", "workers", "proxies"]), st.text(max_size=10))
+                                         "selection", "workers", "proxies", "constraints"]), st.text(max_size=10))
 
 
 def arch_strings():

@@ -9,7 +9,7 @@ from nastk.cli import main
 from nastk.errors import ConfigError
 from nastk.oneshot.gradient_matching import best_partition, gradient_distances
 from nastk.oneshot.perturbation import PerturbationSelection, PTOptions, select_pt
-from nastk.oneshot.splitting import FewShotRun, SplitSchedule, train_fewshot
+from nastk.oneshot.fewshot import FewShotRun, SplitSchedule, train_fewshot
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer, train
 
 

@@ -46,6 +46,9 @@ def search(capsys, run, folder, *flags):
 def test_search_selects_on_held_out_training_images_and_reports_test_accuracy(nastk_data, supernet_run, tmp_path, capsys):
     summary, records = search(capsys, supernet_run, tmp_path / "search")
     assert {r["result"]["protocol"]["split"] for r in records} == {"held_out"}
+    # NB201's supernet BN uses batch statistics: the default recalibrates nothing, recorded as 0 batches
+    assert json.loads((tmp_path / "search" / "config.json").read_text())["evaluator"]["bn_calibration"] == 0
+    assert not any("bn_calibration" in r["result"]["protocol"] for r in records)
     assert "held-out" in summary["evaluator"]["objective"] and "test images" not in summary["evaluator"]["objective"]
     archs = tmp_path / "archs.txt"
     archs.write_text("\n".join(r["arch"] for r in records))

@@ -274,7 +274,7 @@ def _read_config_file(path: Path):
 
 def split_schedule(args, config):
     """The few-shot schedule of --fewshot (the saved one when resuming a few-shot run)."""
-    from nastk.oneshot.splitting import SplitSchedule
+    from nastk.oneshot.fewshot import SplitSchedule
 
     config_path = Path(args.run_dir) / "config.json"
     saved = json.loads(config_path.read_text()) if args.resume and config_path.is_file() else {}
@@ -301,7 +301,7 @@ def _flags(names) -> str:
 
 
 def _schedule_of_flags(args, config):
-    from nastk.oneshot.splitting import SplitSchedule
+    from nastk.oneshot.fewshot import SplitSchedule
 
     levels = args.splits if args.splits is not None else (2 if args.fewshot == "gm" else 1)
     if levels < 1:
@@ -368,7 +368,7 @@ def _method_name(step: str, sampler: str) -> str:
 def run_fewshot(args, config, schedule) -> int:
     from dataclasses import replace
 
-    from nastk.oneshot.splitting import train_fewshot
+    from nastk.oneshot.fewshot import train_fewshot
 
     if config.step == "single_path" and config.held_out_fraction is None:
         config = replace(config, held_out_fraction=0.5)  # the half RSPS selects on

@@ -1,709 +1,266 @@
-"""Few-shot NAS: a supernet split into sub-supernets, kept as a tree, and the leaves trained one by one.
+"""Few-shot training with splits decided during training: GM-NAS and exhaustive few-shot NAS (methods.md 3.3).
 
-Few-shot NAS (and GM-NAS, methods.md 3) partitions the architectures of a supernet by restricting
-one decision at a time: a split of a node on decision ``d`` into option groups gives one child per
-group, allowing only that group's options on ``d``. Repeated splits make a tree whose leaves'
-``allowed`` masks partition the root's architectures, so every architecture has exactly one leaf
-(:meth:`SplitTree.route`).
+The root supernet trains until the first split epoch; it is then split (GM-NAS: the decision and
+two option groups of :func:`~nastk.oneshot.gradient_matching.choose_split`; exhaustive: one child
+per option of a decision); each child continues from its parent's checkpoint (weights, alpha,
+optimizer, scheduler and sampler states: a non-final split inherits everything) until the next
+split epoch, and so on. After the final split the leaves restart from a fresh, seeded
+initialisation with a fresh schedule over ``epochs_after`` epochs (GM-NAS' ``restart=final``), or,
+with ``restart=False``, continue their parents' schedule. For bilevel DARTS alpha is frozen until
+the last split (GM-NAS' warm-up). The base step is the run's: ``darts`` (GM + DARTS) or
+``single_path`` (GM + RSPS: uniform random paths restricted to each node's options).
 
-* :class:`SplitNode`, :class:`Split`, :class:`SplitTree`: the tree (ids ``root``, ``root.0``,
-  ``root.0.1``...), its validation, routing and JSON round trip (``tree.json``). A split records
-  whether its children inherit the parent's weights (a non-final GM-NAS split) or restart from a
-  fresh initialisation (the final split), the epoch it happened at and free JSON metadata (a
-  gradient-matching distance matrix, a score). :meth:`SplitTree.exhaustive` is the few-shot NAS
-  baseline rule: one child per allowed option.
-* :func:`sub_supernet` / :func:`split_supernet`: the supernet a node stands for, from the root's (or
-  its parent's) supernet, via :meth:`Supernet.split`. Restarts are seeded from the node's position,
-  so the same tree and root always give the same sub-supernets.
-* :func:`train_leaves`: every leaf trained by the ordinary :class:`OneShotTrainer` in its own folder;
-  a killed run resumes exactly (finished leaves are skipped, a partial leaf continues from its
-  checkpoint, a leaf not yet started is rebuilt from the stored root).
-* :func:`load_leaf`, :func:`route_and_load`, :class:`FewShotSupernets`: the trained sub-supernets,
-  and the evaluation of an architecture with the one that contains it.
+Selection across the leaves (on the held-out images): darts — each leaf's argmax architecture,
+the leaf of highest supernet (mixture) accuracy wins; single path — ``select_archs`` distinct random
+architectures per leaf, the best one wins (RSPS' rule).
 
 Run folder::
 
-    config.json    the OneShotConfig every leaf is trained with
-    tree.json      the split tree
-    root.pt        the supernet the tree's root stands for (weights and mask) when the leaves were split
-    <node id>/     one folder per leaf (``root.0``, ``root.1.0``...): the trainer's checkpoint.pt, metrics.jsonl
-    summary.json   one entry per leaf (final metrics), written when every leaf is trained
+    config.json    {"fewshot": the SplitSchedule, "train": the OneShotConfig}
+    tree.json      the split tree as it grows; each split's info holds the distances and partitions
+    <node id>/     the node's trainer folder (checkpoint.pt, metrics.jsonl): root, root.0, root.0.1 ...
+    selection.json every leaf's candidate and the chosen architecture
+
+Resuming replays the schedule: a node whose checkpoint has reached its stage's end is not trained
+again, a recorded split is not recomputed, and a partial stage continues from its checkpoint, so a
+killed run ends where an uninterrupted one does.
 """
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
-import sys
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from nastk.architecture import Architecture
-from nastk.errors import ArchitectureError, ConfigError, RunError
-from nastk.oneshot.distributed import Distributed
-from nastk.oneshot.trainer import CHECKPOINT, METRICS, OneShotConfig, OneShotTrainer, build_supernet, read_checkpoint
+from nastk.errors import ConfigError
+from nastk.oneshot.split_tree import TREE, SplitNode, SplitTree, _seeded, node_dir, restart_seed
+from nastk.oneshot.gradient_matching import MODES, RULES, choose_split
+from nastk.oneshot.trainer import CHECKPOINT, OneShotConfig, OneShotTrainer, build_supernet
 from nastk.paths import atomic_write
-from nastk.plain_data import plain
 from nastk.run import Run
-from nastk.supernet import Supernet
 
-TREE, ROOT_STATE, SUMMARY = "tree.json", "root.pt", "summary.json"
-TREE_FORMAT = 1
-ROOT_FORMAT = 1
-ROOT_ID = "root"
-Choices = Tuple[int, ...]
-NodeRef = Union["SplitNode", str]
-
-
-# --- small helpers -----------------------------------------------------------------------------------------
-def _index(value: Any, what: str) -> int:
-    """An int from an int-like value (not a bool, not a float)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(f"{what} must be an integer, got {value!r}")
-    return int(value)
-
-
-def _plain_json(value: Any, what: str) -> Any:
-    """``value`` as plain JSON data (numpy arrays and tensors become lists); ConfigError if it is not JSON."""
-    try:
-        return plain(value)
-    except TypeError as error:
-        raise ConfigError(f"{what} must be plain JSON data: {error}") from None
-
-
-def _mask(allowed: Any, what: str = "allowed mask") -> np.ndarray:
-    mask = np.array(allowed)
-    if mask.ndim != 2 or mask.shape[0] < 1 or mask.shape[1] < 1 or mask.dtype != bool:
-        raise ConfigError(f"{what} must be a non-empty 2-D bool array (decisions x options), got shape "
-                          f"{mask.shape} and dtype {mask.dtype}")
-    empty = np.flatnonzero(~mask.any(axis=1))
-    if len(empty):
-        raise ConfigError(f"{what} allows no option on decision(s) {empty.tolist()}")
-    return mask.copy()
+SELECTION = "selection.json"
+METHODS = ("gm", "exhaustive")
 
 
 @dataclass
-class Split:
-    """How a node was split: decision ``decision`` into ``groups`` (one child per group, in order).
+class SplitSchedule:
+    """When and how to split; defaults are the reduced NB201 schedule (methods.md 3.5)."""
 
-    ``inherit``: the children start from the parent's weights (a non-final split); False restarts
-    them from a fresh, seeded initialisation (GM-NAS' final split). ``epoch``: when the split
-    happened (None when not trained in between); ``info``: plain JSON metadata of the partition rule
-    (e.g. a gradient-matching distance matrix and score).
-    """
+    method: str = "gm"
+    #: epochs of pre-split training after which each level splits (GM-NAS NB201: 15, 30)
+    split_epochs: List[int] = field(default_factory=lambda: [3, 6])
+    #: epochs each leaf trains after the final split (GM-NAS NB201: 30)
+    epochs_after: int = 6
+    #: the final split restarts the leaves from scratch (GM-NAS); False: leaves inherit and continue
+    restart: bool = True
+    #: gradient matching: minibatches averaged (R; the paper's 100), hard or soft, cut or darts rule
+    batches: int = 10
+    mode: str = "hard"
+    rule: str = "cut"
+    #: decisions that may be split (None: every decision)
+    candidates: Optional[List[int]] = None
+    #: exhaustive: the decision split at each level (None: the first unsplit candidate)
+    exhaustive_decisions: Optional[List[int]] = None
+    #: single-path selection: distinct random architectures evaluated per leaf (RSPS: 200)
+    select_archs: int = 200
 
-    decision: int
-    groups: Tuple[Tuple[int, ...], ...]
-    inherit: bool = True
-    epoch: Optional[int] = None
-    info: Dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {"decision": self.decision, "groups": [list(g) for g in self.groups], "inherit": self.inherit,
-                "epoch": self.epoch, "info": self.info}
-
-
-class SplitNode:
-    """One node of a :class:`SplitTree`: the architectures its ``allowed`` mask stands for.
-
-    ``split`` is the split that made its ``children`` (None for a leaf); ``info`` is free plain JSON
-    metadata (e.g. the sub-supernet's validation accuracy once trained).
-    """
-
-    def __init__(self, path: Tuple[int, ...], allowed: np.ndarray, parent: Optional["SplitNode"] = None):
-        self.path: Tuple[int, ...] = tuple(path)
-        self.allowed: np.ndarray = allowed
-        self.allowed.flags.writeable = False
-        self.parent = parent
-        self.split: Optional[Split] = None
-        self.children: List[SplitNode] = []
-        self.info: Dict[str, Any] = {}
-
-    @property
-    def id(self) -> str:
-        return ".".join([ROOT_ID] + [str(i) for i in self.path])
-
-    @property
-    def depth(self) -> int:
-        return len(self.path)
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown few-shot method {self.method!r}; known: {', '.join(METHODS)}")
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown gradient-matching mode {self.mode!r}; known: {', '.join(MODES)}")
+        if self.rule not in RULES:
+            raise ConfigError(f"unknown partition rule {self.rule!r}; known: {', '.join(RULES)}")
+        epochs = [_whole(e, "split epoch") for e in self.split_epochs]
+        if not epochs or any(e < 1 for e in epochs) or epochs != sorted(set(epochs)):
+            raise ConfigError(f"split epochs must be increasing whole numbers >= 1, got {self.split_epochs}")
+        self.split_epochs = epochs
+        if _whole(self.epochs_after, "epochs_after") < 1:
+            raise ConfigError(f"epochs_after must be at least 1, got {self.epochs_after}")
+        if _whole(self.batches, "batches") < 1:
+            raise ConfigError(f"gradient matching needs at least 1 batch, got {self.batches}")
+        if _whole(self.select_archs, "select_archs") < 1:
+            raise ConfigError(f"select_archs must be at least 1, got {self.select_archs}")
+        if self.exhaustive_decisions is not None and len(self.exhaustive_decisions) != len(epochs):
+            raise ConfigError(f"exhaustive_decisions needs one decision per split level ({len(epochs)}), "
+                              f"got {self.exhaustive_decisions}")
 
     @property
-    def is_leaf(self) -> bool:
-        return self.split is None
-
-    def options(self, decision: int) -> Tuple[int, ...]:
-        """The options this node allows on ``decision``."""
-        return tuple(int(o) for o in np.flatnonzero(self.allowed[decision]))
-
-    def allows(self, decision: int, option: int) -> bool:
-        decision, option = int(decision), int(option)
-        if not 0 <= decision < self.allowed.shape[0]:
-            raise ArchitectureError(f"decision {decision} out of range: node {self.id} has {self.allowed.shape[0]} decisions")
-        return 0 <= option < self.allowed.shape[1] and bool(self.allowed[decision, option])
-
-    def contains(self, choices: Sequence[int]) -> bool:
-        """Whether the architecture of ``choices`` (one option index per decision) is one of this node's."""
-        choices = tuple(int(c) for c in choices)
-        if len(choices) != self.allowed.shape[0]:
-            raise ArchitectureError(f"expected {self.allowed.shape[0]} choices, got {len(choices)}")
-        return all(self.allows(d, o) for d, o in enumerate(choices))
-
-    def __iter__(self) -> Iterator["SplitNode"]:
-        """This node and every node below it, depth first (children in group order)."""
-        yield self
-        for child in self.children:
-            yield from child
-
-    def __repr__(self) -> str:
-        split = "leaf" if self.split is None else f"split on {self.split.decision} into {list(map(list, self.split.groups))}"
-        return f"SplitNode({self.id!r}, {split})"
+    def total_epochs(self) -> int:
+        return self.split_epochs[-1] + self.epochs_after
 
 
-class SplitTree:
-    """Sub-supernets as a tree of splits whose leaves partition the root's architectures.
-
-    ``decisions`` (optional) are the decision names and option names of the supernet the tree was
-    built for (:meth:`of` records them), kept in ``tree.json`` to check a supernet against it.
-    """
-
-    def __init__(self, allowed: Any, decisions: Optional[Sequence[Tuple[str, Sequence[str]]]] = None):
-        self.root = SplitNode((), _mask(allowed, "the root's allowed mask"))
-        self.decisions: Optional[Tuple[Tuple[str, Tuple[str, ...]], ...]] = None
-        if decisions is not None:
-            decisions = tuple((str(name), tuple(str(o) for o in options)) for name, options in decisions)
-            if len(decisions) != self.root.allowed.shape[0]:
-                raise ConfigError(f"{len(decisions)} decision names for a mask of {self.root.allowed.shape[0]} decisions")
-            for d, (name, options) in enumerate(decisions):
-                if len(options) > self.root.allowed.shape[1] or self.root.allowed[d, len(options):].any():
-                    raise ConfigError(f"decision {name!r} has {len(options)} options but the mask allows more")
-            self.decisions = decisions
-        self._nodes: Dict[str, SplitNode] = {self.root.id: self.root}
-
-    @classmethod
-    def of(cls, supernet: Supernet) -> "SplitTree":
-        """A one-node tree for ``supernet`` (its current mask is the root's)."""
-        return cls(supernet.allowed, [(d.name, d.options) for d in supernet.decisions])
-
-    # --- access -----------------------------------------------------------------------------------------
-    def node(self, node: NodeRef) -> SplitNode:
-        if isinstance(node, SplitNode):
-            if self._nodes.get(node.id) is not node:
-                raise ConfigError(f"node {node.id} is not a node of this tree")
-            return node
-        if node not in self._nodes:
-            raise ConfigError(f"no node {node!r} in the split tree; nodes: {', '.join(self._nodes)}")
-        return self._nodes[node]
-
-    def nodes(self) -> List[SplitNode]:
-        """Every node, depth first from the root (children in group order)."""
-        return list(self.root)
-
-    def leaves(self) -> List[SplitNode]:
-        """The leaves, depth first: the sub-supernets to train."""
-        return [node for node in self.root if node.is_leaf]
-
-    def __len__(self) -> int:
-        return len(self._nodes)
-
-    def decision_name(self, decision: int) -> str:
-        return f"{decision} ({self.decisions[decision][0]!r})" if self.decisions else str(decision)
-
-    # --- splitting --------------------------------------------------------------------------------------
-    def split(self, node: NodeRef, decision: int, option_groups: Sequence[Sequence[int]], *, inherit: bool = True,
-              epoch: Optional[int] = None, info: Optional[Dict[str, Any]] = None) -> List[SplitNode]:
-        """Split leaf ``node`` on ``decision``: one child per group of ``option_groups`` (in order).
-
-        The groups must partition the options the node allows on that decision (each non-empty, no
-        option twice, none left out, at least two groups). Returns the children.
-        """
-        node = self.node(node)
-        if not node.is_leaf:
-            raise ConfigError(f"node {node.id} is already split (on decision {node.split.decision}); split its children")
-        decision = _index(decision, "the split decision")
-        count, width = node.allowed.shape
-        if not 0 <= decision < count:
-            raise ConfigError(f"cannot split node {node.id}: decision {decision} out of range (0..{count - 1})")
-        where = f"cannot split node {node.id} on decision {self.decision_name(decision)}"
-        if isinstance(option_groups, (str, bytes)) or not isinstance(option_groups, Sequence):
-            raise ConfigError(f"{where}: option groups must be a list of lists of option indices, got {option_groups!r}")
-        groups: List[Tuple[int, ...]] = []
-        for number, group in enumerate(option_groups):
-            if isinstance(group, (str, bytes)) or not isinstance(group, (Sequence, np.ndarray)):
-                raise ConfigError(f"{where}: group {number} must be a list of option indices, got {group!r}")
-            groups.append(tuple(sorted(_index(o, f"option {o!r} of group {number}") for o in group)))
-        available = set(node.options(decision))
-        if len(groups) < 2:
-            raise ConfigError(f"{where}: a split needs at least two option groups, got {len(groups)}")
-        seen: Dict[int, int] = {}
-        for number, group in enumerate(groups):
-            if not group:
-                raise ConfigError(f"{where}: group {number} is empty")
-            for option in group:
-                if option not in available:
-                    state = "out of range" if not 0 <= option < width else "not allowed at this node"
-                    raise ConfigError(f"{where}: option {option} of group {number} is {state} "
-                                      f"(allowed: {sorted(available)})")
-                if option in seen:
-                    raise ConfigError(f"{where}: option {option} is in groups {seen[option]} and {number}; "
-                                      f"groups must be disjoint")
-                seen[option] = number
-        missing = sorted(available - set(seen))
-        if missing:
-            raise ConfigError(f"{where}: option(s) {missing} are in no group; the groups must cover every "
-                              f"allowed option {sorted(available)}")
-        if epoch is not None:
-            epoch = _index(epoch, "the split epoch")
-        node.split = Split(decision, tuple(groups), bool(inherit), epoch, _plain_json(info or {}, "split info"))
-        for index, group in enumerate(groups):
-            allowed = node.allowed.copy()
-            allowed[decision] = False
-            allowed[decision, list(group)] = True
-            child = SplitNode(node.path + (index,), allowed, node)
-            node.children.append(child)
-            self._nodes[child.id] = child
-        return list(node.children)
-
-    def exhaustive(self, node: NodeRef, decision: int, **options) -> List[SplitNode]:
-        """Few-shot NAS' split: one child per option ``node`` allows on ``decision``."""
-        node = self.node(node)
-        decision = _index(decision, "the split decision")
-        if not 0 <= decision < node.allowed.shape[0]:
-            raise ConfigError(f"cannot split node {node.id}: decision {decision} out of range (0..{node.allowed.shape[0] - 1})")
-        return self.split(node, decision, [[o] for o in node.options(decision)], **options)
-
-    # --- routing ----------------------------------------------------------------------------------------
-    def route(self, choices: Sequence[int]) -> SplitNode:
-        """The unique leaf whose sub-supernet contains the architecture of ``choices``."""
-        choices = tuple(int(c) for c in choices)
-        node = self.root
-        if len(choices) != node.allowed.shape[0]:
-            raise ArchitectureError(f"expected {node.allowed.shape[0]} choices, got {len(choices)}")
-        for decision, option in enumerate(choices):
-            if not node.allows(decision, option):
-                raise ArchitectureError(f"no sub-supernet contains architecture {choices}: decision "
-                                        f"{self.decision_name(decision)} takes option {option}, which the root does not allow")
-        while not node.is_leaf:
-            option = choices[node.split.decision]
-            node = next(child for child, group in zip(node.children, node.split.groups) if option in group)
-        return node
-
-    # --- persistence ------------------------------------------------------------------------------------
-    def to_dict(self) -> Dict[str, Any]:
-        def record(node: SplitNode) -> Dict[str, Any]:
-            return {"id": node.id, "allowed": [list(node.options(d)) for d in range(node.allowed.shape[0])],
-                    "info": node.info, "split": None if node.split is None else node.split.to_dict(),
-                    "children": [record(child) for child in node.children]}
-
-        decisions = None if self.decisions is None else [{"name": n, "options": list(o)} for n, o in self.decisions]
-        return {"format": TREE_FORMAT, "shape": list(self.root.allowed.shape), "decisions": decisions,
-                "root": _plain_json(record(self.root), "node info")}
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "SplitTree":
-        """Rebuild a tree by replaying its splits (every split is validated again, every mask checked)."""
-        try:
-            if not isinstance(data, dict) or data.get("format") != TREE_FORMAT:
-                raise ConfigError(f"not a split tree of format {TREE_FORMAT}")
-            count, width = (_index(v, "shape") for v in data["shape"])
-            if count < 1 or width < 1:
-                raise ConfigError(f"shape must be positive, got {data['shape']}")
-
-            def mask_of(record: Dict[str, Any]) -> np.ndarray:
-                rows = record["allowed"]
-                if len(rows) != count:
-                    raise ConfigError(f"node {record.get('id')!r} has {len(rows)} mask rows, expected {count}")
-                mask = np.zeros((count, width), dtype=bool)
-                for d, row in enumerate(rows):
-                    for option in row:
-                        option = _index(option, f"an allowed option of node {record.get('id')!r}")
-                        if not 0 <= option < width:
-                            raise ConfigError(f"node {record.get('id')!r} allows option {option}, out of range (0..{width - 1})")
-                        mask[d, option] = True
-                return mask
-
-            decisions = data.get("decisions")
-            if decisions is not None:
-                decisions = [(d["name"], d["options"]) for d in decisions]
-            tree = cls(mask_of(data["root"]), decisions)
-            stack = [(tree.root, data["root"])]
-            while stack:
-                node, record = stack.pop()
-                if record.get("id") != node.id:
-                    raise ConfigError(f"node {node.id} is stored as {record.get('id')!r}")
-                if not np.array_equal(mask_of(record), node.allowed):
-                    raise ConfigError(f"the mask stored for node {node.id} is not what its splits give")
-                node.info = _plain_json(record.get("info") or {}, f"info of node {node.id}")
-                split, children = record.get("split"), record.get("children") or []
-                if split is None:
-                    if children:
-                        raise ConfigError(f"node {node.id} has children but no split")
-                    continue
-                made = tree.split(node, split["decision"], split["groups"], inherit=split.get("inherit", True),
-                                  epoch=split.get("epoch"), info=split.get("info"))
-                if len(children) != len(made):
-                    raise ConfigError(f"node {node.id} is split into {len(made)} groups but stores {len(children)} children")
-                stack.extend(zip(made, children))
-            return tree
-        except ConfigError:
-            raise
-        except (KeyError, TypeError, AttributeError, IndexError, ValueError) as error:
-            raise ConfigError(f"malformed split tree ({type(error).__name__}: {error})") from None
-
-    def save(self, path) -> Path:
-        path = Path(path)
-        text = json.dumps(self.to_dict(), indent=1)
-        with atomic_write(path, "w") as handle:
-            handle.write(text + "\n")
-        return path
-
-    @classmethod
-    def load(cls, path) -> "SplitTree":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise RunError(f"split tree {path} not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise RunError(f"cannot read split tree {path}: {error}") from None
-        try:
-            return cls.from_dict(data)
-        except ConfigError as error:
-            raise RunError(f"{path} is not a consistent split tree: {error}") from None
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, SplitTree) and self.to_dict() == other.to_dict()
-
-    def check_supernet(self, supernet: Supernet, node: NodeRef = ROOT_ID) -> None:
-        """ConfigError unless ``supernet`` has this tree's decisions and exactly ``node``'s mask."""
-        node = self.node(node)
-        if self.decisions is not None:
-            theirs = tuple((d.name, tuple(d.options)) for d in supernet.decisions)
-            if theirs != self.decisions:
-                raise ConfigError(f"the supernet's decisions ({', '.join(n for n, _ in theirs)}) are not the split tree's "
-                                  f"({', '.join(n for n, _ in self.decisions)})")
-        if supernet.allowed.shape != node.allowed.shape or not np.array_equal(supernet.allowed, node.allowed):
-            raise ConfigError(f"the supernet's allowed mask is not that of node {node.id} of the split tree")
+def _whole(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{what} must be a whole number, got {value!r}")
+    return int(value)
 
 
-# --- sub-supernets ----------------------------------------------------------------------------------------
-def restart_seed(seed: int, node: SplitNode) -> int:
-    """The seed of a restarted node's initialisation: a function of the run's seed and the node's path."""
-    return int(np.random.SeedSequence([int(seed), 11, node.depth, *node.path]).generate_state(1)[0])
+class FewShotRun:
+    """One GM-NAS / exhaustive few-shot run into ``run_dir`` (train with :meth:`run`)."""
 
+    def __init__(self, config: OneShotConfig, schedule: SplitSchedule, run_dir, resume: bool = False,
+                 device="cpu", progress: bool = True, data=None):
+        self.schedule, self.run_dir = schedule, Path(run_dir)
+        self.device, self.progress = device, progress
+        warmup = dict(config.step_options)
+        if config.step == "darts":  # alpha frozen until the last split (GM-NAS' projection warm-up)
+            warmup["arch_warmup_epochs"] = max(int(warmup.get("arch_warmup_epochs", 0)), schedule.split_epochs[-1])
+        self.config = replace(config, epochs=schedule.total_epochs, step_options=warmup)
+        restarted = dict(config.step_options, arch_warmup_epochs=0) if config.step == "darts" else config.step_options
+        self.leaf_config = (replace(config, epochs=schedule.epochs_after, step_options=restarted)
+                            if schedule.restart else self.config)
+        if data is None:
+            from nastk.oneshot.data import load_images
 
-@contextlib.contextmanager
-def _seeded(seed: int, supernet: Optional[Supernet] = None):
-    """Seed every torch generator the supernet's initialisers may use (CPU, and the GPUs it lives on),
-    restoring the global streams afterwards."""
-    devices = sorted({p.device.index or 0 for p in supernet.parameters() if p.is_cuda}) if supernet is not None else []
-    with torch.random.fork_rng(devices=devices):
-        torch.random.default_generator.manual_seed(seed)
-        for device in devices:
-            with torch.cuda.device(device):
-                torch.cuda.manual_seed(seed)
-        yield
+            data = load_images(config.dataset)
+        self.data = data
+        root = self._trainer(None, None)  # builds (and so validates) the root before the folder is made
+        self.tree = SplitTree.of(root.supernet)
+        candidates = schedule.candidates if schedule.candidates is not None else range(len(root.supernet.decisions))
+        self.candidates = [int(d) for d in candidates]
+        if any(not 0 <= d < len(root.supernet.decisions) for d in self.candidates):
+            raise ConfigError(f"split candidates {schedule.candidates} out of range 0..{len(root.supernet.decisions) - 1}")
+        if config.step == "single_path" and not len(root.x_held):
+            raise ConfigError("single-path few-shot selection evaluates architectures on held-out images; "
+                              "set held_out_fraction (e.g. 0.5)")
+        del root
+        self.folder = Run(self.run_dir, {"fewshot": asdict(schedule), "train": self.config.to_dict()}, resume=resume)
+        if (self.run_dir / TREE).exists():
+            self.tree = SplitTree.load(self.run_dir / TREE)
 
+    # --- trainers ---------------------------------------------------------------------------------
+    def _trainer(self, node: Optional[SplitNode], folder: Optional[Path], leaf: bool = False) -> OneShotTrainer:
+        """The trainer of ``node`` (None: the root, not saved): from its own checkpoint, else its parent's."""
+        config = self.leaf_config if leaf else self.config
+        supernet = None
+        if node is not None and node.parent is not None:
+            seed = restart_seed(config.seed, node) if leaf and self.schedule.restart else config.seed
+            with _seeded(seed):
+                supernet = build_supernet(config, self.data.num_classes)
+            supernet.allowed = node.allowed.copy()
+            if config.step == "darts":
+                supernet.init_arch_parameters(generator=torch.Generator().manual_seed(seed))
+        trainer = OneShotTrainer(config, folder, self.device, data=self.data, progress=self.progress, supernet=supernet)
+        if folder is None:
+            return trainer
+        if not trainer.load_checkpoint() and node.parent is not None and not (leaf and self.schedule.restart):
+            trainer.load_checkpoint(node_dir(self.run_dir, node.parent) / CHECKPOINT, keep_mask=True)
+        return trainer
 
-def _child(tree: SplitTree, parent: SplitNode, index: int, supernet: Supernet, seed: int) -> Supernet:
-    split, child = parent.split, parent.children[index]
-    if split.inherit:
-        (made,) = supernet.split(split.decision, [split.groups[index]], inherit=True)
-    else:
-        with _seeded(restart_seed(seed, child), supernet):
-            (made,) = supernet.split(split.decision, [split.groups[index]], inherit=False)
-    if not np.array_equal(made.allowed, child.allowed):  # Supernet.split and the tree disagree
-        raise ConfigError(f"Supernet.split gave node {child.id} another mask than the split tree")
-    return made
+    def _say(self, line: str) -> None:
+        if self.progress:
+            print(line, flush=True)
 
+    # --- the schedule -----------------------------------------------------------------------------
+    def split_candidates(self, node: SplitNode) -> List[int]:
+        """Decisions not split on the node's way from the root, with at least two options left."""
+        split, current = set(), node
+        while current.parent is not None:
+            split.add(current.parent.split.decision)
+            current = current.parent
+        return [d for d in self.candidates if d not in split and node.allowed[d].sum() >= 2]
 
-def split_supernet(tree: SplitTree, node: NodeRef, supernet: Supernet, seed: int = 0) -> List[Supernet]:
-    """The children of ``node``'s sub-supernet ``supernet`` (one per child, inheriting or restarting as split)."""
-    node = tree.node(node)
-    if node.is_leaf:
-        raise ConfigError(f"node {node.id} is a leaf; it has no children to materialise")
-    tree.check_supernet(supernet, node)
-    return [_child(tree, node, index, supernet, seed) for index in range(len(node.children))]
-
-
-def sub_supernet(tree: SplitTree, node: NodeRef, root: Supernet, seed: int = 0) -> Supernet:
-    """The supernet of ``node``, from the root's supernet ``root`` (left unchanged): the splits on the
-    way down applied in turn, each inheriting or restarting (seeded by ``seed`` and the node) as recorded."""
-    node = tree.node(node)
-    tree.check_supernet(root)
-    lineage = []
-    while node.parent is not None:
-        lineage.append(node)
-        node = node.parent
-    current = copy.deepcopy(root) if not lineage else root
-    for child in reversed(lineage):
-        current = _child(tree, child.parent, child.path[-1], current, seed)
-    return current
-
-
-def node_dir(run_dir, node: NodeRef) -> Path:
-    """The folder of a node's sub-supernet in a few-shot run folder (named after the node id)."""
-    return Path(run_dir) / (node.id if isinstance(node, SplitNode) else str(node))
-
-
-# --- root state ---------------------------------------------------------------------------------------------
-def _save_root(path: Path, supernet: Supernet) -> None:
-    state = {"format": ROOT_FORMAT, "model": supernet.state_dict(), "allowed": supernet.allowed.tolist()}
-    with atomic_write(path) as handle:
-        torch.save(state, handle)
-
-
-def _read_root(path: Path, device="cpu") -> Dict[str, Any]:
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # torn or foreign file
-        raise RunError(f"cannot read the root supernet {path}: {error}") from None
-    if not isinstance(state, dict) or state.get("format") != ROOT_FORMAT or "model" not in state:
-        raise RunError(f"{path} is not a nastk few-shot root supernet (format {ROOT_FORMAT})")
-    return state
-
-
-def _load_state(supernet: Supernet, model: Dict[str, torch.Tensor], allowed, source: Path) -> Supernet:
-    if "arch_logits" in model and supernet.arch_logits is None:
-        supernet.init_arch_parameters()
-    try:
-        supernet.load_state_dict(model)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[0]
-        raise RunError(f"the weights in {source} do not fit this supernet: {first}") from None
-    supernet.allowed = np.array(allowed, dtype=bool)
-    return supernet
-
-
-def _same_weights(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
-
-
-# --- training the leaves ------------------------------------------------------------------------------------
-def train_leaves(config: OneShotConfig, tree: Optional[SplitTree], run_dir, supernet: Optional[Supernet] = None,
-                 resume: bool = False, device="cpu", data=None, progress: bool = True, callbacks=(),
-                 loss=None, metrics=None) -> Dict[str, Any]:
-    """Train every leaf of ``tree`` with the ordinary one-shot loop, one folder per leaf; returns the summary.
-
-    ``supernet`` is the root's supernet (e.g. a trained one-shot supernet to split; default: a fresh
-    one built from ``config``, seeded by ``config.seed``); each leaf starts from :func:`sub_supernet`
-    of it and is trained for ``config.epochs`` epochs by :class:`OneShotTrainer` with ``config``.
-    ``resume``: continue a killed run (``tree`` may then be None: the stored one is used; a given
-    one, or ``supernet``, must equal what the run stored). Finished leaves are skipped, a leaf with a
-    partial checkpoint continues from it, a leaf not started yet is rebuilt from ``root.pt``; the
-    result is bitwise what an uninterrupted run gives. ``callbacks`` go to every leaf's trainer
-    (``trainer.run_dir`` tells which leaf).
-    """
-    run_dir = Path(run_dir)
-    dist = Distributed.from_env(str(device))
-    if dist.is_main:
-        Run(run_dir, config.to_dict(), resume=resume)  # refuses a used folder unless resuming, checks the config
-    dist.barrier()
-    tree = _run_tree(run_dir, tree, dist)
-    if data is None:
-        from nastk.oneshot.data import load_images
-
-        data = load_images(config.dataset)
-    root = _run_root(config, tree, run_dir, supernet, data.num_classes, dist)
-
-    leaves, entries = tree.leaves(), []
-    for number, leaf in enumerate(leaves):
-        folder = node_dir(run_dir, leaf)
-        state = _leaf_checkpoint(folder, leaf, config)
-        if state is not None and int(state["epoch"]) >= config.epochs:
-            entries.append(_leaf_entry(leaf, state["history"], int(state["epoch"]), skipped=True))
-            continue
-        if progress and dist.is_main:
-            _write(f"sub-supernet {leaf.id} ({number + 1}/{len(leaves)})"
-                   + (f": resuming at epoch {int(state['epoch']) + 1}" if state is not None else ""))
-        child = sub_supernet(tree, leaf, root, config.seed)
-        trainer = OneShotTrainer(config, folder, device, dist, data, progress, callbacks, supernet=child,
-                                 loss=loss, metrics=metrics)
-        resumed_from = 0
-        if state is not None:
-            trainer.load_checkpoint()
-            if not np.array_equal(trainer.supernet.allowed, leaf.allowed):
-                raise RunError(f"{folder / CHECKPOINT} restored another mask than leaf {leaf.id}'s")
-            resumed_from = trainer.epoch
-        elif dist.is_main and (folder / METRICS).exists():  # lines of a run whose checkpoint was removed
-            (folder / METRICS).unlink()
-        dist.barrier()
-        trainer.fit()
-        entries.append(_leaf_entry(leaf, trainer.history, trainer.epoch, resumed_from=resumed_from))
-        del trainer, child
-
-    summary = {"run_dir": str(run_dir), "space": config.space, "step": config.step, "sampler": config.sampler,
-               "epochs": config.epochs, "leaves": entries,
-               "trained": sum(not e["skipped"] for e in entries), "skipped": sum(e["skipped"] for e in entries)}
-    if dist.is_main:
-        with atomic_write(run_dir / SUMMARY, "w") as handle:
-            json.dump(_plain_json(summary, "the summary"), handle, indent=2)
-    dist.barrier()
-    return summary
-
-
-def _run_tree(run_dir: Path, tree: Optional[SplitTree], dist: Distributed) -> SplitTree:
-    path = run_dir / TREE
-    if path.exists():
-        stored = SplitTree.load(path)
-        if tree is not None and tree != stored:
-            raise RunError(f"cannot resume {run_dir}: the given split tree differs from its {TREE}")
-        return stored
-    if tree is None:
-        raise ConfigError(f"{run_dir} holds no {TREE}; give the split tree to train")
-    if dist.is_main:
-        tree.save(path)
-    dist.barrier()
-    return tree
-
-
-def _run_root(config: OneShotConfig, tree: SplitTree, run_dir: Path, supernet: Optional[Supernet],
-              num_classes: int, dist: Distributed) -> Supernet:
-    path = run_dir / ROOT_STATE
-    if path.exists():
-        state = _read_root(path)
-        if supernet is not None:
-            if not (_same_weights(supernet.state_dict(), state["model"])
-                    and np.array_equal(supernet.allowed, np.array(state["allowed"], dtype=bool))):
-                raise RunError(f"cannot resume {run_dir}: the given supernet differs from the root it stored ({path})")
-            root = supernet
+    def split(self, node: SplitNode, trainer: OneShotTrainer, level: int) -> None:
+        schedule, final = self.schedule, level == len(self.schedule.split_epochs) - 1
+        candidates = self.split_candidates(node)
+        if not candidates:
+            raise ConfigError(f"node {node.id} has no decision left to split at level {level + 1}")
+        started = time.perf_counter()
+        if schedule.method == "gm":
+            info = choose_split(trainer, candidates, schedule.batches, schedule.mode, schedule.rule,
+                                seed=restart_seed(self.config.seed, node))
+            decision, groups = info["decision"], info["groups"]
         else:
-            root = _load_state(build_supernet(config, num_classes), state["model"], state["allowed"], path)
-    else:
-        if supernet is None:
-            with _seeded(config.seed):  # what OneShotTrainer builds, without touching the global stream
-                supernet = build_supernet(config, num_classes)
-        root = supernet
-    try:
-        tree.check_supernet(root)
-    except ConfigError as error:
-        raise ConfigError(f"the root supernet does not fit the split tree: {error}") from None
-    if not path.exists():
-        if dist.is_main:
-            _save_root(path, root)
-        dist.barrier()
-    return root
+            chosen = schedule.exhaustive_decisions[level] if schedule.exhaustive_decisions else candidates[0]
+            decision = int(chosen)
+            groups = [[int(o)] for o in np.flatnonzero(node.allowed[decision])]
+            info = {"rule": "exhaustive"}
+        info["seconds"] = round(time.perf_counter() - started, 3)
+        self.tree.split(node, decision, groups, inherit=not (final and schedule.restart),
+                        epoch=schedule.split_epochs[level], info=info)
+        self.tree.save(self.run_dir / TREE)
+        what = trainer.supernet.decisions[decision]
+        self._say(f"split {node.id} on {what.name}: " + " | ".join(",".join(what.options[o] for o in g) for g in groups)
+                  + f" ({info['seconds']:.1f} s)")
+
+    def run(self) -> Dict[str, Any]:
+        """Train every stage and leaf (or what a killed run left), then select; returns the selection."""
+        nodes = [self.tree.root]
+        for level, epoch in enumerate(self.schedule.split_epochs):
+            children = []
+            for node in nodes:
+                trainer = self._trainer(node, node_dir(self.run_dir, node))
+                trainer.fit(until=epoch)
+                if node.is_leaf:
+                    self.split(node, trainer, level)
+                children += node.children
+                del trainer
+            nodes = children
+        for number, leaf in enumerate(nodes):
+            self._say(f"sub-supernet {leaf.id} ({number + 1}/{len(nodes)})")
+            trainer = self._trainer(leaf, node_dir(self.run_dir, leaf), leaf=True)
+            trainer.fit()
+            del trainer
+        return self.select()
+
+    # --- selection ----------------------------------------------------------------------------------
+    def leaf_trainers(self):
+        """(leaf, its trained trainer) for every leaf, one at a time."""
+        for leaf in self.tree.leaves():
+            yield leaf, self._trainer(leaf, node_dir(self.run_dir, leaf), leaf=True)
+
+    def select(self) -> Dict[str, Any]:
+        from nastk.oneshot.selection import parameter_free_share
+
+        entries = []
+        for leaf, trainer in self.leaf_trainers():
+            candidate = best_of_leaf(trainer, self.schedule.select_archs, seed=restart_seed(self.config.seed, leaf))
+            candidate.update({"leaf": leaf.id, "parameter_free_share":
+                              parameter_free_share(trainer.supernet, candidate["choices"])})
+            entries.append(candidate)
+        best = max(entries, key=lambda e: e["held_out_acc"])
+        out = {"method": f"{self.schedule.method}+{self.config.step}", "arch": best["arch"], "leaf": best["leaf"],
+               "parameter_free_share": best["parameter_free_share"], "leaves": entries,
+               "tree": self.tree.to_dict()}
+        with atomic_write(self.run_dir / SELECTION, "w") as handle:
+            json.dump(out, handle, indent=1)
+        return out
 
 
-def _leaf_checkpoint(folder: Path, leaf: SplitNode, config: OneShotConfig) -> Optional[Dict[str, Any]]:
-    """The leaf's checkpoint, checked against the leaf's mask and the run's config (None when absent)."""
-    path = folder / CHECKPOINT
-    if not path.is_file():
-        return None
-    state = read_checkpoint(path)
-    allowed = np.array(state["allowed"], dtype=bool)
-    if allowed.shape != leaf.allowed.shape or not np.array_equal(allowed, leaf.allowed):
-        raise RunError(f"{path} is not a checkpoint of leaf {leaf.id}: its allowed mask differs from the leaf's")
-    if state["config"] != config.to_dict():
-        raise RunError(f"{path} was trained with another config than this run's")
-    return state
+def best_of_leaf(trainer: OneShotTrainer, archs: int = 200, seed: int = 0) -> Dict[str, Any]:
+    """A (sub-)supernet's candidate: darts — its argmax architecture, scored by the supernet's
+    held-out mixture accuracy; single path — the best of ``archs`` distinct random architectures
+    of its options, by held-out accuracy (RSPS)."""
+    supernet = trainer.supernet
+    if supernet.arch_logits is not None and trainer.config.step == "darts":
+        weights = supernet.mixture_weights().detach()
+        choices = supernet.discretize(weights)
+        acc, loss = trainer.held_out_quality(weights)
+        return {"arch": supernet.arch_of(choices).to_str(), "choices": [int(c) for c in choices],
+                "held_out_acc": acc, "held_out_loss": loss, "rule": "argmax, supernet accuracy"}
+    rng = np.random.default_rng([int(seed), 17])
+    seen, best = set(), None
+    for _ in range(archs * 20):
+        if len(seen) >= archs:
+            break
+        path = tuple(trainer.path_sampler.uniform_path(rng))
+        if path in seen:
+            continue
+        seen.add(path)
+        acc, loss = trainer.held_out_quality(path)
+        if best is None or acc > best[0]:
+            best = (acc, loss, path)
+    acc, loss, path = best
+    return {"arch": supernet.arch_of(path).to_str(), "choices": [int(c) for c in path], "held_out_acc": acc,
+            "held_out_loss": loss, "rule": f"best of {len(seen)} random architectures"}
 
 
-def _leaf_entry(leaf: SplitNode, history: List[Dict[str, Any]], epoch: int, resumed_from: int = 0,
-                skipped: bool = False) -> Dict[str, Any]:
-    last = history[-1] if history else {}
-    return {"id": leaf.id, "allowed": [list(leaf.options(d)) for d in range(leaf.allowed.shape[0])], "epochs": epoch,
-            "skipped": skipped, "resumed_from_epoch": epoch if skipped else resumed_from,
-            "final_train_loss": last.get("train_loss"), "final_train_acc": last.get("train_acc"),
-            "final_valid_acc": last.get("valid_acc")}
-
-
-def _write(line: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(line, file=sys.stderr)
-
-
-# --- the trained sub-supernets ------------------------------------------------------------------------------
-def load_leaf(run_dir, node_id: NodeRef, device="cpu", supernet: Optional[Supernet] = None,
-              finished: bool = True) -> Supernet:
-    """The trained sub-supernet of a node of a few-shot run folder (in eval mode).
-
-    ``supernet``: a supernet of the same kind to load the weights into (a copy is made; default: one
-    built from the checkpoint's config). ``finished``: refuse a leaf trained for fewer than its epochs.
-    """
-    run_dir = Path(run_dir)
-    return _load_node(run_dir, SplitTree.load(run_dir / TREE), node_id, device, supernet, finished)
-
-
-def _load_node(run_dir: Path, tree: SplitTree, node_id: NodeRef, device, template: Optional[Supernet],
-               finished: bool) -> Supernet:
-    node = tree.node(node_id if isinstance(node_id, str) else node_id.id)
-    path = node_dir(run_dir, node) / CHECKPOINT
-    if not path.is_file():
-        raise RunError(f"{path.parent} holds no sub-supernet checkpoint of node {node.id}; "
-                       f"train the leaves with train_leaves(..., resume=True)")
-    state = read_checkpoint(path, device)
-    allowed = np.array(state["allowed"], dtype=bool)
-    if allowed.shape != node.allowed.shape or not np.array_equal(allowed, node.allowed):
-        raise RunError(f"{path} is not a checkpoint of node {node.id}: its allowed mask differs from the node's")
-    config = OneShotConfig.from_dict(state["config"])
-    if finished and int(state["epoch"]) < config.epochs:
-        raise RunError(f"sub-supernet {node.id} in {path.parent} is trained for {state['epoch']} of {config.epochs} "
-                       f"epochs; resume the run first")
-    supernet = copy.deepcopy(template) if template is not None else build_supernet(config, int(state["num_classes"]))
-    supernet = _load_state(supernet.to(device), state["model"], allowed, path)
-    supernet.eval()
-    return supernet
-
-
-class FewShotSupernets:
-    """The trained sub-supernets of a few-shot run folder, loaded on demand and kept once loaded.
-
-    ``supernet`` (optional) is a supernet of the run's kind to load weights into (see :func:`load_leaf`).
-    """
-
-    def __init__(self, run_dir, device="cpu", supernet: Optional[Supernet] = None, finished: bool = True):
-        self.run_dir = Path(run_dir)
-        self.tree = SplitTree.load(self.run_dir / TREE)
-        self.device, self.template, self.finished = device, supernet, finished
-        self._loaded: Dict[str, Supernet] = {}
-
-    def leaf(self, node_id: NodeRef) -> Supernet:
-        node = self.tree.node(node_id if isinstance(node_id, str) else node_id.id)
-        if node.id not in self._loaded:
-            self._loaded[node.id] = _load_node(self.run_dir, self.tree, node, self.device, self.template, self.finished)
-        return self._loaded[node.id]
-
-    def choices_of(self, arch: Union[Architecture, Sequence[int]]) -> Choices:
-        if not isinstance(arch, Architecture):
-            return tuple(int(c) for c in arch)
-        mapper = self.template or (next(iter(self._loaded.values())) if self._loaded else self.leaf(self.tree.leaves()[0]))
-        return tuple(int(c) for c in mapper.choices_of(arch))
-
-    def route(self, arch: Union[Architecture, Sequence[int]]) -> SplitNode:
-        """The leaf that contains ``arch`` (an Architecture or one option index per decision)."""
-        return self.tree.route(self.choices_of(arch))
-
-    def supernet_for(self, arch: Union[Architecture, Sequence[int]]) -> Tuple[SplitNode, Supernet]:
-        """The leaf containing ``arch`` and its trained sub-supernet, with ``arch`` set active."""
-        node = self.route(arch)
-        supernet = self.leaf(node)
-        supernet.set_active(arch if isinstance(arch, Architecture) else self.choices_of(arch))
-        return node, supernet
-
-    def accuracies(self, archs: Sequence[Architecture], x: torch.Tensor, y: torch.Tensor, **options) -> np.ndarray:
-        """Top-1 accuracy (percent) of each architecture with the sub-supernet that contains it
-        (:func:`nastk.oneshot.ranking.inherited_accuracies`, one call per leaf)."""
-        from nastk.oneshot.ranking import inherited_accuracies
-
-        options.setdefault("device", self.device)
-        by_leaf: Dict[str, List[int]] = {}
-        for i, arch in enumerate(archs):
-            by_leaf.setdefault(self.route(arch).id, []).append(i)
-        scores = np.zeros(len(archs))
-        for node_id, indices in by_leaf.items():
-            scores[indices] = inherited_accuracies(self.leaf(node_id), [archs[i] for i in indices], x, y, **options)
-        return scores
-
-
-def route_and_load(run_dir, arch: Union[Architecture, Sequence[int]], device="cpu",
-                   supernet: Optional[Supernet] = None) -> Tuple[SplitNode, Supernet]:
-    """The leaf of a few-shot run that contains ``arch`` and its trained sub-supernet (``arch`` set active).
-
-    For many architectures keep one :class:`FewShotSupernets` instead: it loads each leaf once.
-    """
-    return FewShotSupernets(run_dir, device, supernet).supernet_for(arch)
+def train_fewshot(config: OneShotConfig, schedule: SplitSchedule, run_dir, resume: bool = False, device="cpu",
+                  progress: bool = True, data=None) -> Dict[str, Any]:
+    return FewShotRun(config, schedule, run_dir, resume, device, progress, data).run()

@@ -1,0 +1,662 @@
+"""Training cost of the elastic MBConv supernet (the tiny ``mobilenet`` space, methods.md 12.3).
+
+Four measurements, batch 128 of random 32x32 images (speed does not depend on the pixels), one thread
+by default, repetitions alternating between the compared sides (the order rotates every repetition),
+so load from other processes hits every side alike; medians with spread are reported:
+
+1. **sandwich step**: ``OneShotTrainer(...).step.step(batch)`` of the ``sandwich`` step (BigNAS recipe:
+   largest child on the labels with label smoothing 0.1, 2 random children and the smallest on the
+   largest's soft output, a backward each, ``clip_grad_value_`` 1.0, SGD-Nesterov) vs the same computation
+   as a plain torch loop (``supernet.set_active(path)``, ``supernet(x)``), with the same children from
+   the same seeded stream (checked every step) and the same initial weights, so both sides also train
+   the same weights (their losses are compared). Goal: trainer <= 1.05x plain. A third side is the
+   trainer with its training images stored channels-last (the fix proposed for item 3).
+2. **elastic child vs extracted child**: forward + cross-entropy + backward of a child run by the
+   supernet vs ``supernet.extract(child)`` (a plain ``nn.Sequential`` with the child's weights), for the
+   largest, the smallest and random children. Goal: elastic <= 1.3x extracted.
+3. **new convolution shapes**: (a) in a fresh process per variant (cold oneDNN primitive cache), every
+   child of a seeded list runs twice in a row, first time vs repeat, counting the conv shapes not seen
+   before in the process; variants: default, pre-warmed (every block shape run once first), no primitive
+   cache (``ONEDNN_PRIMITIVE_CACHE_CAPACITY=0``: what creation costs if the cache never hits),
+   channels-last input. (b) in this (warm) process, the same children under other settings: channels-last
+   input, ``torch.backends.mkldnn`` disabled, channels-last with bf16 conv math.
+   (CUDA: default, ``cudnn.benchmark``, channels-last.)
+4. **BN recalibration** per child (``recalibrate_bn``, recipes ``cumulative`` and ``exact``, 10 x 200
+   images), as the library does it and with a lighter statistics hook patched in for the measurement
+   only (count-only for ``cumulative``; ``torch.batch_norm_update_stats`` for ``exact``), the running
+   statistics of both compared.
+
+    .venv/bin/python scripts/bench_elastic.py                      # default run (~3 min on 2 loaded cores)
+    .venv/bin/python scripts/bench_elastic.py --quick --out /tmp/elastic_quick     # ~20 s smoke run
+    .venv/bin/python scripts/bench_elastic.py --device cuda --out docs/results/elastic_speed_cuda
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_supernet import median_seconds, sync  # noqa: E402  (the alternating-timing helper)
+
+SPACE = "mobilenet"
+CLASSES = 10
+#: seeds: data, supernet weights, the random children of items 2-4
+DATA_SEED, WEIGHT_SEED, CHILD_SEED = 0, 0, 1234
+
+
+# --- timing ------------------------------------------------------------------------------------------------
+def alternating(steps: Dict[str, Callable[[], None]], device, reps: int, warmup: int) -> Dict[str, List[float]]:
+    """Seconds of every repetition of every step; one repetition runs each step once, through
+    ``bench_supernet.median_seconds`` (a median of one repetition is its time), the order rotating
+    every repetition so no side always runs first."""
+    names = list(steps)
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    for rep in range(warmup + reps):
+        shift = rep % len(names)
+        order = names[shift:] + names[:shift]
+        seconds = median_seconds({name: steps[name] for name in order}, device, 1, 0)
+        if rep >= warmup:
+            for name in names:
+                times[name].append(seconds[name])
+    return times
+
+
+def spread(values: Sequence[float], scale: float = 1.0, digits: int = 1) -> Dict[str, float]:
+    """Median, quartiles, min, max (times ``scale``) of ``values``."""
+    v = sorted(x * scale for x in values)
+    q1, q3 = (statistics.quantiles(v, n=4, method="inclusive")[::2] if len(v) > 1 else (v[0], v[0]))
+    return {k: round(x, digits) for k, x in
+            {"median": statistics.median(v), "q1": q1, "q3": q3, "min": v[0], "max": v[-1], "n": len(v)}.items()}
+
+
+def fmt(s: Dict[str, float], unit: str = "") -> str:
+    if s["n"] == 1:
+        return f"{s['median']}{unit} (1 rep)"
+    return f"{s['median']}{unit} [{s['q1']}-{s['q3']}] ({s['min']}-{s['max']})"
+
+
+# --- models and data -----------------------------------------------------------------------------------------
+def get_space_():
+    from nastk.space import get_space
+
+    return get_space(SPACE)
+
+
+def make_supernet(device):
+    torch.manual_seed(WEIGHT_SEED)
+    return get_space_().supernet(CLASSES, bn_momentum=0.0).to(device)  # BigNAS rule 6, as reproduce_sandwich_mbconv
+
+
+def make_batch(batch: int, device, seed: int = DATA_SEED):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, 32, 32, generator=generator)
+    y = torch.randint(0, CLASSES, (batch,), generator=generator)
+    return x.to(device), y.to(device)
+
+
+def random_children(supernet, count: int, seed: int = CHILD_SEED) -> List[tuple]:
+    from nastk.oneshot.samplers import draw_paths
+
+    probabilities = supernet.allowed / supernet.allowed.sum(axis=1, keepdims=True)
+    return draw_paths(probabilities, np.random.default_rng(seed), count)
+
+
+def named_children(supernet, randoms: int, extremes: bool = True) -> Dict[str, tuple]:
+    named = {"largest": tuple(supernet.largest_path()), "smallest": tuple(supernet.smallest_path())} if extremes else {}
+    named.update({f"random {i + 1}": p for i, p in enumerate(random_children(supernet, randoms))})
+    return named
+
+
+def mflops(supernet, path) -> float:
+    return round(get_space_().cost(supernet.arch_of(path))["flops_m"], 2)
+
+
+def forward_backward(model, x, y, before: Callable[[], None] = None):
+    def run():
+        if before:
+            before()
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+    return run
+
+
+def channels_last(x):
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+# --- 1. the trainer's sandwich step vs a plain loop ------------------------------------------------------------
+def bench_sandwich(args, device) -> Dict:
+    from nastk.datasets import ImageDataset
+    from nastk.oneshot.context import seed_of
+    from nastk.oneshot.samplers import make_samplers
+    from nastk.oneshot.sandwich import CHILD_STREAM
+    from nastk.oneshot.steps import Batch
+    from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer
+
+    x, y = make_batch(args.batch, "cpu")
+    data = ImageDataset("bench", x, y, x[:2], y[:2], CLASSES)
+    config = OneShotConfig.for_step("sandwich", space=SPACE, supernet={"bn_momentum": 0.0}, batch_size=args.batch,
+                                    augment=False, valid_size=0, epochs=1, seed=WEIGHT_SEED)
+    options = config.step_options
+    smoothing = options.get("label_smoothing", 0.1)
+    clip_value = options.get("grad_clip_value", 1.0)
+    trainers = {}
+    for name in ("trainer", "trainer_cl"):
+        trainer = OneShotTrainer(config, device=device, data=data, progress=False)
+        trainer.context.epoch = 0
+        trainer.step.start_epoch(0)
+        if name == "trainer_cl":  # the proposed fix: training images kept channels-last (x[indices] keeps it)
+            trainer.x = channels_last(trainer.x)
+        trainers[name] = trainer
+    step = trainers["trainer"].step
+    assert (step.random_children, step.include_extremes, step.inplace_distillation) == (2, True, True), options
+
+    # the plain loop: same initial weights (the trainer seeds torch with config.seed before building), same recipe
+    torch.manual_seed(config.seed)
+    supernet = get_space_().supernet(CLASSES, bn_momentum=0.0).to(device)
+    weights = list(supernet.parameters())
+    optimizer = torch.optim.SGD([{"params": [p for p in weights if p.dim() > 1]},
+                                 {"params": [p for p in weights if p.dim() <= 1], "weight_decay": 0.0}],
+                                lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                                nesterov=config.nesterov)
+    sampler = make_samplers(config.sampler, supernet, len(x), config.seed)[0]
+    rng = np.random.default_rng(seed_of(config.seed, 0, CHILD_STREAM))  # the step's child stream, epoch 0
+    largest, smallest = tuple(supernet.largest_path()), tuple(supernet.smallest_path())
+    xd, yd = x.to(device), y.to(device)
+    record = {"plain": [], "trainer": [], "trainer_cl": []}  # (children, first loss) per step
+
+    def plain_step():
+        children = [largest] + [tuple(sampler.uniform_path(rng)) for _ in range(2)] + [smallest]
+        optimizer.zero_grad(set_to_none=True)
+        soft, first = None, None
+        for i, child in enumerate(children):
+            supernet.set_active(child)
+            out = supernet(xd)
+            if i == 0:
+                loss = F.cross_entropy(out, yd, label_smoothing=smoothing)
+                soft, first = F.softmax(out.detach(), dim=1), float(loss.detach())
+            else:
+                loss = -(soft * F.log_softmax(out, dim=1)).sum(dim=1).mean()
+            loss.backward()
+        torch.nn.utils.clip_grad_value_(weights, clip_value)
+        optimizer.step()
+        record["plain"].append((children, first))
+
+    indices = torch.arange(args.batch)
+
+    def trainer_step(name):
+        def run():
+            out = trainers[name].step.step(Batch(indices))
+            record[name].append(([tuple(p) for p in out.paths], float(out.loss)))
+        return run
+
+    steps = {"plain": plain_step, "trainer": trainer_step("trainer"), "trainer_cl": trainer_step("trainer_cl")}
+    times = alternating(steps, device, args.reps_sandwich, args.warmup)
+    for name in ("trainer", "trainer_cl"):
+        if [c for c, _ in record[name]] != [c for c, _ in record["plain"]]:
+            raise RuntimeError(f"{name} and the plain loop trained different children")
+    loss_diff = max(abs(a - b) for (_, a), (_, b) in zip(record["trainer"], record["plain"]))
+    loss_diff_cl = max(abs(a - b) for (_, a), (_, b) in zip(record["trainer_cl"], record["plain"]))
+    ratio = [t / p for t, p in zip(times["trainer"], times["plain"])]
+    ratio_cl = [t / p for t, p in zip(times["trainer_cl"], times["trainer"])]
+    result = {"steps_timed": args.reps_sandwich, "warmup_steps": args.warmup,
+              "children_per_step": 4, "step_options": options,
+              "ms_per_step": {name: spread(t, 1e3) for name, t in times.items()},
+              "raw_s": {name: [round(v, 4) for v in t] for name, t in times.items()},
+              "trainer_over_plain": spread(ratio, digits=3),
+              "trainer_over_plain_of_totals": round(sum(times["trainer"]) / sum(times["plain"]), 3),
+              "trainer_cl_over_trainer": spread(ratio_cl, digits=3),
+              "max_abs_first_loss_diff_trainer_vs_plain": loss_diff,
+              "max_abs_first_loss_diff_trainer_cl_vs_plain": loss_diff_cl,
+              "step_mflops": [round(sum(mflops(supernet, c) for c in children), 2) for children, _ in
+                              record["plain"][args.warmup:]]}
+    print("1.", json.dumps({k: result[k] for k in ("ms_per_step", "trainer_over_plain", "trainer_cl_over_trainer")}), flush=True)
+    return result
+
+
+# --- 2. elastic child vs its extracted stand-alone network ------------------------------------------------------
+def bench_extract(args, device) -> Dict:
+    supernet = make_supernet(device).train()
+    x, y = make_batch(args.batch, device)
+    rows = []
+    children = named_children(supernet, args.random_children, extremes=not args.quick)
+    if args.quick:
+        children = {"smallest": tuple(supernet.smallest_path()), **children}
+    for name, path in children.items():
+        child = supernet.extract(path).to(device).train()
+        with torch.no_grad():
+            supernet.set_active(path)
+            diff = float((supernet(x) - child(x)).abs().max())
+        steps = {"elastic": forward_backward(supernet, x, y, lambda p=path: supernet.set_active(p)),
+                 "extracted": forward_backward(child, x, y)}
+        times = alternating(steps, device, args.reps_extract, 1)
+        ratio = [e / s for e, s in zip(times["elastic"], times["extracted"])]
+        row = {"child": name, "path": list(path), "mflops": mflops(supernet, path), "max_abs_output_diff": diff,
+               "elastic_ms": spread(times["elastic"], 1e3), "extracted_ms": spread(times["extracted"], 1e3),
+               "elastic_over_extracted": spread(ratio, digits=3)}
+        rows.append(row)
+        print("2.", json.dumps({k: row[k] for k in ("child", "mflops", "elastic_ms", "extracted_ms",
+                                                    "elastic_over_extracted")}), flush=True)
+    return {"reps": args.reps_extract, "rows": rows}
+
+
+# --- 3. new convolution shapes ------------------------------------------------------------------------------------
+COLD_VARIANTS = {"cpu": ["default", "prewarmed", "no primitive cache", "channels_last"],
+                 "cuda": ["default", "cudnn.benchmark", "channels_last"]}
+
+
+def prewarm_children(supernet) -> List[tuple]:
+    """Children that together run every block shape of the space once: every (kernel, expand) pair in
+    every block, at the largest depth (a stage's first and later blocks differ in input shape)."""
+    space_choices = get_space_().choice_declarations()
+    largest = list(supernet.largest_path())
+    names = [d.name for d in supernet.decisions]
+    out = []
+    for k in range(len(space_choices["s1_b1_kernel"])):
+        for e in range(len(space_choices["s1_b1_expand"])):
+            path = list(largest)
+            for i, name in enumerate(names):
+                if name.endswith("_kernel"):
+                    path[i] = k
+                elif name.endswith("_expand"):
+                    path[i] = e
+            out.append(tuple(path))
+    return out
+
+
+def cold_run(args) -> Dict:
+    """In this fresh process: every child twice in a row, first time vs repeat (the ``--_cold`` mode)."""
+    from nastk.elastic import DynamicConv2d
+
+    device = torch.device(args.device)
+    variant = args._cold
+    if variant == "cudnn.benchmark":
+        torch.backends.cudnn.benchmark = True
+    supernet = make_supernet(device).train()
+    x, y = make_batch(args.batch, device)
+    if variant == "channels_last":
+        x = channels_last(x)
+    seen, new = set(), [0]
+
+    def hook(module, inputs, output):
+        key = (tuple(inputs[0].shape), module.output_channels(inputs[0].shape[1]), module.kernel_size, module.stride,
+               module.depthwise)
+        if key not in seen:
+            seen.add(key)
+            new[0] += 1
+
+    for module in supernet.modules():
+        if isinstance(module, DynamicConv2d):
+            module.register_forward_hook(hook)
+
+    def timed(path) -> float:
+        sync(device)
+        started = time.perf_counter()
+        forward_backward(supernet, x, y, lambda: supernet.set_active(path))()
+        sync(device)
+        return time.perf_counter() - started
+
+    setup = 0.0
+    if variant == "prewarmed":
+        setup = sum(timed(path) for path in prewarm_children(supernet))
+    setup_shapes = len(seen)
+    rows = []
+    for path in random_children(supernet, args.cold_children, seed=CHILD_SEED + 1):
+        new[0] = 0
+        first = timed(path)
+        shapes = new[0]
+        rows.append({"first_s": first, "repeat_s": timed(path), "new_shapes": shapes, "mflops": mflops(supernet, path)})
+    return {"variant": variant, "setup_s": setup, "setup_shapes": setup_shapes, "rows": rows}
+
+
+def bench_cold(args, device) -> Dict:
+    variants = COLD_VARIANTS["cuda" if device.type == "cuda" else "cpu"]
+    if args.quick:
+        variants = variants[:1]
+    results = []
+    for variant in variants:
+        env = dict(os.environ)
+        if variant == "no primitive cache":
+            env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = "0"
+        command = [sys.executable, str(Path(__file__).resolve()), "--_cold", variant, "--device", args.device,
+                   "--threads", str(args.threads), "--batch", str(args.batch), "--cold-children", str(args.cold_children)]
+        started = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise RuntimeError(f"cold run {variant} failed:\n{done.stderr[-3000:]}")
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        rows = out["rows"]
+        first = [r["first_s"] for r in rows]
+        repeat = [r["repeat_s"] for r in rows]
+        with_new = [r["first_s"] - r["repeat_s"] for r in rows if r["new_shapes"]]
+        without = [r["first_s"] - r["repeat_s"] for r in rows if not r["new_shapes"]]
+        summary = {"variant": variant, "children": len(rows), "process_wall_s": round(time.perf_counter() - started, 1),
+                   "setup_ms": round(out["setup_s"] * 1e3, 1), "setup_shapes": out["setup_shapes"],
+                   "first_ms_total": round(sum(first) * 1e3, 1), "repeat_ms_total": round(sum(repeat) * 1e3, 1),
+                   "first_over_repeat": round(sum(first) / sum(repeat), 3),
+                   "new_shapes_total": sum(r["new_shapes"] for r in rows),
+                   "children_with_new_shapes": len(with_new),
+                   "extra_ms_per_child_with_new_shapes": round(statistics.mean(with_new) * 1e3, 1) if with_new else None,
+                   "extra_ms_per_child_without": round(statistics.mean(without) * 1e3, 1) if without else None,
+                   "rows": [{k: (round(v * 1e3, 1) if k.endswith("_s") else v) for k, v in r.items()} for r in rows]}
+        results.append(summary)
+        print("3a.", json.dumps({k: v for k, v in summary.items() if k != "rows"}), flush=True)
+    return {"children_per_process": args.cold_children, "variants": results}
+
+
+@contextlib.contextmanager
+def bf16_conv_math():
+    conv = getattr(torch.backends.mkldnn, "conv", None)
+    previous = conv.fp32_precision
+    conv.fp32_precision = "bf16"
+    try:
+        yield
+    finally:
+        conv.fp32_precision = previous
+
+
+def bench_warm_variants(args, device) -> Dict:
+    supernet = make_supernet(device).train()
+    x, y = make_batch(args.batch, device)
+    xcl = channels_last(x)
+    children = {"smallest": tuple(supernet.smallest_path())}
+    if not args.quick:
+        children.update({f"random {i + 1}": p for i, p in enumerate(random_children(supernet, 2))})
+
+    def variants_for(path):
+        select = lambda: supernet.set_active(path)  # noqa: E731
+        out = {"NCHW (default)": forward_backward(supernet, x, y, select),
+               "channels_last input": forward_backward(supernet, xcl, y, select)}
+        if device.type == "cpu":
+            def no_mkldnn():
+                with warnings.catch_warnings(), torch.backends.mkldnn.flags(enabled=False):
+                    warnings.simplefilter("ignore")  # flags() also (re)sets allow_tf32, which warns on CPU builds
+                    forward_backward(supernet, x, y, select)()
+            out["mkldnn disabled"] = no_mkldnn
+            if hasattr(getattr(torch.backends.mkldnn, "conv", None), "fp32_precision"):
+                def bf16():
+                    with bf16_conv_math():
+                        forward_backward(supernet, xcl, y, select)()
+                out["channels_last + bf16 conv math"] = bf16
+        elif device.type == "cuda":
+            def benchmark():
+                with torch.backends.cudnn.flags(enabled=True, benchmark=True):
+                    forward_backward(supernet, x, y, select)()
+            out["cudnn.benchmark"] = benchmark
+        return out
+
+    rows = []
+    for name, path in children.items():
+        times = alternating(variants_for(path), device, args.reps_variants, 1)
+        base = times["NCHW (default)"]
+        rows.append({"child": name, "mflops": mflops(supernet, path),
+                     "ms": {v: spread(t, 1e3) for v, t in times.items()},
+                     "speedup_vs_default": {v: spread([b / s for b, s in zip(base, t)], digits=3) for v, t in times.items()}})
+        print("3b.", json.dumps({"child": name, **{v: s["median"] for v, s in rows[-1]["ms"].items()}}), flush=True)
+    return {"reps": args.reps_variants, "rows": rows}
+
+
+# --- 4. BN recalibration -------------------------------------------------------------------------------------------
+def light_seen_classes():
+    """Statistics hooks for the measurement of a possible fix (patched in, then restored)."""
+    from nastk.oneshot import recalibration
+
+    class CountOnly(recalibration._Seen):
+        """``cumulative`` only needs which channels saw a batch and how many batches."""
+
+        def record(self, module, inputs) -> None:
+            x = inputs[0]
+            self.images[:x.shape[1]] += x.shape[0]
+            self.batches += 1
+
+    class BatchNormStats(recalibration._Seen):
+        """``exact``: the batch mean and biased variance from ATen's BN statistics kernel (float32, no
+        float64 copy of the activation), accumulated in float64 as before."""
+
+        def record(self, module, inputs) -> None:
+            x = inputs[0].detach()
+            channels, n = x.shape[1], x.shape[0]
+            mean, var = torch.batch_norm_update_stats(x, None, None, 0.0)
+            self.mean_sum[:channels] += n * mean.to(torch.float64)
+            self.var_sum[:channels] += n * var.to(torch.float64)
+            self.images[:channels] += n
+            self.batches += 1
+
+    return {"cumulative": CountOnly, "exact": BatchNormStats}
+
+
+@contextlib.contextmanager
+def patched_seen(cls):
+    from nastk.oneshot import recalibration
+
+    original = recalibration._Seen
+    recalibration._Seen = cls
+    try:
+        yield
+    finally:
+        recalibration._Seen = original
+
+
+def bn_stats(model) -> List[torch.Tensor]:
+    from nastk.oneshot.recalibration import tracked_norms
+
+    return [t.detach().clone() for m in tracked_norms(model) for t in (m.running_mean, m.running_var)]
+
+
+def bench_recalibration(args, device) -> Dict:
+    from nastk.oneshot.recalibration import recalibrate_bn
+
+    supernet = make_supernet(device)
+    batches_n, size = args.calibration
+    images, _ = make_batch(batches_n * size, device, seed=DATA_SEED + 1)
+    batches = [images[i * size:(i + 1) * size] for i in range(batches_n)]
+    light = light_seen_classes()
+    children = named_children(supernet, args.recal_random) if not args.quick else {"smallest": tuple(supernet.smallest_path())}
+    stats = {}
+
+    def recal(path, recipe, fixed):
+        def run():
+            supernet.set_active(path)
+            with patched_seen(light[recipe]) if fixed else contextlib.nullcontext():
+                recalibrate_bn(supernet, batches, recipe=recipe)
+            stats[(recipe, fixed)] = bn_stats(supernet)
+        return run
+
+    rows = []
+    for name, path in children.items():
+        steps = {f"{recipe} {'light hook' if fixed else 'library'}": recal(path, recipe, fixed)
+                 for recipe in ("cumulative", "exact") for fixed in (False, True)}
+        times = alternating(steps, device, args.reps_recal, 0)
+        for recipe in ("cumulative", "exact"):
+            lib, fix = stats[(recipe, False)], stats[(recipe, True)]
+            rel = max(float(((a - b).abs() / b.abs().clamp_min(1e-6)).max()) for a, b in zip(fix, lib))
+            lib_t, fix_t = times[f"{recipe} library"], times[f"{recipe} light hook"]
+            rows.append({"child": name, "mflops": mflops(supernet, path), "recipe": recipe,
+                         "library_s": spread(lib_t, digits=2), "light_hook_s": spread(fix_t, digits=2),
+                         "speedup": round(statistics.median(lib_t) / statistics.median(fix_t), 2),
+                         "max_rel_stat_diff": rel})
+            print("4.", json.dumps({k: rows[-1][k] for k in ("child", "recipe", "library_s", "light_hook_s", "speedup",
+                                                             "max_rel_stat_diff")}), flush=True)
+    return {"calibration": {"batches": batches_n, "batch_size": size}, "reps": args.reps_recal, "rows": rows}
+
+
+# --- the report ------------------------------------------------------------------------------------------------
+def machine_info(args, device) -> Dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    onednn = next((line.strip(" -") for line in torch.__config__.show().splitlines() if "MKL-DNN" in line), "")
+    info = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "platform": platform.platform(),
+            "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "cpu_model": cpu, "torch": torch.__version__, "onednn": onednn, "threads": args.threads,
+            "device": str(device), "python": platform.python_version()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
+
+
+def command_line(args) -> str:
+    return "`.venv/bin/python scripts/bench_elastic.py " + " ".join(sys.argv[1:]) + "`"
+
+
+def write_markdown(path: Path, report: Dict, args) -> None:
+    m = report["machine"]
+    lines = ["# Elastic MBConv supernet: training-step cost on CPU (tiny `mobilenet` space)", "",
+             f"Command: {command_line(args)}  ",
+             f"Machine: {m['cpu_model']}, nproc {m['nproc']}, {m['platform']}, Python {m['python']}, torch {m['torch']} "
+             f"({m['onednn']}), {m['threads']} thread(s), device {m['device']}{', ' + m['gpu'] if 'gpu' in m else ''}.  ",
+             f"Date {m['date']}; load average before {report['loadavg_before']}, after {report['loadavg_after']}; "
+             f"wall time {report['wall_s']} s.  ", f"Load: {args.load_note}", "",
+             "Batch 128 of random 32x32 images and labels; supernet of the tiny space (BN momentum 0, zero-gamma, fresh "
+             "weights). Sides of a comparison alternate every repetition (rotating order), so load hits them alike; "
+             "times are medians with [quartiles] (min-max). Ratios are medians of per-repetition paired ratios.", ""]
+    if "sandwich" in report:
+        s = report["sandwich"]
+        ms = s["ms_per_step"]
+        lines += ["## 1. Sandwich step: `OneShotTrainer(...).step.step(batch)` vs a plain torch loop (goal <= 1.05x)", "",
+                  f"{s['steps_timed']} timed steps after {s['warmup_steps']} warm-up steps per side, each step the largest, 2 random and "
+                  "the smallest child (the same children on every side, drawn from the step's seeded stream and checked "
+                  "every step); both sides start from the same weights and train the same weights: the largest child's "
+                  f"loss differed by at most {s['max_abs_first_loss_diff_trainer_vs_plain']:.2e} between trainer and plain loop. "
+                  "Children change every step, so ms/step varies with their size; the paired ratio is what matters.", "",
+                  "| side | ms / step | vs plain loop |", "|---|---|---|",
+                  f"| plain loop (`set_active`, `supernet(x)`) | {fmt(ms['plain'])} | 1 |",
+                  f"| trainer `sandwich` step | {fmt(ms['trainer'])} | **{fmt(s['trainer_over_plain'], 'x')}**; "
+                  f"ratio of totals {s['trainer_over_plain_of_totals']}x |",
+                  f"| trainer, training images channels-last (fix, see 3) | {fmt(ms['trainer_cl'])} | "
+                  f"{fmt(s['trainer_cl_over_trainer'], 'x')} of the trainer's time |", ""]
+    if "extract" in report:
+        lines += ["## 2. Elastic child vs its extracted stand-alone network (goal <= 1.3x)", "",
+                  f"Forward + cross-entropy + backward (zero_grad first; the elastic side also runs `set_active`), "
+                  f"{report['extract']['reps']} alternating repetitions after 1 warm-up. Max |output difference| "
+                  "checks the extracted child computes the same function.", "",
+                  "| child | MFLOPs | elastic ms | extracted ms | elastic / extracted | max abs output diff |",
+                  "|---|---|---|---|---|---|"]
+        for r in report["extract"]["rows"]:
+            lines.append(f"| {r['child']} | {r['mflops']} | {fmt(r['elastic_ms'])} | {fmt(r['extracted_ms'])} | "
+                         f"**{fmt(r['elastic_over_extracted'], 'x')}** | {r['max_abs_output_diff']:.1e} |")
+        lines.append("")
+    if "cold" in report:
+        c = report["cold"]
+        lines += ["## 3. New convolution shapes per child", "",
+                  f"(a) One fresh process per variant (cold oneDNN primitive cache): {c['children_per_process']} random children, "
+                  "each run twice in a row (forward + backward); *first* = its first run, *repeat* = the run right after. "
+                  "*New shapes* = conv input/output shapes not yet seen in that process (a hook on the elastic convs). "
+                  "Different processes ran at different times under load: compare first vs repeat within a row.", "",
+                  "| variant | children | first ms (sum) | repeat ms (sum) | first / repeat | new conv shapes (children with any) "
+                  "| extra ms per child with new shapes | extra ms per child without | setup ms |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for v in c["variants"]:
+            lines.append(f"| {v['variant']} | {v['children']} | {v['first_ms_total']} | {v['repeat_ms_total']} | "
+                         f"{v['first_over_repeat']}x | {v['new_shapes_total']} ({v['children_with_new_shapes']}) | "
+                         f"{v['extra_ms_per_child_with_new_shapes']} | {v['extra_ms_per_child_without']} | "
+                         f"{v['setup_ms']}{' (' + str(v['setup_shapes']) + ' shapes)' if v['setup_shapes'] else ''} |")
+        lines.append("")
+        lines.append("New shapes per child, in order (default variant): " + ", ".join(
+            str(r["new_shapes"]) for r in c["variants"][0]["rows"]) + ".")
+        lines.append("")
+    if "variants" in report:
+        w = report["variants"]
+        names = list(w["rows"][0]["ms"])
+        lines += [f"(b) Same process, warm caches: forward + backward per child under other settings, "
+                  f"{w['reps']} alternating repetitions after 1 warm-up; speedup = default time / variant time (paired).", "",
+                  "| child | MFLOPs | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        for r in w["rows"]:
+            cells = [f"{r['ms'][n]['median']} ms ({r['speedup_vs_default'][n]['median']}x)" for n in names]
+            lines.append(f"| {r['child']} | {r['mflops']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if "recalibration" in report:
+        rc = report["recalibration"]
+        cal = rc["calibration"]
+        lines += [f"## 4. BN recalibration per child ({cal['batches']} x {cal['batch_size']} images)", "",
+                  "`recalibrate_bn(supernet, batches, recipe)` on the active child, as the library runs it and with a "
+                  "lighter statistics hook patched in for this measurement only (`cumulative`: count channels and "
+                  "batches only, the layer's own running average gives the statistics; `exact`: "
+                  "`torch.batch_norm_update_stats` in float32 instead of a float64 copy + `mean` + `var`). "
+                  f"Seconds, {rc['reps']} repetition(s), variants alternating. The last column compares the running "
+                  "statistics both produce (max relative difference).", "",
+                  "| child | MFLOPs | recipe | library s | light hook s | speedup | max rel stat diff |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in rc["rows"]:
+            lines.append(f"| {r['child']} | {r['mflops']} | {r['recipe']} | {fmt(r['library_s'])} | {fmt(r['light_hook_s'])} | "
+                         f"{r['speedup']}x | {r['max_rel_stat_diff']:.1e} |")
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--quick", action="store_true", help="~20 s smoke run (fewer children and repetitions)")
+    parser.add_argument("--only", nargs="+", choices=["sandwich", "extract", "cold", "variants", "recalibration"],
+                        help="run only these parts")
+    parser.add_argument("--warmup", type=int, default=1, help="warm-up sandwich steps per side")
+    parser.add_argument("--reps-sandwich", type=int, default=6)
+    parser.add_argument("--reps-extract", type=int, default=5)
+    parser.add_argument("--random-children", type=int, default=2, help="random children of item 2")
+    parser.add_argument("--cold-children", type=int, default=8, help="children per cold process (item 3a)")
+    parser.add_argument("--reps-variants", type=int, default=3)
+    parser.add_argument("--reps-recal", type=int, default=1)
+    parser.add_argument("--recal-random", type=int, default=1, help="random children of item 4")
+    parser.add_argument("--calibration", type=int, nargs=2, default=[10, 200], metavar=("BATCHES", "SIZE"))
+    parser.add_argument("--load-note", default="not stated", help="what else ran on the machine (goes into the report)")
+    parser.add_argument("--out", default="docs/results/elastic_speed", help="report prefix (.md and .json)")
+    parser.add_argument("--_cold", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if min(args.threads, args.batch, args.reps_sandwich, args.reps_extract, args.reps_variants, args.reps_recal,
+           args.cold_children, *args.calibration) < 1 or args.warmup < 0 or args.random_children < 0:
+        parser.error("counts must be positive (--warmup, --random-children at least 0)")
+    if args.quick:
+        args.warmup, args.reps_sandwich, args.reps_extract, args.random_children = 0, 1, 1, 1
+        args.cold_children, args.reps_variants, args.reps_recal, args.calibration = 2, 1, 1, [2, 200]
+    return args
+
+
+def main():
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    if args._cold:
+        print(json.dumps(cold_run(args)))
+        return
+    device = torch.device(args.device)
+    started = time.perf_counter()
+    report = {"machine": machine_info(args, device), "loadavg_before": loadavg(), "quick": args.quick,
+              "args": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
+    parts = {"sandwich": bench_sandwich, "extract": bench_extract, "cold": bench_cold, "variants": bench_warm_variants,
+             "recalibration": bench_recalibration}
+    for name, bench in parts.items():
+        if not args.only or name in args.only:
+            part_started = time.perf_counter()
+            report[name] = bench(args, device)
+            report[name]["wall_s"] = round(time.perf_counter() - part_started, 1)
+    report["loadavg_after"] = loadavg()
+    report["wall_s"] = round(time.perf_counter() - started, 1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(str(out) + ".json").write_text(json.dumps(report, indent=1) + "\n")
+    write_markdown(Path(str(out) + ".md"), report, args)
+    print(f"wrote {out}.md and {out}.json in {report['wall_s']} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
