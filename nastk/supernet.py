@@ -156,6 +156,7 @@ class Supernet(nn.Module):
         for index, decision in enumerate(self.decisions):
             self.allowed[index, :len(decision.options)] = True
         self.mode = "single"
+        self.current_path: Tuple[PathValue, ...] = ()
         self.arch_logits: Optional[nn.Parameter] = None
         self._points: Optional[List[ChoicePoint]] = None
 
@@ -323,6 +324,7 @@ class Supernet(nn.Module):
             point.configure([values[d] for d in point.decisions], [self.allowed[d].tolist() for d in point.decisions])
         mixed = sum(isinstance(v, torch.Tensor) for v in values)
         self.mode = "single" if mixed == 0 else "mixture" if mixed == len(values) else "partial"
+        self.current_path = tuple(values)  # what runs now: one option (int) or a weight row per decision
 
     def set_active(self, arch: Union[Architecture, Sequence[int]]) -> Choices:
         """Single-path mode: run ``arch`` (an Architecture or one option index per decision)."""

@@ -214,7 +214,9 @@ def _space_declarations(named=()):
         except NastkError:
             continue
         for option in options:
-            owners.setdefault(option.name, []).append((f"space {get_space(name).name}", option))
+            label = f"space {get_space(name).name}"
+            if all(owner != label for owner, _ in owners.get(option.name, [])):  # a space loaded twice, listed once
+                owners.setdefault(option.name, []).append((label, option))
     return owners
 
 
@@ -360,6 +362,10 @@ def run_train(args) -> int:
 
 def _method_name(step: str, sampler: str) -> str:
     """What a run trained, in the words of the literature where nastk knows them."""
+    if ":" in step:  # a user's step as package.module:Class: its own name
+        from nastk.oneshot.steps import STEPS
+
+        step = getattr(STEPS.get(step), "name", "") or step
     if step == "single_path":
         return {"uniform": "SPOS", "space": "SPOS (space sampler)", "pada": "PA&DA"}.get(sampler, f"single-path ({sampler})")
     return {"darts": "DARTS", "sandwich": "sandwich-rule (BigNAS)", "ofa": "OFA-step"}.get(step, f"{step}-step")

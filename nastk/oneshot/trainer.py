@@ -417,8 +417,8 @@ class OneShotTrainer:
             self.epoch = epoch + 1
             self.save_checkpoint()
             if self.progress and self.dist.is_main:
-                metrics = "".join(f"  {key.replace('_', ' ')} {_or_nan(record[key]):.2f}" for key in record
-                                  if key.startswith(("train_", "valid_")) and key != "train_loss")
+                metrics = "".join(f"  {key.replace('_', ' ')} {record[key]:.2f}" for key in record
+                                  if key.startswith(("train_", "valid_")) and key != "train_loss" and record[key] is not None)
                 _bar_write(f"epoch {epoch + 1}/{self.config.epochs}  loss {record['train_loss']:.4f}{metrics}  "
                            f"{record['epoch_s']:.1f} s")
             for callback in self.callbacks:
@@ -526,10 +526,6 @@ def load_trained(run_dir, device="cpu"):
     supernet.load_state_dict(state["model"])
     supernet.allowed = np.array(state["allowed"], dtype=bool)
     return supernet, config, int(state["epoch"])
-
-
-def _or_nan(value) -> float:
-    return float("nan") if value is None else value
 
 
 def _bar(total: int, description: str, enabled: bool):
