@@ -33,10 +33,13 @@ class Run:
     """
 
     def __init__(self, directory, config: Dict[str, Any], resume: bool = False,
-                 upgrade: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None):
+                 upgrade: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None, upgrade_adds_fields: bool = False):
         self.directory = Path(directory)
         self.config = config
         self.upgrade = upgrade
+        #: the upgrade may add top-level keys too (a one-shot config's new field at its default changes nothing;
+        #: a search config's new top-level key, such as objectives, would)
+        self.upgrade_adds_fields = upgrade_adds_fields
         created = not self.directory.exists()
         lock_created = not (self.directory / LOCK_FILE).exists()
         self.release = self._claim()
@@ -108,7 +111,7 @@ class Run:
             upgraded = json.loads(json.dumps(self.upgrade(saved)))
         except Exception:  # a config this version cannot read: compared as it is, and refused by name
             return saved
-        return upgraded if _only_adds(saved, upgraded) else saved
+        return upgraded if _only_adds(saved, upgraded, top_level=self.upgrade_adds_fields) else saved
 
     @property
     def journal_path(self) -> Path:
@@ -158,10 +161,11 @@ def _read_saved_config(path: Path) -> Dict[str, Any]:
     return saved
 
 
-def _only_adds(old: Dict[str, Any], new: Dict[str, Any], depth: int = 0) -> bool:
-    """Whether ``new`` is ``old`` with keys added inside its mappings (not at the top level: a new
-    top-level key such as ``objectives`` or ``stop`` changes what the run does)."""
-    if depth == 0 and set(old) != set(new):
+def _only_adds(old: Dict[str, Any], new: Dict[str, Any], depth: int = 0, top_level: bool = False) -> bool:
+    """Whether ``new`` is ``old`` with keys added inside its mappings (not at the top level unless
+    ``top_level``: a new top-level key of a search config, such as ``objectives`` or ``stop``, changes
+    what the run does)."""
+    if depth == 0 and not top_level and set(old) != set(new):
         return False
     if not set(old) <= set(new):
         return False

@@ -103,3 +103,17 @@ def test_cli_ofa_schedule_from_a_config_file(tmp_path, capsys):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert len(saved["stages"]) == 6 and saved["stages"][1]["overrides"]["step"] == "ofa"
     assert main(argv[:-4] + ["--run-dir", str(tmp_path / "run"), "--resume", "--format", "json"]) == 0  # nothing left
+
+
+def test_a_run_from_before_the_kits_fields_resumes(tmp_path):
+    run = tmp_path / "old"
+    options = dict(config().to_dict(), stages=[], epochs=2)
+    train(OneShotConfig.from_dict({**options, "epochs": 1}), run, progress=False)
+    saved = json.loads((run / "config.json").read_text())
+    for field in ("stages", "bn_recalibration"):  # fields added by the one-shot kit
+        saved.pop(field)
+    saved["epochs"] = 1
+    (run / "config.json").write_text(json.dumps(saved))
+    summary = train(OneShotConfig.from_dict({**options, "epochs": 1}), run, resume=True, progress=False)
+    assert summary["resumed_from_epoch"] == 1
+    assert json.loads((run / "config.json").read_text())["stages"] == []  # rewritten in today's form

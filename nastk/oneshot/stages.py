@@ -142,7 +142,8 @@ def train_stages(config: OneShotConfig, stages: Sequence[Stage], run_dir, resume
         if key not in built:
             built[key] = build_supernet(stage_config, data.num_classes)
         restrict(built[key], stage.allowed)
-    run = Run(run_dir, config.to_dict(), resume=resume, upgrade=OneShotConfig.upgraded) if dist.is_main else None
+    run = Run(run_dir, config.to_dict(), resume=resume, upgrade=OneShotConfig.upgraded,
+              upgrade_adds_fields=True) if dist.is_main else None
     dist.barrier()
     previous: Optional[Path] = None
     records = []

@@ -496,7 +496,8 @@ def train(config: OneShotConfig, run_dir, resume: bool = False, device="cpu", pr
         return train_stages(config, stages_from(config.stages), run_dir, resume, device, progress, dist, data, callbacks)
     # the trainer validates everything (supernet and step options, data) before the run folder is made
     trainer = OneShotTrainer(config, run_dir, device, dist, data, progress, callbacks)
-    run = Run(run_dir, config.to_dict(), resume=resume, upgrade=OneShotConfig.upgraded) if dist.is_main else None
+    run = Run(run_dir, config.to_dict(), resume=resume, upgrade=OneShotConfig.upgraded,
+              upgrade_adds_fields=True) if dist.is_main else None
     dist.barrier()
     if resume:
         trainer.load_checkpoint()
