@@ -371,3 +371,25 @@ def test_method_hooks_are_opt_in_mixins():
     assert len(plan_rounds(nb201)) == 6  # one group of 6 edges, no topology step
     with pytest.raises(CapabilityError, match="does not support DARTS-PT selection: mix nastk.supernet.PerturbationSelectable"):
         plan_rounds(ToySupernet())
+
+
+def test_a_steps_score_is_what_selection_and_ranking_maximise():
+    """The score hook: held-out quality and inherited-weight ranking read the run's step's score."""
+    from nastk.oneshot.ranking import inherited_accuracies
+    from nastk.oneshot.steps import SinglePathStep, TrainingStep
+
+    class Negated(SinglePathStep):  # a task whose quality is the negated top-1 (any per-example score works)
+        @staticmethod
+        def score(outputs, targets):
+            return -TrainingStep.score(outputs, targets)
+
+    trainer = OneShotTrainer(OneShotConfig(**{**TINY, "held_out_fraction": 0.25}), progress=False)
+    path = trainer.supernet.largest_path()
+    plain, _ = trainer.held_out_quality(path)
+    trainer.step.score = Negated.score
+    negated, _ = trainer.held_out_quality(path)
+    assert negated == -plain != 0
+    archs = [trainer.supernet.arch_of(path)]
+    x, y = trainer.x_held, trainer.y_held
+    assert inherited_accuracies(trainer.supernet, archs, x, y, score=Negated.score)[0] == \
+        -inherited_accuracies(trainer.supernet, archs, x, y)[0]

@@ -93,9 +93,11 @@ class SupernetEvaluator(Evaluator):
 
     def _accuracy(self, arch: Architecture, x, y) -> float:
         from nastk.oneshot.ranking import inherited_accuracies
+        from nastk.oneshot.steps import STEPS
 
         return float(inherited_accuracies(self.supernet, [arch], x, y, device=self.device, batch_size=self.batch_size,
-                                          calibration=self.calibration, recipe=self.recipe)[0])
+                                          calibration=self.calibration, recipe=self.recipe,
+                                          score=STEPS.get(self.config.step).score)[0])
 
     def _protocol(self) -> Dict[str, Any]:
         protocol = {"supernet": str(self.run_dir), "epoch": self.epoch, "images": len(self.x),

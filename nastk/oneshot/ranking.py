@@ -14,7 +14,7 @@ PA&DA's supernet uses batch statistics and needs none.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -122,13 +122,19 @@ def activate(supernet, arch, calibration: Optional[Sequence[torch.Tensor]] = Non
 @torch.no_grad()
 def inherited_accuracies(supernet, archs: Sequence[Architecture], x: torch.Tensor, y: torch.Tensor, device="cpu",
                          batch_size: int = 500, calibration: Optional[Sequence[torch.Tensor]] = None,
-                         recipe: str = "cumulative", progress: bool = False) -> np.ndarray:
-    """Top-1 accuracy (percent) of every architecture as a path of ``supernet``.
+                         recipe: str = "cumulative", progress: bool = False,
+                         score: Optional[Callable[[torch.Tensor, torch.Tensor], float]] = None) -> np.ndarray:
+    """The mean ``score`` of every architecture as a path of ``supernet`` (default: the training steps'
+    top-1 accuracy in percent; a run's own step's :meth:`~nastk.oneshot.steps.TrainingStep.score`).
 
     With ``calibration`` (training batches), each path's tracked BatchNorm statistics are first
     re-estimated on them by ``recipe`` (:func:`nastk.oneshot.recalibration.recalibrate_bn`: ``cumulative``,
     BigNAS', or ``exact``, OFA's).
     """
+    if score is None:
+        from nastk.oneshot.steps import TrainingStep
+
+        score = TrainingStep.score
     device = torch.device(device)
     supernet.to(device)
     batches = [(x[s:s + batch_size].to(device), y[s:s + batch_size].to(device)) for s in range(0, len(x), batch_size)]
@@ -137,8 +143,7 @@ def inherited_accuracies(supernet, archs: Sequence[Architecture], x: torch.Tenso
     bar = Progress(len(archs), "ranking", "architectures", enabled=progress)
     for i, arch in enumerate(archs):
         activate(supernet, arch, calibration, recipe)
-        correct = sum(int((supernet(xb).argmax(1) == yb).sum()) for xb, yb in batches)
-        accuracies[i] = 100.0 * correct / len(x)
+        accuracies[i] = sum(score(supernet(xb), yb) for xb, yb in batches) / len(x)
         bar.update(best=float(accuracies[: i + 1].max()))
     bar.close()
     return accuracies

@@ -194,8 +194,9 @@ def check_step_options(step: str, options: Dict[str, Any]) -> Dict[str, Any]:
     return {name: declarations[name].check(value, f"the options of step {step}") for name, value in options.items()}
 
 
-def build_supernet(config: OneShotConfig, num_classes: int):
-    """The space's supernet with the config's options; an option it does not take is one clear error."""
+def build_supernet(config: OneShotConfig, num_classes: Optional[int] = None):
+    """The space's supernet with the config's options; an option it does not take is one clear error.
+    ``num_classes`` is passed only when given (a generator or a self-supervised backbone has no classes)."""
     space = get_space(config.space)
     space.require("supernet")
     declarations = {option.name: option for option in space.supernet_options()}
@@ -207,7 +208,7 @@ def build_supernet(config: OneShotConfig, num_classes: int):
         for name, value in config.supernet.items():
             declarations[name].check(value, f"the {space.name} supernet options")
     try:
-        return space.supernet(num_classes, **config.supernet)
+        return space.supernet(**({} if num_classes is None else {"num_classes": num_classes}), **config.supernet)
     except TypeError as error:
         if "unexpected keyword argument" not in str(error):
             raise
@@ -388,7 +389,7 @@ class OneShotTrainer:
         for start in range(0, len(self.x_held), size):
             logits = self.supernet(self.x_held[start:start + size])
             targets = self.y_held[start:start + size]
-            hits += correct_percent(logits, targets)
+            hits += self.step.score(logits, targets)
             loss += float(self.loss(logits, targets)) * len(targets)
         for name, buffer in self.supernet.named_buffers():
             buffer.copy_(buffers[name])
