@@ -51,6 +51,16 @@ class Stage:
             raise ConfigError(f"a stage name is letters, digits, - and _, got {self.name!r}")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise ConfigError(f"stage {self.name}: epochs must be a whole number >= 1, got {self.epochs!r}")
+        if not isinstance(self.overrides, dict):
+            raise ConfigError(f"stage {self.name}: overrides must be a mapping of OneShotConfig fields")
+        if not isinstance(self.allowed, dict) or not all(
+                isinstance(k, str) and isinstance(v, (list, tuple)) for k, v in self.allowed.items()):
+            raise ConfigError(f"stage {self.name}: allowed must map decision-name patterns to lists of options")
+        if not isinstance(self.trainable, (list, tuple)) or not all(isinstance(p, str) for p in self.trainable):
+            raise ConfigError(f"stage {self.name}: trainable must be a list of parameter-name patterns")
+        if self.sort_channels is not None and (not isinstance(self.sort_channels, (list, tuple)) or not all(
+                isinstance(r, (int, float)) and not isinstance(r, bool) for r in self.sort_channels)):
+            raise ConfigError(f"stage {self.name}: sort_channels must be a list of expand ratios (or absent)")
         if "epochs" in self.overrides or "stages" in self.overrides:
             raise ConfigError(f"stage {self.name}: epochs are the stage's own field, not an override")
 
@@ -72,6 +82,9 @@ def stages_from(data: Sequence[Dict[str, Any]]) -> List[Stage]:
         unknown = sorted(set(item) - {f for f in Stage.__dataclass_fields__})
         if unknown:
             raise ConfigError(f"stage {i} has unknown key(s) {', '.join(unknown)}; known: {', '.join(Stage.__dataclass_fields__)}")
+        missing = [key for key in ("name", "epochs") if key not in item]
+        if missing:
+            raise ConfigError(f"stage {i} needs {' and '.join(missing)}")
         stages.append(Stage(**item))
     if len({s.name for s in stages}) != len(stages):
         raise ConfigError("stage names must be unique")
