@@ -81,7 +81,7 @@ def main():
     common = dict(space="tiny", dataset="digits", supernet={"C": 8}, epochs=2, train_size=256, batch_size=32,
                   valid_size=128, eval_batch_size=128)
     spos = OneShotTrainer(OneShotConfig(**common), progress=False)
-    print(f"SPOS    supernet valid acc {spos.fit()[-1]['valid_acc']:.1f}")
+    print(f"SPOS    supernet test acc (monitoring) {spos.fit()[-1]['test_acc']:.1f}")
     darts = OneShotTrainer(OneShotConfig(**common, step="darts", lr=0.025, lr_min=0.001), progress=False)
     darts.fit()
     print(f"DARTS   argmax architecture: {select(darts.supernet).arch.to_str()}")

@@ -29,9 +29,12 @@ GENERAL: Tuple[Option, ...] = (
                                 "--benchmark is given, else train", None),
     Option("dataset", Text(), "the evaluator's dataset: a benchmark's (cifar10, cifar10-valid, cifar100, "
                               "ImageNet16-120), training images (digits, cifar10) or proxy images", None),
-    Option("objectives", Text(lists=True), "comma-separated objectives, acc first: acc,params,flops,latency,energy "
-                                           "or a HW-NAS-Bench column (e.g. raspi4_latency); multi-objective "
-                                           "strategies optimise all, and the summary reports the Pareto front", None),
+    Option("objectives", Text(lists=True), "comma-separated objectives, acc first: acc,params,flops,latency,energy, "
+                                           "a HW-NAS-Bench column (e.g. raspi4_latency), a registered objective "
+                                           "(entry points nastk.objectives) or metric:NAME[:min|max] for any metric "
+                                           "the evaluator or the space's cost() returns (default min); "
+                                           "multi-objective strategies optimise all, and the summary reports the "
+                                           "Pareto front", None),
     Option("constraints", Text(lists=True), "NAME OP VALUE (flag --constraint, repeatable or comma-separated; "
                                             "config: a list), OP one of <=, <, >=, >, e.g. --constraint 'flops<=300'; "
                                             "NAME an objective (acc, params, flops, latency, ...), its metric "
@@ -39,7 +42,8 @@ GENERAL: Tuple[Option, ...] = (
                                             "returns); VALUE in the metric's own units: params and flops in millions "
                                             "(params_m, flops_m: flops<=300 is 300 MFLOPs), latency ms, energy mJ. "
                                             "Violating architectures are recorded as infeasible (never the winner); "
-                                            "a cost constraint is checked before evaluating, so they cost nothing",
+                                            "a constraint the space's costs decide is checked before evaluating: "
+                                            "violators are not evaluated (0 s) but count as queries of --budget",
            None),
     Option("max_cost", Float(above=0), "also stop once the summed evaluation cost in seconds (simulated by a "
                                        "benchmark, measured by training) exceeds this", None),

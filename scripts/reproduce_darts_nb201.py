@@ -77,7 +77,7 @@ def run_seed(setting, args, seed: int, folder: Path):
     result = {"seed": seed, "arch": selection.arch.to_str(), "test_acc": float(accuracy[0]), "truth": protocol,
               "parameter_free_share": selection.parameter_free_share, "weights": selection.weights,
               "arch_by_epoch": [r["arch"] for r in history], "final_train_acc": summary["final_train_acc"],
-              "final_valid_acc": summary["final_valid_acc"], "train_wall_s": summary["train_wall_s"],
+              "final_test_acc": summary["final_test_acc"], "train_wall_s": summary["train_wall_s"],
               "wall_s": round(time.perf_counter() - started, 1)}
     with atomic_write(result_path, "w") as handle:
         json.dump(result, handle, indent=1)

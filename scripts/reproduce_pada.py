@@ -76,7 +76,7 @@ def variance_callback(path: Path, every: int, batches: int):
     def callback(trainer, record):
         epoch = record["epoch"]
         print(f"  epoch {epoch + 1}/{trainer.config.epochs} loss {record['train_loss']:.4f} acc {record['train_acc']:.2f} "
-              f"valid {record['valid_acc']} {record.get('op_probs', '')} {record['epoch_s']:.1f}s", flush=True)
+              f"valid {record['test_acc']} {record.get('op_probs', '')} {record['epoch_s']:.1f}s", flush=True)
         if (epoch + 1) % every and epoch + 1 != trainer.config.epochs:
             return
         allowed = trainer.supernet.allowed
@@ -115,7 +115,7 @@ def run_one(args, setting, sampler, seed, archs, truth, protocol, eval_data):
               "train_wall_s": summary["train_wall_s"], "rank_wall_s": round(rank_s, 2),
               "session_wall_s": round(time.perf_counter() - started, 2),
               "op_probs": [r.get("op_probs") for r in history], "op_counts": [r["op_counts"] for r in history],
-              "train_loss": [r["train_loss"] for r in history], "valid_acc": [r["valid_acc"] for r in history],
+              "train_loss": [r["train_loss"] for r in history], "test_acc": [r["test_acc"] for r in history],
               "variance": variance}
     with atomic_write(result_path, "w") as handle:
         json.dump(result, handle)

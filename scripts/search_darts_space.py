@@ -159,7 +159,7 @@ def run_search(setting, args, folder: Path) -> Dict[str, Any]:
         done = record["epoch"] + 1
         left = (epochs - done) * record["epoch_s"]
         print(f"search epoch {done}/{epochs}  loss {record['train_loss']:.4f}  train acc {record['train_acc']:.1f}  "
-              f"supernet valid acc {_or_nan(record.get('valid_acc')):.1f}  alpha entropy {record['alpha_entropy']:.4f}  "
+              f"supernet valid acc {_or_nan(record.get('test_acc')):.1f}  alpha entropy {record['alpha_entropy']:.4f}  "
               f"{record['epoch_s']:.0f} s (about {left / 60:.0f} min left)", flush=True)
 
     resume = (folder / "config.json").is_file()  # a folder killed in its first epoch has a config, no checkpoint
@@ -173,7 +173,7 @@ def run_search(setting, args, folder: Path) -> Dict[str, Any]:
     result = {"arch": selection.arch.to_str(), "genotype": space.genotype_str(selection.arch),
               "parameter_free_share": selection.parameter_free_share, "weights": selection.weights,
               "alpha_entropy": history[-1]["alpha_entropy"], "arch_by_epoch": [r["arch"] for r in history],
-              "final_train_acc": summary["final_train_acc"], "final_valid_acc": summary["final_valid_acc"],
+              "final_train_acc": summary["final_train_acc"], "final_test_acc": summary["final_test_acc"],
               "weight_images": summary["train_size"], "train_wall_s": summary["train_wall_s"],
               "epoch_s": [r["epoch_s"] for r in history], "wall_s": round(time.perf_counter() - started, 1)}
     with atomic_write(result_path, "w") as handle:
@@ -364,7 +364,7 @@ def write_report(out: Path, setting, training, args, state: Dict[str, Any]) -> N
                   f"weights in [{np.min(search['weights']):.4f}, {np.max(search['weights']):.4f}] (uniform: "
                   f"{1 / np.shape(search['weights'])[1]:.4f}); the argmax genotype "
                   f"changed {changes} time(s) over {len(search['arch_by_epoch'])} epochs; supernet train acc "
-                  f"{search['final_train_acc']:.1f}%, monitoring acc on 500 test images {_or_nan(search['final_valid_acc']):.1f}%; "
+                  f"{search['final_train_acc']:.1f}%, monitoring acc on 500 test images {_or_nan(search['final_test_acc']):.1f}%; "
                   f"search wall {search['train_wall_s'] / 60:.1f} min ({np.mean(search['epoch_s']):.0f} s/epoch).", ""]
         if bench:
             listed = any(r["arch"] == search["arch"] for r in bench["rows"])

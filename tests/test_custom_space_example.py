@@ -19,6 +19,6 @@ def test_custom_space_example_runs_every_strategy(capsys):
     for label in ("re ", "bo-tpe ", "DARTS "):
         line = next(line for line in out.splitlines() if line.startswith(label))
         space.from_str(line.split(": ", 1)[1])  # a valid architecture of the user's space
-    assert "SPOS    supernet valid acc" in out
+    assert "SPOS    supernet test acc (monitoring)" in out
     definition = EXAMPLE.read_text().split("SPACES.register")[0].split("\nOPS = ")[1]
     assert len([line for line in definition.splitlines() if line.strip()]) < 60

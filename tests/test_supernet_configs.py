@@ -29,4 +29,4 @@ def test_sandwich_config_trains_as_written(nastk_data, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["step_options"]["inplace_distillation"] is True and config["lr"] == 0.1 and config["nesterov"]
-    assert out["final_valid_acc"] is not None
+    assert out["final_test_acc"] is not None

@@ -127,9 +127,8 @@ def register_objective(name: str, metric: Optional[str], direction: str, label: 
     needs the registration there too; a package's entry point (group ``nastk.objectives``) or the
     ``metric:NAME`` form needs nothing.
     """
-    if not isinstance(name, str) or not _NAME.match(name) or name.startswith("metric"):
-        raise ConfigError(f"an objective name is a word such as bitops (letters, digits, _ . -; not metric...), "
-                          f"got {name!r}")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"an objective name is a word such as bitops (letters, digits, _ . -), got {name!r}")
     if name in _BUILT_IN or (name in OBJECTIVES and not replace_existing):
         raise ConfigError(f"objective {name!r} is already registered"
                           + ("" if name in _BUILT_IN else " (replace_existing=True replaces it)"))
@@ -355,6 +354,7 @@ class ObjectivesEvaluator(Evaluator):
             raise ConfigError(f"hardware costs come from HW-NAS-Bench, which covers {hw_nas_bench.SPACE} only, "
                               f"not {space.name!r}")
         self._cost_keys: Optional[frozenset] = None  # what the space's cost() returns, once it has been called
+        self._cost_error = ""
         self._metrics_checked = False
 
     def _wants_cost(self) -> bool:
@@ -368,7 +368,14 @@ class ObjectivesEvaluator(Evaluator):
         """The metrics known without evaluating ``arch``: its space's ``cost()`` and HW-NAS-Bench costs."""
         out: Dict[str, float] = {}
         if self._wants_cost():
-            cost = _network_cost(self.space, arch, self.dataset)
+            try:
+                cost = _network_cost(self.space, arch, self.dataset)
+            except Exception as error:
+                if self.cost_metrics or self._cost_keys is not None:
+                    raise
+                # Only asked to learn which metrics cost() gives: they are then the evaluator's to give.
+                self._cost_keys, self._cost_error = frozenset(), " ".join(f"{type(error).__name__}: {error}".split())
+                return self.costs(arch)
             if self._cost_keys is None:
                 self._cost_keys = frozenset(cost)
             out.update(cost)
@@ -406,8 +413,9 @@ class ObjectivesEvaluator(Evaluator):
         wanted = [o.metric for o in self.objectives if o.metric] + [c.metric for c in self.constraints if c.metric]
         missing = [metric for metric in dict.fromkeys(wanted) if metric not in metrics]
         if missing:
-            cost_keys = ", ".join(sorted(self._cost_keys or ())) or "none"
-            given = ", ".join(k for k in metrics if k not in (self._cost_keys or ()) and k not in self.hardware)
+            cost_keys = ", ".join(sorted(self._cost_keys or ())) or (
+                f"none ({self._cost_error[:100]})" if self._cost_error else "none")
+            given = ", ".join(k for k in metrics if k not in (self._cost_keys or ()) and k not in hw_nas_bench.COLUMNS)
             raise EvaluationError(f"no metric {', '.join(missing)} to optimise or constrain: the space's cost() gives "
                                   f"{cost_keys}; the evaluator's results give {given or 'none'}")
 

@@ -80,9 +80,11 @@ class SupernetEvaluator(Evaluator):
     def settle_config(cls, space, config: Dict[str, Any]) -> None:
         """``bn_calibration`` left at its default becomes the number of batches it stands for with this
         supernet, so the run config records what every evaluation (and ``nastk export``) uses."""
-        if config.get("bn_calibration") is None:
+        from nastk.oneshot.trainer import CHECKPOINT, load_trained
+
+        # a folder without a checkpoint is refused when the evaluator is built, with its own one-line message
+        if config.get("bn_calibration") is None and (Path(config[cls.target]) / CHECKPOINT).is_file():
             from nastk.oneshot.ranking import default_bn_calibration
-            from nastk.oneshot.trainer import load_trained
 
             supernet, trained, _ = load_trained(config[cls.target])
             config["bn_calibration"] = default_bn_calibration(supernet, trained)

@@ -608,7 +608,7 @@ def _leaf_entry(leaf: SplitNode, history: List[Dict[str, Any]], epoch: int, resu
     return {"id": leaf.id, "allowed": [list(leaf.options(d)) for d in range(leaf.allowed.shape[0])], "epochs": epoch,
             "skipped": skipped, "resumed_from_epoch": epoch if skipped else resumed_from,
             "final_train_loss": last.get("train_loss"), "final_train_acc": last.get("train_acc"),
-            "final_valid_acc": last.get("valid_acc")}
+            "final_test_acc": last.get("test_acc")}
 
 
 def _write(line: str) -> None:

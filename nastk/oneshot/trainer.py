@@ -353,7 +353,7 @@ class OneShotTrainer:
         never changes training.
         """
         if not len(self.x_valid) or not self.metrics:
-            return {f"valid_{name}": None for name in self.metrics}
+            return {f"test_{name}": None for name in self.metrics}
         size = self.config.eval_batch_size
         calibration = [self.x[s:s + size] for s in range(0, min(len(self.x), self.config.bn_recalibration * size), size)]
         buffers = {name: b.clone() for name, b in self.supernet.named_buffers()} if calibration else {}
@@ -371,7 +371,7 @@ class OneShotTrainer:
         for name, buffer in self.supernet.named_buffers():
             if name in buffers:
                 buffer.copy_(buffers[name])
-        return {f"valid_{name}": value / len(self.x_valid) for name, value in zip(self.metrics, sums)}
+        return {f"test_{name}": value / len(self.x_valid) for name, value in zip(self.metrics, sums)}
 
     @torch.no_grad()
     def held_out_quality(self, path, batch_size: Optional[int] = None) -> Tuple[float, float]:
@@ -419,7 +419,7 @@ class OneShotTrainer:
             self.save_checkpoint()
             if self.progress and self.dist.is_main:
                 metrics = "".join(f"  {key.replace('_', ' ')} {record[key]:.2f}" for key in record
-                                  if key.startswith(("train_", "valid_")) and key != "train_loss" and record[key] is not None)
+                                  if key.startswith(("train_", "test_")) and key != "train_loss" and record[key] is not None)
                 _bar_write(f"epoch {epoch + 1}/{self.config.epochs}  loss {record['train_loss']:.4f}{metrics}  "
                            f"{record['epoch_s']:.1f} s")
             for callback in self.callbacks:
@@ -508,7 +508,7 @@ def train(config: OneShotConfig, run_dir, resume: bool = False, device="cpu", pr
     summary = {"run_dir": str(run_dir), "space": config.space, "step": config.step, "sampler": config.sampler, "epochs": config.epochs,
                "resumed_from_epoch": resumed_from, "world_size": dist.world, "device": str(trainer.device),
                "train_size": len(trainer.x), "final_train_loss": last["train_loss"], "final_train_acc": last.get("train_acc"),
-               "final_valid_acc": last.get("valid_acc"), "train_wall_s": round(sum(r["epoch_s"] for r in trainer.history), 3),
+               "final_test_acc": last.get("test_acc"), "train_wall_s": round(sum(r["epoch_s"] for r in trainer.history), 3),
                **{k: last[k] for k in ("op_probs", "data_unique_fraction", "arch") if k in last}}
     if run is not None:
         run.write_summary(summary)
