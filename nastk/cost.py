@@ -49,3 +49,28 @@ def count_flops(model: nn.Module, input_size: int = 32, channels: int = 3) -> in
 def model_cost(model: nn.Module, input_size: int = 32) -> Dict[str, float]:
     """``{"params_m": ..., "flops_m": ...}`` in millions."""
     return {"params_m": count_parameters(model) / 1e6, "flops_m": count_flops(model, input_size) / 1e6}
+
+
+def measure_latency(model: nn.Module, input_shape, device="cpu", repeats: int = 20, warmup: int = 5) -> float:
+    """Median wall time (ms) of one eval-mode forward pass of ``input_shape`` on ``device``, after
+    ``warmup`` passes (the first passes of a new shape pay one-off kernel selection); CUDA work is
+    synchronised before each clock read, so the time is the device's, not the launch's."""
+    import statistics
+    import time
+
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    device = torch.device(device)
+    model = model.to(device).eval()
+    x = torch.zeros(*input_shape, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            sync()
+            started = time.perf_counter()
+            model(x)
+            sync()
+            if i >= warmup:
+                times.append(1000.0 * (time.perf_counter() - started))
+    return statistics.median(times)

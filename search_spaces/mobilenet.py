@@ -310,6 +310,16 @@ class MobileNetSpace(SearchSpace):
         resolution = self.resolution_of(arch) if arch is not None else None
         return self.DEFAULT_SIZE if resolution is None else resolution
 
+    def latency(self, arch: Architecture, device="cpu", batch_size: int = 1, num_classes: int = 10,
+                input_size: Optional[int] = None, repeats: int = 20) -> float:
+        """Measured median latency (ms) of the child's stand-alone network (fresh weights: latency does not
+        depend on their values) for a batch of ``batch_size`` on ``device`` (the run's device)."""
+        from nastk.cost import measure_latency
+
+        size = self.input_size(arch, input_size)
+        return measure_latency(self.build(arch, num_classes, device=device), (batch_size, 3, size, size), device,
+                               repeats=repeats)
+
     def cost(self, arch: Architecture, num_classes: int = 10, input_size: Optional[int] = None,
              width_mult: float = 1.0) -> Dict[str, float]:
         """Analytic params and multiply-adds (millions) of the child, as :func:`nastk.cost.model_cost`

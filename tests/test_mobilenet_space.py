@@ -300,3 +300,10 @@ def test_tiny_supernet_trains_a_batch_well_under_a_second():
     elapsed = time.perf_counter() - start
     assert elapsed < 0.5, f"forward + backward took {elapsed:.2f} s"
     assert all(p.grad is not None for p in supernet.layers[0].parameters())
+
+
+def test_measured_latency_orders_the_extremes_on_the_device():
+    space = get_space("mobilenet")
+    small = space.latency(space.smallest(), device="cpu", batch_size=8, repeats=5)
+    large = space.latency(space.largest(), device="cpu", batch_size=8, repeats=5)
+    assert 0 < small < large
