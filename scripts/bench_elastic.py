@@ -118,7 +118,7 @@ def fmt(s: Dict[str, float], unit: str = "") -> str:
 
 
 # --- models and data -----------------------------------------------------------------------------------------
-def get_space_():
+def tiny_space():
     from nastk.space import get_space
 
     return get_space(SPACE)
@@ -126,7 +126,7 @@ def get_space_():
 
 def make_supernet(device):
     torch.manual_seed(WEIGHT_SEED)
-    return get_space_().supernet(CLASSES, bn_momentum=0.0).to(device)  # BigNAS rule 6, as reproduce_sandwich_mbconv
+    return tiny_space().supernet(CLASSES, bn_momentum=0.0).to(device)  # BigNAS rule 6, as reproduce_sandwich_mbconv
 
 
 def make_batch(batch: int, device, seed: int = DATA_SEED):
@@ -150,7 +150,7 @@ def named_children(supernet, randoms: int, extremes: bool = True) -> Dict[str, t
 
 
 def mflops(supernet, path) -> float:
-    return round(get_space_().cost(supernet.arch_of(path))["flops_m"], 2)
+    return round(tiny_space().cost(supernet.arch_of(path))["flops_m"], 2)
 
 
 def forward_backward(model, x, y, before: Callable[[], None] = None):
@@ -195,7 +195,7 @@ def bench_sandwich(args, device) -> Dict:
 
     # the plain loop: same initial weights (the trainer seeds torch with config.seed before building), same recipe
     torch.manual_seed(config.seed)
-    supernet = get_space_().supernet(CLASSES, bn_momentum=0.0).to(device)
+    supernet = tiny_space().supernet(CLASSES, bn_momentum=0.0).to(device)
     weights = list(supernet.parameters())
     optimizer = torch.optim.SGD([{"params": [p for p in weights if p.dim() > 1]},
                                  {"params": [p for p in weights if p.dim() <= 1], "weight_decay": 0.0}],
@@ -233,7 +233,7 @@ def bench_sandwich(args, device) -> Dict:
         return run
 
     # every conv shape of the space once, in both memory formats, so that no side pays first-time costs (section 3)
-    warm_shapes(get_space_().supernet(CLASSES, bn_momentum=0.0).to(device), xd, yd)
+    warm_shapes(tiny_space().supernet(CLASSES, bn_momentum=0.0).to(device), xd, yd)
     steps = {"plain": plain_step, "trainer": trainer_step("trainer"), "trainer_cl": trainer_step("trainer_cl")}
     times = alternating(steps, device, args.reps_sandwich, args.warmup)
     for name in ("trainer", "trainer_cl"):
@@ -286,7 +286,7 @@ def prewarm_children(supernet) -> List[tuple]:
     """Children that together run every conv shape of the space once: every (kernel, expand) pair in every
     block at stage depth 2 (a stage's first block differs from the later ones in input shape; the later
     ones all have the second block's shapes)."""
-    declared = get_space_().choice_declarations()
+    declared = tiny_space().choice_declarations()
     names = [d.name for d in supernet.decisions]
     out = []
     for k in range(len(declared["s1_b1_kernel"])):

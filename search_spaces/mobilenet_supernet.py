@@ -28,6 +28,15 @@ from search_spaces.mobilenet import BlockUnit, ConvUnit, CostTerm, PoolUnit
 METRICS = {"params": 0, "flops": 1}
 
 
+class ChannelsLast(nn.Module):
+    """Images in channels-last memory order: oneDNN then convolves without converting every activation to
+    its own layout and back (measured 1.9x faster per training step on CPU, docs/results/elastic_speed.md).
+    The supernet and every extracted child start with it, so both compute in the same order."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 class Classifier(nn.Module):
     """Flatten, dropout, linear over the input's features."""
 
@@ -73,6 +82,7 @@ class MobileNetSupernet(Supernet):
             if isinstance(unit, (ConvUnit, BlockUnit)):
                 max_in = unit.width.largest
         self.layers = nn.ModuleList(layers)
+        self.channels_last = ChannelsLast()
         self._path: Optional[Tuple[int, ...]] = None
         self._tables: Dict[Tuple, torch.Tensor] = {}
         self._zero_residual_gamma()
@@ -121,6 +131,7 @@ class MobileNetSupernet(Supernet):
         self._zero_residual_gamma()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.channels_last(x)
         for layer in self.layers:
             x = layer(x)
         return x
@@ -155,7 +166,7 @@ class MobileNetSupernet(Supernet):
         finally:
             if previous is not None:
                 self.set_path(previous)
-        return nn.Sequential(*layers).train(self.training)
+        return nn.Sequential(ChannelsLast(), *layers).train(self.training)
 
     # --- costs ------------------------------------------------------------------------------------
     def expected_cost(self, weights: torch.Tensor, metric: str = "flops", input_size: Optional[int] = None) -> torch.Tensor:
