@@ -161,7 +161,7 @@ class Supernet(nn.Module):
         self._points: Optional[List[ChoicePoint]] = None
 
     # --- the space's side -------------------------------------------------------------------------
-    def choices_of(self, arch: Architecture) -> Choices:
+    def path_of_arch(self, arch: Architecture) -> Choices:
         """The option index of every decision for ``arch``.
 
         Default: one decision per choice of the space's choice model (:func:`decisions_of`), the
@@ -172,8 +172,8 @@ class Supernet(nn.Module):
         values = self.space._values(arch)
         return tuple(0 if value is None else choice.position(value) for choice, value in zip(model.choices, values))
 
-    def arch_of(self, choices: Sequence[int]) -> Architecture:
-        """The architecture of one option per decision (inverse of :meth:`choices_of`)."""
+    def arch_of_path(self, choices: Sequence[int]) -> Architecture:
+        """The architecture of one option per decision (inverse of :meth:`path_of_arch`)."""
         model = self.space.get_choice_model()
         values: List = []
         for i, (choice, option) in enumerate(zip(model.choices, choices)):
@@ -202,11 +202,11 @@ class Supernet(nn.Module):
     # --- generic tools ----------------------------------------------------------------------------
     def largest_path(self) -> Choices:
         """The option indices of the space's largest architecture (every ordered choice at its maximum)."""
-        return self.choices_of(self.space.largest())
+        return self.path_of_arch(self.space.largest())
 
     def smallest_path(self) -> Choices:
         """The option indices of the space's smallest architecture (every ordered choice at its minimum)."""
-        return self.choices_of(self.space.smallest())
+        return self.path_of_arch(self.space.smallest())
 
     def path_of(self, values: Dict[str, Union[int, str]]) -> Choices:
         """A single path from ``{decision name: option index or option name}`` (every decision named)."""
@@ -231,7 +231,7 @@ class Supernet(nn.Module):
         Its output equals the supernet's for that child. Default: a copy of the supernet fixed to
         the path; elastic supernets override it with a network holding only the child's slices.
         """
-        choices = self.choices_of(arch) if isinstance(arch, Architecture) else tuple(int(c) for c in arch)
+        choices = self.path_of_arch(arch) if isinstance(arch, Architecture) else tuple(int(c) for c in arch)
         copy_ = copy.deepcopy(self)
         copy_.set_active(choices)
         return FixedPath(copy_, choices)
@@ -301,7 +301,7 @@ class Supernet(nn.Module):
 
     def export(self, weights: Optional[torch.Tensor] = None) -> Architecture:
         """The architecture the current (or the given) mixture weights stand for."""
-        return self.arch_of(self.discretize(self.mixture_weights() if weights is None else weights))
+        return self.arch_of_path(self.discretize(self.mixture_weights() if weights is None else weights))
 
     # --- execution modes --------------------------------------------------------------------------
     def set_path(self, path: Sequence[PathValue]) -> None:
@@ -328,7 +328,7 @@ class Supernet(nn.Module):
 
     def set_active(self, arch: Union[Architecture, Sequence[int]]) -> Choices:
         """Single-path mode: run ``arch`` (an Architecture or one option index per decision)."""
-        choices = self.choices_of(arch) if isinstance(arch, Architecture) else tuple(int(c) for c in arch)
+        choices = self.path_of_arch(arch) if isinstance(arch, Architecture) else tuple(int(c) for c in arch)
         self.set_path(choices)
         return choices
 

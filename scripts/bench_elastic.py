@@ -150,7 +150,7 @@ def named_children(supernet, randoms: int, extremes: bool = True) -> Dict[str, t
 
 
 def mflops(supernet, path) -> float:
-    return round(tiny_space().cost(supernet.arch_of(path))["flops_m"], 2)
+    return round(tiny_space().cost(supernet.arch_of_path(path))["flops_m"], 2)
 
 
 def forward_backward(model, x, y, before: Callable[[], None] = None):

@@ -152,7 +152,7 @@ def run_standalone(args, arch_str: str) -> dict:
     config = OneShotConfig.for_step("sandwich", step_options=METHODS["uniform"], epochs=args.standalone_epochs, **options)
     torch.manual_seed(0)
     supernet = space.supernet(10)
-    choices = supernet.choices_of(arch)
+    choices = supernet.path_of_arch(arch)
     supernet.allowed[:] = False
     for decision, option in enumerate(choices):
         supernet.allowed[decision, option] = True

@@ -122,7 +122,7 @@ def main():
             folder = work / ("blank" if blank else "darts")
             config = base_config(setting, args, "darts", step_options={"fix_alpha": True} if blank else {})
             trainer = trained(config, folder, args, data)
-            tau = taus(lambda c: trainer, sample, [trainer.supernet.choices_of(a) for a in sample], truth)
+            tau = taus(lambda c: trainer, sample, [trainer.supernet.path_of_arch(a) for a in sample], truth)
             if method == "darts":
                 selection = select(trainer.supernet, "argmax")
                 record(method, selection.arch.to_str(), selection.parameter_free_share,
@@ -139,7 +139,7 @@ def main():
             config = base_config(setting, args, "single_path")
             trainer = trained(config, work / "rsps", args, data)
             best = best_of_leaf(trainer, 200, seed=args.seed)
-            tau = taus(lambda c: trainer, sample, [trainer.supernet.choices_of(a) for a in sample], truth)
+            tau = taus(lambda c: trainer, sample, [trainer.supernet.path_of_arch(a) for a in sample], truth)
             record(method, best["arch"], parameter_free_share(trainer.supernet, best["choices"]),
                    {"tau": tau[0], "held_out_acc": best["held_out_acc"], "wall_s": time.perf_counter() - started})
         else:
@@ -159,7 +159,7 @@ def main():
             leaves = {leaf.id: trainer for leaf, trainer in run.leaf_trainers()}
             tree = run.tree
             tau = taus(lambda c: leaves[tree.route(c).id], sample,
-                       [next(iter(leaves.values())).supernet.choices_of(a) for a in sample], truth)
+                       [next(iter(leaves.values())).supernet.path_of_arch(a) for a in sample], truth)
             splits = [{"node": n.id, **n.split.to_dict()} for n in tree.nodes() if not n.is_leaf]
             record(method, out["arch"], out["parameter_free_share"],
                    {"tau": tau[0], "leaf": out["leaf"], "leaves": out["leaves"], "splits": splits,

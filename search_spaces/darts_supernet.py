@@ -8,8 +8,8 @@ edges, normal cell then reduction cell, node j = 2..5 then input i < j (``"norma
 14 normal decisions and all reduction cells the 14 reduce ones, as DARTS' alpha does.
 
 * A genotype's **single path** runs its op on each of its 16 edges and ``none`` on the other 12
-  (:meth:`DartsSupernet.choices_of`), which computes what the genotype's cell computes;
-  :meth:`DartsSupernet.arch_of` is the inverse and refuses paths that are not genotypes.
+  (:meth:`DartsSupernet.path_of_arch`), which computes what the genotype's cell computes;
+  :meth:`DartsSupernet.arch_of_path` is the inverse and refuses paths that are not genotypes.
 * :meth:`DartsSupernet.discretize` is DARTS' rule: per node keep the two edges whose strongest
   non-``none`` op weighs most, and take that op on them.
 * The skeleton is the stand-alone network's (:mod:`search_spaces.darts_net`): stem 3x3 conv to
@@ -115,7 +115,7 @@ class DartsSupernet(GradientMatchable, PerturbationSelectable, Supernet):
                     module.running_mean = module.running_var = module.num_batches_tracked = None
 
     # --- genotypes <-> one option per edge --------------------------------------------------------
-    def choices_of(self, arch) -> Choices:
+    def path_of_arch(self, arch) -> Choices:
         """The genotype's op index on each of its edges, ``none`` (0) on every other edge."""
         choices = [NONE] * len(self.decisions)
         for cell, pairs in self.space._cells(arch).items():
@@ -123,7 +123,7 @@ class DartsSupernet(GradientMatchable, PerturbationSelectable, Supernet):
                 choices[edge_decision(cell, NODES[k // 2], source)] = PRIMITIVES.index(op)
         return tuple(choices)
 
-    def arch_of(self, choices: Sequence[int]):
+    def arch_of_path(self, choices: Sequence[int]):
         """The genotype of a single path; every node must have exactly two non-``none`` inputs."""
         if len(choices) != len(self.decisions):
             raise ArchitectureError(f"a DARTS supernet path has {len(self.decisions)} choices, got {len(choices)}")

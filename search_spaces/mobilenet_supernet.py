@@ -3,7 +3,7 @@
 One module per unit of the space's :meth:`~search_spaces.mobilenet.MobileNetSpace.layout`: elastic
 stem / head layers listen to their width decisions, every MBConv block (an
 :class:`~nastk.elastic.ElasticMBConv`) to its kernel, expand, depth and width decisions. Decisions are
-the space's choices (:func:`~nastk.supernet.decisions_of`), so the default ``choices_of`` / ``arch_of``
+the space's choices (:func:`~nastk.supernet.decisions_of`), so the default ``path_of_arch`` / ``arch_of_path``
 apply; the ``resolution`` decision is read by no layer (the supernet runs the resolution of its
 input). :meth:`MobileNetSupernet.extract` returns a plain network of the child's weight slices and
 :meth:`MobileNetSupernet.expected_cost` the differentiable expected cost under per-decision

@@ -64,10 +64,10 @@ class NB201Supernet(GradientMatchable, PerturbationSelectable, Supernet):
                     if isinstance(candidate, ReLUConvBN) and candidate[1].bias is not None:
                         candidate[1].bias.zero_()
 
-    def choices_of(self, arch):
+    def path_of_arch(self, arch):
         return self.space.op_indices(arch)
 
-    def arch_of(self, choices: Sequence[int]):
+    def arch_of_path(self, choices: Sequence[int]):
         return self.space.from_ops([int(c) for c in choices])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -59,27 +59,27 @@ def test_forward_shapes_in_every_mode(darts, layers, size):
     assert supernet.mode == "partial" and supernet(x).shape == (2, 10)
 
 
-def test_choices_of_and_arch_of_are_inverse(darts):
+def test_path_of_arch_and_arch_of_path_are_inverse(darts):
     supernet = tiny(darts)
     rng = np.random.default_rng(0)
     for arch in [darts.from_str(DARTS_V2)] + [darts.sample(rng) for _ in range(5)]:
-        choices = supernet.choices_of(arch)
+        choices = supernet.path_of_arch(arch)
         assert len(choices) == 28 and sum(c != 0 for c in choices) == 16
-        assert supernet.arch_of(choices) == arch
-    v2 = supernet.choices_of(darts.from_str(DARTS_V2))
+        assert supernet.arch_of_path(choices) == arch
+    v2 = supernet.path_of_arch(darts.from_str(DARTS_V2))
     assert v2[edge_decision("normal", 5, 2)] == PRIMITIVES.index("dil_conv_3x3")
     assert v2[edge_decision("normal", 5, 1)] == 0 and v2[edge_decision("reduce", 2, 0)] == 1
     broken = list(v2)
     broken[edge_decision("reduce", 4, 1)] = 3  # node 4 now has three inputs
     with pytest.raises(ArchitectureError, match="reduce node 4 has 3 non-none inputs") as info:
-        supernet.arch_of(broken)
+        supernet.arch_of_path(broken)
     assert "\n" not in str(info.value)
     broken = list(v2)
     broken[edge_decision("normal", 3, 0)] = 0
     with pytest.raises(ArchitectureError, match="normal node 3 has 1 non-none"):
-        supernet.arch_of(broken)
+        supernet.arch_of_path(broken)
     with pytest.raises(ArchitectureError):
-        supernet.arch_of(v2[:-1])
+        supernet.arch_of_path(v2[:-1])
 
 
 def test_single_path_equals_one_hot_mixture_and_touches_only_used_edges(darts):
@@ -159,7 +159,7 @@ def _favouring(darts, supernet, text, none_logit=6.0):
     """Logits whose softmax prefers the genotype's op on its edges and ``none`` everywhere."""
     logits = torch.zeros(28, 8)
     logits[:, 0] = none_logit
-    for d, option in enumerate(supernet.choices_of(darts.from_str(text))):
+    for d, option in enumerate(supernet.path_of_arch(darts.from_str(text))):
         if option:
             logits[d, option] = 3.0
     return logits
@@ -189,7 +189,7 @@ def test_export_recovers_the_favoured_genotype_and_never_none(darts):
                     expected[row] = 1 + int(weights[row, 1:].argmax())
         choices = supernet.discretize(torch.as_tensor(weights))
         assert list(choices) == expected
-        supernet.arch_of(choices)  # a genotype
+        supernet.arch_of_path(choices)  # a genotype
 
     # a disallowed option is never exported: the second-best op of that edge is taken instead
     d = edge_decision("normal", 2, 0)  # node 2 has only its two edges, so this edge is kept

@@ -104,7 +104,7 @@ def test_route_is_unique_and_correct(space):
     rng = np.random.default_rng(0)
     hit = set()
     for _ in range(300):
-        choices = supernet.choices_of(space.sample(rng))
+        choices = supernet.path_of_arch(space.sample(rng))
         leaf = tree.route(choices)
         assert leaf.contains(choices) and [other.contains(choices) for other in leaves].count(True) == 1
         assert leaf.allowed[np.arange(6), list(choices)].all()
@@ -311,8 +311,8 @@ def test_load_leaf_and_route_to_the_containing_sub_supernet(fewshot_run, digits,
     scores = supernets.accuracies(archs, x, y, batch_size=32)
     for arch, score in zip(archs[:4], scores[:4]):
         node, supernet = route_and_load(run_dir, arch)
-        assert node is not None and node.contains(supernet.choices_of(arch))
-        assert node.id == supernets.route(arch).id and supernet.allowed[np.arange(6), list(supernet.choices_of(arch))].all()
+        assert node is not None and node.contains(supernet.path_of_arch(arch))
+        assert node.id == supernets.route(arch).id and supernet.allowed[np.arange(6), list(supernet.path_of_arch(arch))].all()
         assert inherited_accuracies(supernet, [arch], x, y, batch_size=32)[0] == score
     assert len(supernets._loaded) <= 3
 

@@ -198,7 +198,7 @@ def test_expected_cost_is_the_exact_average_over_all_children(space_class):
     assert len(archs) in (256, 512)  # every child, each with its own cost
     weights = random_weights(supernet, 0).requires_grad_(True)
     for metric, key in (("flops", "flops_m"), ("params", "params_m")):
-        exact = sum(float(np.prod([weights[d, o].item() for d, o in enumerate(supernet.choices_of(arch))]))
+        exact = sum(float(np.prod([weights[d, o].item() for d, o in enumerate(supernet.path_of_arch(arch))]))
                     * space.cost(arch)[key] for arch in archs)
         expected = supernet.expected_cost(weights, metric)
         assert expected.item() == pytest.approx(exact, rel=1e-9)
@@ -213,7 +213,7 @@ def test_expected_cost_of_one_hot_weights_is_the_cost(fixture, request):
     space, supernet = request.getfixturevalue(fixture)
     for arch in children(space, 1, seed=8):
         one_hot = torch.zeros(len(supernet.decisions), supernet.width)
-        one_hot[torch.arange(len(supernet.decisions)), torch.tensor(supernet.choices_of(arch))] = 1
+        one_hot[torch.arange(len(supernet.decisions)), torch.tensor(supernet.path_of_arch(arch))] = 1
         for metric in ("flops", "params"):
             assert float(supernet.expected_cost(one_hot, metric)) == pytest.approx(
                 space.cost(arch)[f"{metric}_m"], rel=1e-6)

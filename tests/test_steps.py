@@ -264,7 +264,7 @@ def test_generic_choice_model_decisions_round_trip():
     assert [d.name for d in supernet.decisions] == ["width", "depth"] and supernet.decisions[0].options == ("2", "4", "8")
     for seed in range(5):
         arch = space.sample(np.random.default_rng(seed))
-        assert supernet.arch_of(supernet.choices_of(arch)) == arch
+        assert supernet.arch_of_path(supernet.path_of_arch(arch)) == arch
     supernet.set_active(space.arch_of({"width": 4, "depth": 2}))
     assert (supernet.body.width, supernet.body.depth) == (4, 2)
 
@@ -278,7 +278,7 @@ def test_darts_space_spos_with_the_space_sampler_and_downsampled_images(tmp_path
     trainer = OneShotTrainer(config, progress=False)
     assert trainer.x.shape[-1] == 8
     for _ in range(20):  # every drawn path is a genotype of the space (two inputs per node)
-        assert darts.from_str(trainer.supernet.arch_of(trainer.path_sampler.sample()).to_str())
+        assert darts.from_str(trainer.supernet.arch_of_path(trainer.path_sampler.sample()).to_str())
     trainer.fit()
     assert sum(trainer.history[-1]["op_counts"][1:]) == 2 * 16  # 2 steps x 16 genotype edges
     with pytest.raises(ConfigError, match="image_size must divide"):
@@ -389,7 +389,7 @@ def test_a_steps_score_is_what_selection_and_ranking_maximise():
     trainer.step.score = Negated.score
     negated, _ = trainer.held_out_quality(path)
     assert negated == -plain != 0
-    archs = [trainer.supernet.arch_of(path)]
+    archs = [trainer.supernet.arch_of_path(path)]
     x, y = trainer.x_held, trainer.y_held
     assert inherited_accuracies(trainer.supernet, archs, x, y, score=Negated.score)[0] == \
         -inherited_accuracies(trainer.supernet, archs, x, y)[0]

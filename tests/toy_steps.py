@@ -86,7 +86,7 @@ class AdversarialStep(TrainingStep):
         context = self.context
         real, _ = context.examples(batch.indices)
         real = real.flatten(1)
-        path = context.supernet.choices_of(context.supernet.space.sample(self.rng))  # same path on every rank
+        path = context.supernet.path_of_arch(context.supernet.space.sample(self.rng))  # same path on every rank
         z = torch.randn(len(real), self.noise, generator=self.generator).to(context.device)
         fake = torch.tanh(context.forward(z.view(len(real), 3, 4, 4), path=path).repeat(1, 5)[:, :48])
         ones, zeros = torch.ones(len(real), 1, device=context.device), torch.zeros(len(real), 1, device=context.device)
@@ -134,7 +134,7 @@ class SelfSupervisedStep(TrainingStep):
         context = self.context
         x, _ = context.examples(batch.indices)
         views = [x + 0.1 * torch.randn(x.shape, generator=self.generator).to(context.device) for _ in range(2)]
-        paths = [context.supernet.choices_of(context.supernet.space.sample(self.rng)) for _ in range(2)]
+        paths = [context.supernet.path_of_arch(context.supernet.space.sample(self.rng)) for _ in range(2)]
         context.zero_grad()
         total = 0.0
         for i, path in enumerate(paths):

@@ -242,7 +242,7 @@ def best_of_leaf(trainer: OneShotTrainer, archs: int = 200, seed: int = 0) -> Di
         weights = supernet.mixture_weights().detach()
         choices = supernet.discretize(weights)
         acc, loss = trainer.held_out_quality(weights)
-        return {"arch": supernet.arch_of(choices).to_str(), "choices": [int(c) for c in choices],
+        return {"arch": supernet.arch_of_path(choices).to_str(), "choices": [int(c) for c in choices],
                 "held_out_acc": acc, "held_out_loss": loss, "rule": "argmax, supernet accuracy"}
     rng = np.random.default_rng([int(seed), 17])
     seen, best = set(), None
@@ -257,7 +257,7 @@ def best_of_leaf(trainer: OneShotTrainer, archs: int = 200, seed: int = 0) -> Di
         if best is None or acc > best[0]:
             best = (acc, loss, path)
     acc, loss, path = best
-    return {"arch": supernet.arch_of(path).to_str(), "choices": [int(c) for c in path], "held_out_acc": acc,
+    return {"arch": supernet.arch_of_path(path).to_str(), "choices": [int(c) for c in path], "held_out_acc": acc,
             "held_out_loss": loss, "rule": f"best of {len(seen)} random architectures"}
 
 

@@ -272,7 +272,7 @@ class PerturbationSelection:
 
         supernet = self.supernet
         choices = supernet.discretize(self.weights())
-        arch = supernet.arch_of(choices)
+        arch = supernet.arch_of_path(choices)
         passes = sum(len(r["scores"]) for r in records if r["kind"] == "op") + \
             sum(len(s["scores"]) for r in records if r["kind"] == "topology" for s in r["steps"])
         out = {"method": "pt", "folder": str(self.out_dir), "arch": arch.to_str(), "choices": [int(c) for c in choices],

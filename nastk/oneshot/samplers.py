@@ -112,7 +112,7 @@ class UniformPathSampler(PathSampler):
 
 
 class SpacePathSampler(PathSampler):
-    """Paths that are architectures of the space: ``space.sample`` mapped through ``supernet.choices_of``.
+    """Paths that are architectures of the space: ``space.sample`` mapped through ``supernet.path_of_arch``.
 
     For supernets whose decisions are not independent (a DARTS cell keeps exactly two inputs per
     node, so drawing every edge on its own would train subgraphs outside the space). Draws that use
@@ -124,7 +124,7 @@ class SpacePathSampler(PathSampler):
 
     def __init__(self, supernet, seed: int = 0):
         super().__init__(supernet, seed)
-        self.space, self.choices_of = supernet.space, supernet.choices_of
+        self.space, self.path_of_arch = supernet.space, supernet.path_of_arch
 
     def probabilities(self) -> np.ndarray:
         raise ConfigError("the space sampler draws whole architectures; it has no per-decision distribution")
@@ -134,7 +134,7 @@ class SpacePathSampler(PathSampler):
 
     def uniform_path(self, rng: np.random.Generator) -> Tuple[int, ...]:
         for _ in range(self.MAX_DRAWS):
-            choices = tuple(int(c) for c in self.choices_of(self.space.sample(rng)))
+            choices = tuple(int(c) for c in self.path_of_arch(self.space.sample(rng)))
             if all(self.allowed[d, o] for d, o in enumerate(choices)):
                 return choices
         raise ConfigError(f"no architecture of {self.space.name} in {self.MAX_DRAWS} draws fits this sub-supernet's allowed options")

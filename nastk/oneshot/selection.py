@@ -56,7 +56,7 @@ def select_argmax(supernet: Supernet, weighting: str = "softmax") -> Selection:
                               "argmax selection needs a step such as darts")
     weights = supernet.mixture_weights(weighting=weighting).detach().cpu()
     choices = supernet.discretize(weights)
-    return Selection(supernet.arch_of(choices), "argmax", choices,
+    return Selection(supernet.arch_of_path(choices), "argmax", choices,
                      [[round(float(w), 6) for w in row] for row in weights], parameter_free_share(supernet, choices))
 
 

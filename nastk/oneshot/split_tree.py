@@ -668,21 +668,21 @@ class FewShotSupernets:
             self._loaded[node.id] = _load_node(self.run_dir, self.tree, node, self.device, self.template, self.finished)
         return self._loaded[node.id]
 
-    def choices_of(self, arch: Union[Architecture, Sequence[int]]) -> Choices:
+    def path_of_arch(self, arch: Union[Architecture, Sequence[int]]) -> Choices:
         if not isinstance(arch, Architecture):
             return tuple(int(c) for c in arch)
         mapper = self.template or (next(iter(self._loaded.values())) if self._loaded else self.leaf(self.tree.leaves()[0]))
-        return tuple(int(c) for c in mapper.choices_of(arch))
+        return tuple(int(c) for c in mapper.path_of_arch(arch))
 
     def route(self, arch: Union[Architecture, Sequence[int]]) -> SplitNode:
         """The leaf that contains ``arch`` (an Architecture or one option index per decision)."""
-        return self.tree.route(self.choices_of(arch))
+        return self.tree.route(self.path_of_arch(arch))
 
     def supernet_for(self, arch: Union[Architecture, Sequence[int]]) -> Tuple[SplitNode, Supernet]:
         """The leaf containing ``arch`` and its trained sub-supernet, with ``arch`` set active."""
         node = self.route(arch)
         supernet = self.leaf(node)
-        supernet.set_active(arch if isinstance(arch, Architecture) else self.choices_of(arch))
+        supernet.set_active(arch if isinstance(arch, Architecture) else self.path_of_arch(arch))
         return node, supernet
 
     def accuracies(self, archs: Sequence[Architecture], x: torch.Tensor, y: torch.Tensor, **options) -> np.ndarray:
