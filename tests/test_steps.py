@@ -376,17 +376,18 @@ def test_method_hooks_are_opt_in_mixins():
 def test_a_steps_score_is_what_selection_and_ranking_maximise():
     """The score hook: held-out quality and inherited-weight ranking read the run's step's score."""
     from nastk.oneshot.ranking import inherited_accuracies
-    from nastk.oneshot.steps import SinglePathStep, TrainingStep
+    from nastk.oneshot.datamodules import correct_percent
+    from nastk.oneshot.steps import SinglePathStep
 
     class Negated(SinglePathStep):  # a task whose quality is the negated top-1 (any per-example score works)
         @staticmethod
         def score(outputs, targets):
-            return -TrainingStep.score(outputs, targets)
+            return -correct_percent(outputs, targets)
 
     trainer = OneShotTrainer(OneShotConfig(**{**TINY, "held_out_fraction": 0.25}), progress=False)
     path = trainer.supernet.largest_path()
     plain, _ = trainer.held_out_quality(path)
-    trainer.step.score = Negated.score
+    trainer.step.score = Negated.score  # the step's own score wins over the data module's
     negated, _ = trainer.held_out_quality(path)
     assert negated == -plain != 0
     archs = [trainer.supernet.arch_of_path(path)]

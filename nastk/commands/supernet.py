@@ -20,14 +20,14 @@ from nastk.paths import atomic_write
 from nastk.options import Float, Int
 
 #: train flags that map one-to-one onto OneShotConfig fields
-_CONFIG_FLAGS = ("space", "dataset", "image_size", "sampler", "step", "epochs", "train_size", "batch_size", "accumulate", "lr",
+_CONFIG_FLAGS = ("space", "data", "dataset", "image_size", "sampler", "step", "epochs", "train_size", "batch_size", "accumulate", "lr",
                  "lr_min", "lr_schedule", "lr_power", "momentum", "nesterov", "weight_decay", "grad_clip", "valid_size",
                  "seed", "held_out_fraction", "bn_recalibration", "eval_batch_size")
 #: train flags of a few-shot run
 _FEWSHOT_FLAGS = ("splits", "split_epochs", "no_restart", "gm_batches", "gm_mode", "gm_rule", "split_decisions",
                   "select_archs")
 #: argparse destinations of the plug-in flags: step options and supernet (space) options
-STEP_DEST, SUPERNET_DEST = "step_option__", "supernet_option__"
+STEP_DEST, SUPERNET_DEST, DATA_DEST = "step_option__", "supernet_option__", "data_option__"
 
 
 def register(subparsers) -> None:
@@ -53,6 +53,9 @@ def register(subparsers) -> None:
         "data-only ablations; space = SPOS over the space's own random architectures (needed for darts, whose cells "
         "keep two inputs per node); or a path sampler's name (entry point group nastk.samplers, or "
         "package.module:Class) with uniform data (default uniform)")
+    add("--data", help="what the examples are: labelled (images and labels), two_views (two augmentations of each "
+        "image, for self-supervised steps), image_pairs (low / high resolution, for super-resolution), or a "
+        "registered data module (entry point group nastk.data) (default labelled)")
     add("--dataset", help="training images: cifar10 (the shared subset), digits, or an .npz in the same layout (default cifar10)")
     add("--epochs", type=Int(minimum=1), help="training epochs (default 250, PA&DA's)")
     add("--train-size", type=Int(minimum=1), help="use this many training images (a fixed class-mixed subset; default all)")
@@ -169,7 +172,8 @@ def _add_train_plugin_flags(parser, argv) -> None:
 
     steps, spaces = _step_declarations(list(_flag_values(argv, "--step"))), _space_declarations(list(_flag_values(argv, "--space")))
     for title, owners, dest in (("options of training steps (--step)", steps, STEP_DEST),
-                                ("supernet options of spaces (--space)", spaces, SUPERNET_DEST)):
+                                ("supernet options of spaces (--space)", spaces, SUPERNET_DEST),
+                                ("options of data modules (--data)", _data_declarations(), DATA_DEST)):
         group = parser.add_argument_group(title)
         for name, declarations in owners.items():
             option = declarations[0][1]
@@ -200,6 +204,17 @@ def _step_declarations(named=()):
             continue  # an unloadable step name is reported by run_train as one line
         for option in options:
             owners.setdefault(option.name, []).append((f"step {name}", option))
+    return owners
+
+
+def _data_declarations():
+    from nastk.oneshot.datamodules import DATA_MODULES
+    from nastk.options import declared
+
+    owners = {}
+    for name in DATA_MODULES.names():
+        for option in declared(DATA_MODULES.get(name)):
+            owners.setdefault(option.name, []).append((f"data {name}", option))
     return owners
 
 
@@ -266,6 +281,9 @@ def train_config(args):
             raise ConfigError(f"{flags} {'is an option' if len(foreign) == 1 else 'are options'} of {', '.join(whose)}, "
                               f"not of --step {step}")
     options["step_options"] = {**(options.get("step_options") or {}), **step_options}
+    data_options = {k[len(DATA_DEST):]: v for k, v in vars(args).items() if k.startswith(DATA_DEST) and v is not None}
+    if data_options:
+        options["data_options"] = {**(options.get("data_options") or {}), **data_options}
     return OneShotConfig.from_dict(options, source)
 
 

@@ -62,6 +62,12 @@ class SupernetEvaluator(Evaluator):
             raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         self.run_dir, self.device, self.batch_size, self.split = Path(run_dir), device, eval_batch_size, split
         self.supernet, self.config, self.epoch = load_trained(self.run_dir, device)
+        from nastk.oneshot.datamodules import make_data_module
+
+        self.data_module = make_data_module(self.config.data, self.config.data_options)
+        if self.data_module.name != "labelled":  # images and labels are what this evaluator feeds the supernet
+            raise ConfigError(f"the supernet evaluator scores labelled images; {self.run_dir} was trained on "
+                              f"{self.config.data} data")
         if self.config.space != space.name:
             raise ConfigError(f"the supernet in {self.run_dir} is over space {self.config.space!r}, "
                               f"not the searched space {space.name!r}")
@@ -99,7 +105,7 @@ class SupernetEvaluator(Evaluator):
 
         return float(inherited_accuracies(self.supernet, [arch], x, y, device=self.device, batch_size=self.batch_size,
                                           calibration=self.calibration, recipe=self.recipe,
-                                          score=STEPS.get(self.config.step).score)[0])
+                                          score=STEPS.get(self.config.step).score or self.data_module.score)[0])
 
     def _protocol(self) -> Dict[str, Any]:
         protocol = {"supernet": str(self.run_dir), "epoch": self.epoch, "images": len(self.x),

@@ -125,16 +125,14 @@ def inherited_accuracies(supernet, archs: Sequence[Architecture], x: torch.Tenso
                          recipe: str = "cumulative", progress: bool = False,
                          score: Optional[Callable[[torch.Tensor, torch.Tensor], float]] = None) -> np.ndarray:
     """The mean ``score`` of every architecture as a path of ``supernet`` (default: the training steps'
-    top-1 accuracy in percent; a run's own step's :meth:`~nastk.oneshot.steps.TrainingStep.score`).
+    top-1 accuracy in percent; a run's own step's or data module's ``score``).
 
     With ``calibration`` (training batches), each path's tracked BatchNorm statistics are first
     re-estimated on them by ``recipe`` (:func:`nastk.oneshot.recalibration.recalibrate_bn`: ``cumulative``,
     BigNAS', or ``exact``, OFA's).
     """
     if score is None:
-        from nastk.oneshot.steps import TrainingStep
-
-        score = TrainingStep.score
+        from nastk.oneshot.datamodules import correct_percent as score
     device = torch.device(device)
     supernet.to(device)
     batches = [(x[s:s + batch_size].to(device), y[s:s + batch_size].to(device)) for s in range(0, len(x), batch_size)]

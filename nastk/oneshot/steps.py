@@ -110,15 +110,10 @@ class TrainingStep:
     OPTIONS: Tuple[Option, ...] = ()
     #: run settings the step starts from unless given (DARTS' search recipe)
     RECIPE: Dict[str, Any] = {}
-    #: what :meth:`score` measures (selection and ranking maximise it)
-    score_name = "accuracy"
-
-    @staticmethod
-    def score(outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        """The sum over a batch of the per-example quality that selection, held-out quality, ranking and
-        the supernet evaluator maximise (default: top-1 hits x 100, so the mean is accuracy in percent).
-        A step of another task overrides it (PSNR for super-resolution, a discriminator score for a GAN)."""
-        return 100.0 * float((outputs.argmax(1) == targets).sum())
+    #: ``score(outputs, targets)``: the sum over a batch of the per-example quality that selection, held-out
+    #: quality, ranking and the supernet evaluator maximise; None: the data module's (top-1 accuracy for
+    #: labelled images, PSNR for image pairs). A step of another task sets its own (a staticmethod).
+    score = None
 
     def __init__(self, context, **options):
         if options:

@@ -32,7 +32,8 @@ from torch.nn import functional as F
 from nastk.datasets import ImageDataset
 from nastk.errors import ConfigError, RunError
 from nastk.oneshot.context import StepContext, contiguous_part, seed_of
-from nastk.oneshot.data import crop_flip, crop_flip_params, downsample, load_images, mixed, split_images
+from nastk.oneshot.data import downsample, load_images, mixed, split_images
+from nastk.oneshot.datamodules import correct_percent, make_data_module  # noqa: F401 (correct_percent re-exported)
 from nastk.oneshot.distributed import Distributed
 from nastk.oneshot.recalibration import recalibrate_bn
 from nastk.oneshot.samplers import make_samplers, sampler_pair
@@ -53,12 +54,6 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Metric = Callable[[torch.Tensor, torch.Tensor], float]
 
 
-def correct_percent(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """Top-1 hits x 100 (averaged by the loop: accuracy in percent)."""
-    return 100.0 * float((logits.argmax(1) == targets).sum())
-
-
-DEFAULT_METRICS: Dict[str, Metric] = {"acc": correct_percent}
 
 
 @dataclass
@@ -69,6 +64,9 @@ class OneShotConfig:
     dataset: str = "cifar10"
     sampler: str = "uniform"
     sampler_options: Dict[str, Any] = field(default_factory=dict)
+    #: what the examples are (nastk.oneshot.datamodules): labelled, two_views, image_pairs, or a registered one
+    data: str = "labelled"
+    data_options: Dict[str, Any] = field(default_factory=dict)
     #: the training step (nastk.oneshot.steps): single_path (SPOS, PA&DA) or darts
     step: str = "single_path"
     step_options: Dict[str, Any] = field(default_factory=dict)
@@ -114,6 +112,7 @@ class OneShotConfig:
                 raise ConfigError(f"supernet training option {name} must be {value_type.describe()}, got None")
             setattr(self, name, value_type.check(name, value))
         self.step_options = check_step_options(self.step, self.step_options)
+        make_data_module(self.data, self.data_options)  # an unknown module or option fails here
         if self.stages:
             from nastk.oneshot.stages import stages_from
 
@@ -171,7 +170,7 @@ FIELD_TYPES = {
     "lr_schedule": Text(choices=LR_SCHEDULES), "lr_min": Float(minimum=0), "lr_power": Float(minimum=1),
     "grad_clip": Float(minimum=0), "accumulate": Int(minimum=1), "augment": Bool(), "valid_size": Int(minimum=0),
     "eval_batch_size": Int(minimum=1), "seed": Int(minimum=0), "bn_recalibration": Int(minimum=0),
-    "stages": Items()}
+    "stages": Items(), "data": Text(), "data_options": MappingValue()}
 #: fields that may be None (meaning: the step's share, the stored size, every image)
 OPTIONAL_FIELDS = ("held_out_fraction", "image_size", "train_size")
 
@@ -237,8 +236,9 @@ class OneShotTrainer:
         self.device = self.dist.device(str(device))
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress, self.callbacks = progress, list(callbacks)
-        self.loss: Loss = loss or F.cross_entropy
-        self.metrics: Dict[str, Metric] = dict(DEFAULT_METRICS if metrics is None else metrics)
+        self.data_module = make_data_module(config.data, config.data_options)
+        self.loss: Loss = loss or self.data_module.loss
+        self.metrics: Dict[str, Metric] = dict(self.data_module.default_metrics() if metrics is None else metrics)
         data = downsample(data if data is not None else load_images(config.dataset), config.image_size)
         (x, y), (x_held, y_held) = split_images(config, data)
         self.x, self.y = x.to(self.device), y.to(self.device)
@@ -269,8 +269,7 @@ class OneShotTrainer:
         """Training (or held-out) images ``indices`` on the device, augmented when ``augment`` is given."""
         xs, ys = (self.x_held, self.y_held) if held_out else (self.x, self.y)
         indices = indices.to(xs.device)
-        x = xs[indices]
-        return (crop_flip(x, augment) if augment is not None else x), ys[indices]
+        return self.data_module.examples(xs[indices], ys[indices], augment)
 
     def forward_backward(self, indices: torch.Tensor, augment: Optional[torch.Tensor] = None):
         """Zero the gradients, then :meth:`StepContext.forward_backward` on the active path: the
@@ -315,8 +314,9 @@ class OneShotTrainer:
         step_metrics: Dict[str, float] = {}  # sums over examples of the step's own metrics (this rank)
         bar = _bar(len(batches), f"epoch {epoch + 1}/{config.epochs}", self.progress and self.dist.is_main)
         for batch, held in zip(batches, held_batches):
-            augment = crop_flip_params(len(batch), augment_rng) if config.augment else None
-            held_augment = crop_flip_params(len(held), held_augment_rng) if config.augment and held is not None else None
+            augment = self.data_module.augment_params(len(batch), augment_rng) if config.augment else None
+            held_augment = (self.data_module.augment_params(len(held), held_augment_rng)
+                            if config.augment and held is not None else None)
             local = self._shard(batch)
             out = self.step.step(Batch(local, self._shard(augment), self._shard(held), self._shard(held_augment), epoch))
             for path in ([out.path] if out.path is not None else []) + list(out.paths):
@@ -364,10 +364,12 @@ class OneShotTrainer:
             self.activate(self.step.validation_path(rng))
             if calibration:
                 recalibrate_bn(self.supernet, calibration, recipe="cumulative")
-            x = self.x_valid[start:start + size].to(self.device)
-            y = self.y_valid[start:start + size].to(self.device)
-            logits = self.supernet(x)
-            sums += [m(logits, y) for m in self.metrics.values()]
+            pair = self.data_module.monitor(self.x_valid[start:start + size].to(self.device),
+                                            self.y_valid[start:start + size].to(self.device))
+            if pair is None:  # the data module defines no score (two views): nothing to monitor
+                return {f"test_{name}": None for name in self.metrics}
+            outputs = self.supernet(pair[0])
+            sums += [m(outputs, pair[1]) for m in self.metrics.values()]
         for name, buffer in self.supernet.named_buffers():
             if name in buffers:
                 buffer.copy_(buffers[name])
@@ -385,15 +387,24 @@ class OneShotTrainer:
         self.supernet.train()
         self.activate(path)
         size = int(batch_size or self.config.eval_batch_size)
+        score = self.score
         hits = loss = 0.0
         for start in range(0, len(self.x_held), size):
-            logits = self.supernet(self.x_held[start:start + size])
-            targets = self.y_held[start:start + size]
-            hits += self.step.score(logits, targets)
-            loss += float(self.loss(logits, targets)) * len(targets)
+            pair = self.data_module.monitor(self.x_held[start:start + size], self.y_held[start:start + size])
+            if pair is None or score is None:
+                raise ConfigError(f"neither the {self.config.step} step nor the {self.config.data} data defines a "
+                                  f"score to select held-out examples by")
+            outputs, targets = self.supernet(pair[0]), pair[1]
+            hits += score(outputs, targets)
+            loss += float(self.loss(outputs, targets)) * len(targets)
         for name, buffer in self.supernet.named_buffers():
             buffer.copy_(buffers[name])
         return hits / len(self.x_held), loss / len(self.x_held)
+
+    @property
+    def score(self):
+        """What selection maximises: the step's ``score``, else the data module's (top-1, PSNR)."""
+        return self.step.score or self.data_module.score
 
     # --- the run ----------------------------------------------------------------------------------
     def fit(self, until: Optional[int] = None) -> List[Dict[str, Any]]:
