@@ -8,7 +8,7 @@ from torch.nn import functional as F
 from nastk.datasets import ImageDataset
 from nastk.errors import ConfigError
 from nastk.oneshot.datamodules import ImagePairs, TwoViews, make_data_module, psnr_sum
-from nastk.oneshot.steps import STEPS, StepOutput, TrainingStep, register_step, weight_optimizer
+from nastk.oneshot.steps import StepOutput, TrainingStep, weight_optimizer
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer
 from nastk.supernet import ChoicePoint, Supernet, decisions_of
 from toy_steps import ToySpace, ToySupernet
@@ -45,13 +45,9 @@ class TwoViewStep(TrainingStep):
         return StepOutput(loss.detach(), path=path)
 
 
-if TwoViewStep.name not in STEPS:
-    register_step(TwoViewStep.name, TwoViewStep)
-
-
 def test_two_views_are_independent_augmentations_and_monitoring_is_skipped(tmp_path):
     def trainer(augment):
-        config = OneShotConfig(space="toy-elastic", data="two_views", step="test_two_views", epochs=1, batch_size=16,
+        config = OneShotConfig(space="toy-elastic", data="two_views", step=f"{__name__}:TwoViewStep", epochs=1, batch_size=16,
                                valid_size=16, augment=augment, lr=0.01)
         return OneShotTrainer(config, tmp_path / str(augment), data=images(size=4), progress=False,
                               supernet=ToySupernet())
