@@ -8,6 +8,7 @@ BN/bias, label smoothing 0.1, gradient clipping by value 1.0, batch 128, crop + 
 momentum 0 while training (BigNAS rule 6). Methods, all through the one ``sandwich`` step:
 
 * ``uniform``: one random child per batch, labels (SPOS-style uniform single path), 4x the epochs;
+* ``uniform_equal_steps``: the same at the sandwich's epochs (equal optimizer steps, a quarter of the compute);
 * ``sandwich``: largest, 2 random, smallest per batch, all on labels;
 * ``sandwich_kd``: the same children, the smaller three on the largest's soft output (in-place KD).
 
@@ -39,10 +40,14 @@ import numpy as np
 
 METHODS = {
     "uniform": {"random_children": 1, "include_extremes": False, "inplace_distillation": False},
+    "uniform_equal_steps": {"random_children": 1, "include_extremes": False, "inplace_distillation": False},
     "sandwich": {"random_children": 2, "include_extremes": True, "inplace_distillation": False},
     "sandwich_kd": {"random_children": 2, "include_extremes": True, "inplace_distillation": True},
 }
 CHILDREN_PER_STEP = {name: o["random_children"] + (2 if o["include_extremes"] else 0) for name, o in METHODS.items()}
+#: uniform_equal_steps: uniform single path at the sandwich's number of optimizer steps (a quarter of its compute),
+#: the comparison methods.md 12.3's acceptance (ii) names; every other method gets equal child passes
+EQUAL_STEPS = {"uniform_equal_steps"}
 CHILD_SEED = 1234  # the fixed list of random children (the same for every method and seed)
 
 
@@ -73,7 +78,7 @@ def base_options(args, seed: int) -> dict:
 def config_for(args, method: str, seed: int):
     from nastk.oneshot.trainer import OneShotConfig
 
-    epochs = args.epochs * CHILDREN_PER_STEP["sandwich"] // CHILDREN_PER_STEP[method]
+    epochs = args.epochs if method in EQUAL_STEPS else args.epochs * CHILDREN_PER_STEP["sandwich"] // CHILDREN_PER_STEP[method]
     return OneShotConfig.for_step("sandwich", step_options=METHODS[method], epochs=epochs, **base_options(args, seed))
 
 
@@ -84,14 +89,26 @@ def fixed_children(space, count: int):
 
 
 def evaluate(supernet, archs, data, calibration, device) -> dict:
-    """Test and held-out accuracy of each child after recalibration, and test accuracy without it."""
+    """Test accuracy of each child without recalibration (first: the running statistics as trained), then
+    test and held-out accuracy after per-child recalibration."""
+    no_recalibration = negative_control(supernet, archs, data, device)
     from nastk.oneshot.ranking import inherited_accuracies
 
     (x_test, y_test), (x_held, y_held) = data
     common = dict(device=device, batch_size=500)
     return {"test": inherited_accuracies(supernet, archs, x_test, y_test, calibration=calibration, **common).tolist(),
             "held_out": inherited_accuracies(supernet, archs, x_held, y_held, calibration=calibration, **common).tolist(),
-            "test_no_recalibration": inherited_accuracies(supernet, archs, x_test, y_test, **common).tolist()}
+            **no_recalibration}
+
+
+def negative_control(supernet, archs, data, device) -> dict:
+    """Test accuracy with the running statistics as trained (BN momentum 0: never updated). Must run on a
+    freshly loaded supernet: a recalibration leaves its child's statistics behind."""
+    from nastk.oneshot.ranking import inherited_accuracies
+
+    (x_test, y_test), _ = data
+    return {"test_no_recalibration": inherited_accuracies(supernet, archs, x_test, y_test, device=device,
+                                                          batch_size=500).tolist(), "negative_control_fresh": True}
 
 
 def eval_data(config):
@@ -111,11 +128,15 @@ def run_supernet(args, method: str, seed: int) -> dict:
     folder = Path(args.work) / f"{method}-seed{seed}"
     result_path = folder / "result.json"
     if result_path.is_file():
-        return json.loads(result_path.read_text())
+        result = json.loads(result_path.read_text())
+        if not result.get("negative_control_fresh"):  # an earlier version measured it after recalibrating
+            supernet, config, _ = load_trained(folder, args.device)
+            archs = [supernet.space.from_str(a) for a in result["archs"]]
+            result.update(negative_control(supernet, archs, eval_data(config)[2], args.device))
+            result_path.write_text(json.dumps(result, indent=1))
+        return result
     config = config_for(args, method, seed)
-    started = time.perf_counter()
     summary = train(config, folder, resume=(folder / "config.json").is_file(), device=args.device, progress=False)
-    train_s = time.perf_counter() - started
     supernet, config, _ = load_trained(folder, args.device)
     space = supernet.space
     _, x_train, data = eval_data(config)
@@ -124,10 +145,10 @@ def run_supernet(args, method: str, seed: int) -> dict:
     archs = [space.largest(), space.smallest()] + fixed_children(space, args.children)
     scores = evaluate(supernet, archs, data, calibration, args.device)
     steps = summary and json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1])
+    history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     result = {"method": method, "seed": seed, "epochs": config.epochs, "config": config.to_dict(),
-              "child_passes": CHILDREN_PER_STEP[method] * sum(json.loads(line)["steps"] for line in
-                                                               (folder / "metrics.jsonl").read_text().splitlines()),
-              "train_s": round(train_s, 1), "final_train_loss": steps["train_loss"],
+              "child_passes": CHILDREN_PER_STEP[method] * sum(record["steps"] for record in history),
+              "train_s": round(sum(record["epoch_s"] for record in history), 1), "final_train_loss": steps["train_loss"],
               "archs": [a.to_str() for a in archs], **scores}
     result_path.write_text(json.dumps(result, indent=1))
     return result
@@ -196,6 +217,8 @@ def write_report(args, results, standalone, wall_s: float) -> None:
     truth = {r["arch"]: r["test"] for r in standalone}
     rows = []
     for r in results:
+        history = Path(args.work, f"{r['method']}-seed{r['seed']}", "metrics.jsonl").read_text().splitlines()
+        r["train_s"] = round(sum(json.loads(line)["epoch_s"] for line in history), 1)  # all sessions of the run
         children_test = r["test"][2:]
         held = {a: s for a, s in zip(r["archs"][2:], r["held_out"][2:])}
         common = [a for a in truth if a in held]
@@ -213,11 +236,11 @@ def write_report(args, results, standalone, wall_s: float) -> None:
 
     lines = ["# Uniform single path vs sandwich vs sandwich + in-place distillation (tiny MBConv, CIFAR-10 subset)", "",
              f"Command: `NASTK_DATA=../shared/benchmarks .venv/bin/python scripts/reproduce_sandwich_mbconv.py --jobs {args.jobs}"
-             f"{'' if args.epochs == 8 else f' --epochs {args.epochs}'}`; machine: {platform.processor() or platform.machine()}, "
+             f"{'' if args.epochs == 8 else f' --epochs {args.epochs}'}{'' if args.standalone_epochs == 15 else f' --standalone-epochs {args.standalone_epochs}'}`; machine: {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} cores, one thread per run, wall {wall_s / 60:.0f} min; seeds {args.seeds}.", "",
              f"Setting: space `mobilenet` (methods.md 12.3), {args.train_size} training images of which {args.held_out:.0%} "
              f"held out, 1,000 test images, BigNAS recipe, BN momentum 0 while training; {args.epochs} epochs for the "
-             f"4-child methods, {args.epochs * 4} for uniform (equal child forward-backward passes: "
+             f"4-child methods and uniform_equal_steps, {args.epochs * 4} for uniform (child forward-backward passes: "
              + ", ".join(f"{m} {rows[[r['method'] for r in rows].index(m)]['child_passes']}" for m in methods) + "). "
              f"Every child recalibrated (cumulative BN statistics, {args.calibration[0]} x {args.calibration[1]} training "
              f"images) before it is scored. Test accuracy is reported only; Kendall tau uses the supernet's held-out "
@@ -232,7 +255,8 @@ def write_report(args, results, standalone, wall_s: float) -> None:
             cells.append(f"{mean:.3f} ± {sd:.3f}" if key == "kendall" else f"{mean:.2f} ± {sd:.2f}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "Mean ± sample std over seeds. Paired differences (same seed), two-sided paired t-test:", ""]
-    for a, b in (("sandwich", "uniform"), ("sandwich_kd", "uniform"), ("sandwich_kd", "sandwich")):
+    for a, b in (("sandwich", "uniform"), ("sandwich_kd", "uniform"), ("sandwich_kd", "sandwich"),
+                 ("sandwich", "uniform_equal_steps")):
         if a in methods and b in methods:
             for key in ("largest", "smallest", "mean", "kendall"):
                 pairs = [(x[key], y[key]) for x in rows for y in rows if x["method"] == a and y["method"] == b
