@@ -1,13 +1,16 @@
 """The ``nastk`` command line. Each sub-command lives in :mod:`nastk.commands` and registers itself.
 
 Every :class:`~nastk.errors.NastkError` (and every usage error) becomes one line on stderr and exit
-status 2, never a traceback.
+status 2, never a traceback. Anything else that escapes a command is a bug, not bad input: the
+last-resort handler prints it as one line naming the exception, with a pointer to ``--debug``
+(a global flag, accepted anywhere on the command line), which prints the traceback; exit status 1.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+import traceback
 from typing import List, Optional
 
 from nastk.errors import NastkError
@@ -70,13 +73,18 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"nastk: error: {message} (see '{self.prog} --help')\n")
 
 
+#: The flag that makes every error print its traceback (taken out of the arguments wherever it stands).
+DEBUG_FLAG = "--debug"
 #: Longest error message printed; a message quoting a huge input is cut, not echoed whole.
 MAX_MESSAGE = 400
 
 
-def one_line(message: str) -> str:
-    """A message as one line of readable length."""
-    message = " ".join(message.split())
+def one_line(message: str, secrets=()) -> str:
+    """A message as one line of readable length, without passwords (those of the URLs in ``secrets`` and
+    anything shaped like a URL password: :func:`nastk.redaction.redact`)."""
+    from nastk.redaction import redact
+
+    message = " ".join(redact(message, secrets).split())
     if len(message) <= MAX_MESSAGE:
         return message
     return f"{message[:MAX_MESSAGE]}... (message cut, {len(message)} characters)"
@@ -87,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = OneLineParser(prog="nastk", description="Neural architecture search toolkit.")
     parser.add_argument("--version", action="version", version=f"nastk {__version__}")
+    parser.add_argument(DEBUG_FLAG, action="store_true", default=argparse.SUPPRESS, help="print the traceback of an error (nastk's own "
+                        "one-line errors and unexpected ones); accepted anywhere on the command line")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMAND_MODULES:
         try:
@@ -100,25 +110,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        # `nastk` with no command runs the embedded default search.
-        args = parser.parse_args(["search"] + list(argv if argv is not None else sys.argv[1:]))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv[:argv.index("--")] if "--" in argv else DEBUG_FLAG in argv
+    if debug:
+        argv.remove(DEBUG_FLAG)
     try:
-        if getattr(args, "device", None) is not None:  # every command that runs a network takes --device
-            from nastk.devices import check_device
-
-            check_device(args.device)
-        return int(args.func(args) or 0)
+        return _run(argv)
     except NastkError as error:
-        print(f"nastk: error: {one_line(str(error))}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"nastk: error: {one_line(str(error), _storage_urls(argv))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into head and the like
         return 0
     except KeyboardInterrupt:
         print("nastk: interrupted; journaled evaluations are kept (use --resume)", file=sys.stderr)
         return 130
+    except Exception as error:  # the last resort: a bug, not bad input
+        if debug:
+            traceback.print_exc()
+        print(f"nastk: unexpected error: {one_line(unexpected(error), _storage_urls(argv))}"
+              + ("" if debug else f" (rerun with {DEBUG_FLAG} for the traceback)"), file=sys.stderr)
+        return 1
+
+
+def _storage_urls(argv: List[str]) -> List[str]:
+    """The database URLs given on the command line (``--storage URL`` or ``--storage=URL``)."""
+    urls = [argv[i + 1] for i, word in enumerate(argv[:-1]) if word == "--storage"]
+    return urls + [word.split("=", 1)[1] for word in argv if word.startswith("--storage=")]
+
+
+def unexpected(error: BaseException) -> str:
+    """An exception nastk did not raise on purpose, as one line: its type, message and where it happened."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    message = str(error)
+    return f"{type(error).__name__}{': ' + message if message else ''}{where}"
+
+
+def _run(argv: List[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        # `nastk` with no command runs the embedded default search.
+        args = parser.parse_args(["search"] + argv)
+    if getattr(args, "device", None) is not None:  # every command that runs a network takes --device
+        from nastk.devices import check_device
+
+        check_device(args.device)
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,15 @@ from typing import Callable, Dict, Optional
 import numpy as np
 import torch
 
-from nastk.errors import MissingDataError, UnknownNameError
-from nastk.paths import data_file
+from nastk.errors import CorruptDataError, MissingDataError, UnknownNameError
+from nastk.paths import data_file, verify_sha256
+from nastk.readers import ImageArrays, read_image_set
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+#: the shared CIFAR-10 subset and its sha256 (from the data folder's README)
+CIFAR10_SUBSET = "images/cifar10_subset_5k1k.npz"
+CIFAR10_SUBSET_SHA256 = "a3dbf539be1dbca1917e145e42e5654752bbe6d4747006c0c1233e0d336a9b1c"
 
 
 @dataclass
@@ -66,19 +70,21 @@ def load_digits(test_fraction: float = 0.25, seed: int = 0, size: int = 16) -> I
 
 def load_cifar10_subset(data_root: Optional[str] = None) -> ImageDataset:
     """The shared real CIFAR-10 subset (5,000 train + 1,000 test), with the standard normalisation."""
-    path = data_file("images/cifar10_subset_5k1k.npz", data_root)
-    with np.load(path) as archive:
-        x_train, y_train = archive["x_train"], archive["y_train"]
-        x_test, y_test = archive["x_test"], archive["y_test"]
-    to_nchw = lambda images: images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0  # noqa: E731
-    return ImageDataset(
-        "cifar10",
-        _normalise(to_nchw(x_train), CIFAR10_MEAN, CIFAR10_STD),
-        torch.from_numpy(y_train.astype(np.int64)),
-        _normalise(to_nchw(x_test), CIFAR10_MEAN, CIFAR10_STD),
-        torch.from_numpy(y_test.astype(np.int64)),
-        num_classes=10,
-    )
+    path = data_file(CIFAR10_SUBSET, data_root)
+    verify_sha256(path, CIFAR10_SUBSET_SHA256)  # the shared file as published (any flipped bit is caught)
+    images = read_image_set(path, "shared CIFAR-10 subset")
+    if images.num_classes != 10:
+        raise CorruptDataError(f"shared CIFAR-10 subset {path} holds {images.num_classes} classes, not 10")
+    return image_dataset("cifar10", images)
+
+
+def image_dataset(name: str, images: ImageArrays) -> ImageDataset:
+    """Checked uint8 NHWC images (:func:`nastk.readers.read_image_set`) as a normalised NCHW dataset."""
+    to_nchw = lambda x: _normalise(x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0,  # noqa: E731
+                                   CIFAR10_MEAN, CIFAR10_STD)
+    return ImageDataset(name, to_nchw(images.x_train), torch.from_numpy(images.y_train.astype(np.int64)),
+                        to_nchw(images.x_test), torch.from_numpy(images.y_test.astype(np.int64)),
+                        num_classes=images.num_classes)
 
 
 def _unavailable(name: str) -> Callable[..., ImageDataset]:

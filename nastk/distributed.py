@@ -46,12 +46,13 @@ import optuna
 from optuna.trial import TrialState
 
 from nastk.engine import Backend, Proposal, drive
-from nastk.errors import ConfigError, RunError
+from nastk.errors import ConfigError, RunError, WriteError
 from nastk.evaluator import Evaluator, Result
 from nastk.evaluators import run_evaluator
+from nastk.redaction import hide_password, redact
 from nastk.run import Run
 from nastk.space import get_space
-from nastk.strategy import make_strategy
+from nastk.strategy import run_strategy
 from nastk.trial import SearchOutcome, Stop, Trial
 
 JOURNAL_FILE = "optuna_journal.log"
@@ -76,12 +77,15 @@ class StorageSpec:
     def open(self):
         """A fresh optuna storage (each process opens its own; connections must not cross a fork)."""
         if self.url is None:
-            from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
+            from optuna.storages.journal import JournalFileOpenLock, JournalStorage
+
+            from nastk.study_journal import WholeLineJournalBackend
 
             path = str(Path(self.run_dir) / JOURNAL_FILE)
             # A worker killed while appending leaves the lock behind; writes take microseconds, so
-            # waiting 5 s (not optuna's default 30 s) before breaking it is safe.
-            return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path, grace_period=5)))
+            # waiting 5 s (not optuna's default 30 s) before breaking it is safe. Appends are whole
+            # lines or nothing (a full disk leaves no torn line that would block every later resume).
+            return JournalStorage(WholeLineJournalBackend(path, lock_obj=JournalFileOpenLock(path, grace_period=5)))
         if "://" not in self.url:
             raise ConfigError("--storage must be a database URL such as postgresql://user:password@host/db; "
                               "the value given has no scheme:// (not echoed: it may hold a password)")
@@ -95,9 +99,9 @@ class StorageSpec:
             except ModuleNotFoundError as error:
                 raise ConfigError(f"--storage {self.display()} needs the database driver {error.name!r} "
                                   f"(PostgreSQL: pip install psycopg2-binary)") from None
-            except Exception as error:  # SQLAlchemy connection and URL errors
+            except Exception as error:  # SQLAlchemy connection and URL errors (a driver may quote the URL)
                 first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise RunError(f"cannot open study storage {self.display()}: {first}") from None
+                raise RunError(f"cannot open study storage {self.display()}: {redact(first, [self.url])}") from None
 
     @property
     def has_heartbeat(self) -> bool:
@@ -107,12 +111,7 @@ class StorageSpec:
         """The storage without its password, for summaries and messages."""
         if self.url is None:
             return str(Path(self.run_dir) / JOURNAL_FILE)
-        try:
-            from sqlalchemy.engine import make_url
-
-            return make_url(database_url(self.url)).render_as_string(hide_password=True)
-        except Exception:
-            return self.url.split("@")[-1]
+        return hide_password(self.url)  # query-string passwords (?password=...) too
 
 
 def database_url(url: str) -> str:
@@ -141,7 +140,7 @@ def worker_label(pid: Optional[int] = None) -> str:
 def _strategy(config: Dict[str, Any], seed: int):
     from nastk.strategies.optuna_search import OptunaStrategy
 
-    strategy = make_strategy(config["strategy"], get_space(config["space"]), seed=seed, **config["strategy_options"])
+    strategy = run_strategy(config, get_space(config["space"]), seed)
     if not isinstance(strategy, OptunaStrategy):
         from nastk.strategy import STRATEGIES
 
@@ -341,8 +340,8 @@ def check_study(config: Dict[str, Any], workers: int, storage: Optional[str]):
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     strategy = _strategy(config, config["seed"])
-    if storage is not None and "://" not in storage:
-        StorageSpec(storage, "").open()  # raises the ConfigError that explains the URL form
+    if storage is not None:  # a URL without a scheme, a missing driver, a refused connection: said before any write
+        StorageSpec(storage, "").open()
     return strategy
 
 
@@ -361,6 +360,10 @@ def run_study(config: Dict[str, Any], run: Run, workers: int = 1, storage: Optio
     """
     strategy = check_study(config, workers, storage)  # before any process starts
     spec = StorageSpec(storage, str(run.directory), *heartbeat)
+    if storage is None:  # a journal an older nastk left torn (disk full) is made readable again
+        from nastk.study_journal import repair_journal
+
+        repair_journal(run.directory / JOURNAL_FILE)
     study = open_study(config, spec, strategy.directions)
     name = study.study_name
     if not spec.has_heartbeat:
@@ -383,6 +386,10 @@ def run_study(config: Dict[str, Any], run: Run, workers: int = 1, storage: Optio
     failures: List[str] = []
     try:
         failures = _supervise(study, processes, errors, progress, poll_s, spawn, replacements, stop, started)
+    except WriteError as error:  # the study journal cannot be written (disk full): kept whole, resumable
+        _stop(study, processes)
+        raise WriteError(f"{error} ({_complete(study)}/{config['budget']} evaluations recorded; fix and --resume)",
+                         error.path, error.errno) from None
     except BaseException:
         _stop(study, processes)
         raise
@@ -448,7 +455,10 @@ def _stop(study, processes) -> None:
     for process in processes:
         process.join()
         if process.exitcode != 0:
-            recover(study, worker_label(process.pid))
+            try:
+                recover(study, worker_label(process.pid))
+            except WriteError:  # the study cannot be written now (disk full): the next run or resume recovers it
+                pass
 
 
 def _complete(study: optuna.Study) -> int:

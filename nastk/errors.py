@@ -24,6 +24,11 @@ class UnknownNameError(NastkError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class PluginError(UnknownNameError):
+    """A plug-in name resolves to something unusable: a module that fails to import (its own error, one
+    line) or an object of the wrong kind (a function where a Strategy subclass belongs)."""
+
+
 class DataError(NastkError):
     """A data file is missing, unreadable or fails its integrity check."""
 
@@ -46,6 +51,16 @@ class ConfigError(NastkError, ValueError):
 
 class RunError(NastkError):
     """A run folder is inconsistent with the requested run (e.g. resuming with another config)."""
+
+
+class WriteError(NastkError):
+    """A file or folder could not be written: read-only file system, no space left, a path component
+    that is a file, a target that is a folder, permission denied. Raised by the one writer
+    (:mod:`nastk.paths`) with the path and the cause; nothing half-written is left behind."""
+
+    def __init__(self, message: str, path=None, errno=None):
+        super().__init__(message)
+        self.path, self.errno = path, errno
 
 
 class EvaluationError(NastkError):

@@ -116,6 +116,9 @@ class Evaluator(abc.ABC):
     full_size_networks: bool = False
     #: A training-free evaluator whose winner is also reported with the space's benchmark ground truth.
     reports_benchmark: bool = False
+    #: Whether a finished search has retrained its winner (:meth:`final_model`), so its run folder must hold
+    #: the weights (``winner.pt``) that ``nastk export`` loads.
+    retrains_winner: bool = False
     #: Values of options added later that a run config written before they existed implicitly used
     #: (read back in their place, so a resumed run keeps scoring as it did).
     UNRECORDED_DEFAULTS: Dict[str, Any] = {}
@@ -134,6 +137,13 @@ class Evaluator(abc.ABC):
     @classmethod
     def settle_config(cls, space, config: Dict[str, Any]) -> None:
         """Fill in or check a new run config's evaluator mapping before anything runs (default: as is)."""
+
+    @classmethod
+    def fingerprint(cls, config: Dict[str, Any]) -> Optional[str]:
+        """A digest of the file this evaluator's results come from (a saved predictor, a supernet's
+        checkpoint), or None when there is none. The run config records it (``evaluator.fingerprint``), so
+        a run whose file was replaced is refused on resume instead of mixing two evaluators in one journal."""
+        return None
 
     @abc.abstractmethod
     def evaluate(self, arch: Architecture) -> Result:

@@ -25,8 +25,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from nastk.errors import ConfigError, RunError
-from nastk.paths import atomic_write
+from nastk.errors import ConfigError, NastkError, RunError
+from nastk.paths import atomic_write, check_writable
 from nastk.runs import RunView
 
 WINNER = "winner.pt"
@@ -72,6 +72,10 @@ def winner_model(run: RunView):
     model = space.build(arch, classes, **build)
     weights = "initialised (the run's evaluator did not retrain the winner)"
     saved = run.directory / WINNER
+    if not saved.is_file() and run.summary is not None and _retrains_winner(evaluator.get("kind")):
+        raise RunError(f"{saved} is missing: the run finished and retrained its winner, whose weights it kept there; "
+                       f"exporting without them would give an untrained network (restore the file, or rerun the "
+                       f"search into a new --run-dir)")
     if saved.is_file():
         try:
             held = torch.load(saved, map_location="cpu", weights_only=True)
@@ -88,6 +92,15 @@ def winner_model(run: RunView):
             "input_shape": list(input_shape), "dataset": dataset, "weights": weights,
             "objective": run.best_objective, "run": str(run.directory)}
     return model, info
+
+
+def _retrains_winner(kind) -> bool:
+    from nastk.evaluators import evaluator_class
+
+    try:
+        return bool(evaluator_class(kind).retrains_winner)
+    except NastkError:  # an evaluator this installation lacks: its run keeps what it kept
+        return False
 
 
 def supernet_child(run_dir, arch: str, bn_calibration: Optional[int] = None, bn_recipe: str = "cumulative",
@@ -156,6 +169,7 @@ def _check_target(out, fmt: str) -> None:
         raise ConfigError(f"unknown export format {fmt!r}; use torchscript or state-dict")
     if Path(out).is_dir():
         raise ConfigError(f"--out {out} is a folder; give a file name such as {Path(out) / 'model.pt'}")
+    check_writable(out)  # a read-only folder or a parent that is a file: refused before the model is built
 
 
 def write_model(model, info: Dict[str, Any], out, fmt: str = "torchscript") -> Dict[str, Any]:
@@ -167,12 +181,10 @@ def write_model(model, info: Dict[str, Any], out, fmt: str = "torchscript") -> D
     out = Path(out)
     if fmt == "state-dict":
         _check_rebuilds(model, info)
-        out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(out, "wb") as handle:
             torch.save({**info, "state_dict": model.state_dict()}, handle)
         return {**info, "file": str(out), "format": fmt}
     example = torch.randn(2, *info["input_shape"], generator=torch.Generator().manual_seed(0))
-    out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
         # torch >= 2.10 marks TorchScript deprecated in favour of torch.export; it is still the format
         # that loads with a bare `torch.jit.load`, so it stays the default while torch ships it.

@@ -367,10 +367,9 @@ def write_report(report: Dict[str, Any], out_dir, name: str, command: str) -> Di
     """``<name>.md``, ``<name>.json`` and ``<name>_anytime.png`` in ``out_dir``; returns their paths."""
     import json
 
-    from nastk.paths import atomic_write
+    from nastk.paths import atomic_write, make_folder
 
-    out = check_out_dir(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(check_out_dir(out_dir))
     paths = {"markdown": out / f"{name}.md", "json": out / f"{name}.json", "plot": out / f"{name}_anytime.png"}
     plot_anytime(report, paths["plot"])
     with atomic_write(paths["json"], "w") as handle:
@@ -504,6 +503,8 @@ def plot_anytime(report: Dict[str, Any], path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from nastk.paths import save_figure
+
     datasets, strategies = report["settings"]["datasets"], report["settings"]["strategies"]
     optimum = report["optimum"]
     rows = 2 if report["equal_time"] else 1
@@ -533,5 +534,7 @@ def plot_anytime(report: Dict[str, Any], path) -> None:
             axes[1][column].set_xlabel("simulated training time (h)")
     axes[0][0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)

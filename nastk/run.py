@@ -9,19 +9,33 @@ and evaluates only what is missing.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from nastk.engine import Backend, Proposal, drive
-from nastk.errors import RunError
+from nastk.errors import RunError, WriteError
 from nastk.evaluator import Evaluator, Result
-from nastk.paths import LOCK_FILE, atomic_write, lock_folder
+from nastk.paths import LOCK_FILE, append_lines, atomic_write, lock_folder, os_error_cause
+from nastk.readers import MAX_CONFIG_BYTES, Unreadable, loads, read_json
 from nastk.strategy import Strategy
-from nastk.trial import SearchOutcome, Stop, Trial, is_record
+from nastk.trial import SearchOutcome, Stop, Trial, record_problem
 
 CONFIG, JOURNAL, SUMMARY = "config.json", "journal.jsonl", "summary.json"
+
+
+def require_resumable(directory, what: str = "run") -> Path:
+    """``directory`` when it holds a run to resume (its ``config.json``); otherwise a :class:`RunError`
+    saying there is nothing to resume, so a mistyped ``--run-dir`` with ``--resume`` never starts a
+    fresh run."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise RunError(f"nothing to resume: {directory} does not exist (a typo? without --resume a new {what} "
+                       f"starts there)")
+    if not (directory / CONFIG).is_file():
+        raise RunError(f"nothing to resume: {directory} holds no {what} (no {CONFIG}; without --resume a new "
+                       f"{what} starts there)")
+    return directory
 
 
 class Run:
@@ -40,7 +54,12 @@ class Run:
         #: the upgrade may add top-level keys too (a one-shot config's new field at its default changes nothing;
         #: a search config's new top-level key, such as objectives, would)
         self.upgrade_adds_fields = upgrade_adds_fields
-        created = not self.directory.exists()
+        # the folders _claim makes: the run folder and its missing parents, innermost first
+        created = []
+        for folder in (self.directory, *self.directory.parents):
+            if folder.exists() or folder.is_symlink():
+                break
+            created.append(folder)
         lock_created = not (self.directory / LOCK_FILE).exists()
         self.release = self._claim()
         try:
@@ -49,8 +68,11 @@ class Run:
             if lock_created:  # a refused run leaves nothing behind
                 (self.directory / LOCK_FILE).unlink(missing_ok=True)
             self.release()
-            if created:
-                self.directory.rmdir()
+            for folder in created:  # not even the parent folders made for it
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
             raise
 
     def __enter__(self) -> "Run":
@@ -67,7 +89,7 @@ class Run:
             self.directory.mkdir(parents=True, exist_ok=True)
             return lock_folder(self.directory)
         except OSError as error:
-            raise RunError(f"cannot write to run folder {self.directory}: {error.strerror or error}") from None
+            raise RunError(f"cannot write to run folder {self.directory}: {os_error_cause(self.directory, error)}") from None
 
     def _check_or_create(self, config: Dict[str, Any], resume: bool) -> None:
         config_path = self.directory / CONFIG
@@ -121,12 +143,15 @@ class Run:
         """Journaled evaluations; a torn last line (killed mid-write) is dropped with a warning."""
         if not self.journal_path.exists():
             return []
-        lines = self.journal_path.read_bytes().splitlines()
+        try:
+            lines = self.journal_path.read_bytes().splitlines()
+        except OSError as error:  # e.g. journal.jsonl is a folder
+            raise RunError(f"cannot read journal {self.journal_path}: {os_error_cause(self.journal_path, error)}") from None
         records = []
         for number, line in enumerate(lines):
             try:
-                record = json.loads(line.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError):
+                record = loads(line)  # size and depth bounded (nastk.readers)
+            except Unreadable:
                 if number == len(lines) - 1:
                     warnings.warn(f"dropping a partly written last journal line in {self.journal_path}")
                     self._truncate(len(records))
@@ -141,24 +166,60 @@ class Run:
             handle.write(b"".join(line + b"\n" for line in lines))
 
     def append(self, record: Dict[str, Any]) -> None:
-        with open(self.journal_path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        """One journal line, fsynced; a failed write (disk full) leaves the journal as it was."""
+        try:
+            append_lines(self.journal_path, json.dumps(record))
+        except WriteError as error:
+            raise WriteError(f"{error}; the journal keeps the evaluations before this one (resume once fixed)",
+                             error.path, error.errno) from None
 
     def write_summary(self, summary: Dict[str, Any]) -> None:
         with atomic_write(self.directory / SUMMARY, "w") as handle:
             json.dump(summary, handle, indent=2)
 
 
+#: what :func:`journal_lines` says of a partly written last line
+TORN_LAST_LINE = "a partly written last line (a killed run; resume repairs it)"
+
+
+def journal_lines(path: Path) -> List[Tuple[int, Optional[Dict[str, Any]], Optional[str]]]:
+    """Every journal line as ``(line number, record, None)`` or ``(line number, None, what is wrong)``: not JSON
+    within the limits of :mod:`nastk.readers`, or not an evaluation record of its step
+    (:func:`nastk.trial.record_problem`: an impossible cost, a metric that is not a number). The one reader of
+    journals for resume checks and the runs browser."""
+    try:
+        lines = Path(path).read_bytes().splitlines()
+    except OSError as error:
+        raise RunError(f"cannot read journal {path}: {error.strerror or error}") from None
+    out = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = loads(line)
+        except Unreadable as reason:
+            out.append((number, None, TORN_LAST_LINE if number == len(lines) else f"it {reason}"))
+            continue
+        problem = record_problem(record, number - 1)
+        out.append((number, None, problem) if problem else (number, record, None))  # a record or a problem
+    return out
+
+
+def check_journal(directory) -> None:
+    """Refuse, with one :class:`RunError` line, a run folder whose journal would not replay (a partly written
+    last line excepted: resume drops it). Read-only, so a resume calls it before it changes anything."""
+    path = Path(directory) / JOURNAL
+    if path.is_file():
+        for number, record, problem in journal_lines(path):
+            if problem and problem != TORN_LAST_LINE:
+                what = f"is corrupt: {problem}" if record is None and problem.startswith("it ") else \
+                    f"is not an evaluation record of this run: {problem}"
+                raise RunError(f"journal {path} line {number} {what}")
+
+
 def _read_saved_config(path: Path) -> Dict[str, Any]:
     try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as error:
-        raise RunError(f"cannot resume: run config {path} is unreadable ({type(error).__name__})") from None
-    if not isinstance(saved, dict):
-        raise RunError(f"cannot resume: run config {path} does not hold a mapping")
-    return saved
+        return read_json(path, "run config", RunError, max_bytes=MAX_CONFIG_BYTES)
+    except RunError as error:
+        raise RunError(f"cannot resume: {error}") from None
 
 
 def _only_adds(old: Dict[str, Any], new: Dict[str, Any], depth: int = 0, top_level: bool = False) -> bool:
@@ -198,9 +259,10 @@ class JournalBackend(Backend):
         if self.budget is not None and len(journal) > self.budget:
             raise RunError(f"the journal already holds {len(journal)} evaluations, more than the budget {self.budget}")
         for number, record in enumerate(journal):
-            if not is_record(record, number):
+            problem = record_problem(record, number)
+            if problem:
                 raise RunError(f"journal {self.run.journal_path} line {number + 1} is not an evaluation record of "
-                               f"this run (expected step {number}, arch and result)")
+                               f"this run: {problem}")
             arch = self.strategy.ask()
             if arch.to_str() != record["arch"]:
                 raise RunError(

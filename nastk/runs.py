@@ -6,7 +6,6 @@ that are not search runs (a supernet's, a reproduction's) are skipped by :func:`
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +13,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from nastk.errors import RunError
 from nastk.paths import folder_in_use
-from nastk.run import CONFIG, JOURNAL, SUMMARY
-from nastk.trial import Trial, is_record, objective_key
+from nastk.run import CONFIG, JOURNAL, SUMMARY, TORN_LAST_LINE, journal_lines
+from nastk.readers import MAX_CONFIG_BYTES, MAX_DOCUMENT_BYTES, read_json
+from nastk.trial import Trial, objective_key
 
 
 @dataclass
@@ -27,6 +27,18 @@ class RunView:
     trials: List[Trial] = field(default_factory=list)
     summary: Optional[Dict[str, Any]] = None
     in_use: bool = False
+    #: journal lines that are not evaluation records ("line N: why"); their evaluations are not in ``trials``
+    unreadable: List[str] = field(default_factory=list)
+    journal_lines: int = 0
+
+    @property
+    def journal_warning(self) -> Optional[str]:
+        """One line saying how many journal lines could not be read, or None when all could."""
+        if not self.unreadable:
+            return None
+        more = f" (and {len(self.unreadable) - 1} more)" if len(self.unreadable) > 1 else ""
+        return (f"journal {self.directory / JOURNAL}: {len(self.unreadable)} of {self.journal_lines} lines could not "
+                f"be read and are left out; {self.unreadable[0]}{more}")
 
     @property
     def evaluations(self) -> int:
@@ -88,33 +100,40 @@ def is_search_run(directory: Path) -> bool:
     if not config.is_file():
         return False
     try:
-        data = json.loads(config.read_text())
-    except (OSError, ValueError):
+        data = read_json(config, "run config", RunError, max_bytes=MAX_CONFIG_BYTES, mapping=False)
+    except RunError:
         return True  # a damaged search run is still listed (read_run says what is wrong)
     return isinstance(data, dict) and "strategy" in data and isinstance(data.get("evaluator"), dict)
 
 
-def read_run(directory) -> RunView:
-    """A search run folder; a :class:`RunError` naming the file when it is not one or is damaged."""
+def read_run(directory, partial: bool = False) -> RunView:
+    """A search run folder; a :class:`RunError` naming the file when it is not one or is damaged.
+
+    A journal line that is not an evaluation record (not JSON, nested too deeply, an impossible cost, a
+    metric that is not a number) makes the run damaged, unless ``partial``: then the run holds the records
+    it could read and ``unreadable`` names the others. A partly written last line (a killed run) is left
+    out either way, and named."""
     directory = Path(directory)
     if not directory.is_dir():
         raise RunError(f"run folder {directory} does not exist")
-    config = _read_mapping(directory / CONFIG, "run config")
+    config = _read_mapping(directory / CONFIG, "run config", MAX_CONFIG_BYTES)
     if "strategy" not in config or not isinstance(config.get("evaluator"), dict):
         raise RunError(f"{directory} is not a search run folder (its {CONFIG} has no strategy and evaluator)")
     view = RunView(directory, config, in_use=folder_in_use(directory))
     journal = directory / JOURNAL
-    if journal.is_file():
-        for number, line in enumerate(journal.read_bytes().splitlines()):
-            try:
-                record = json.loads(line.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                break  # a torn last line of a killed run; resume repairs it
-            if not is_record(record, number):
-                raise RunError(f"journal {journal} line {number + 1} is not an evaluation record")
-            view.trials.append(Trial.from_record(record))
+    if journal.is_file():  # every line that reads as an evaluation record; the others are counted and named
+        lines = journal_lines(journal)
+        for number, record, problem in lines:
+            if problem:
+                view.unreadable.append(f"line {number}: {problem}")
+            else:
+                view.trials.append(Trial.from_record(record))
+        view.journal_lines = len(lines)
+        torn_last = len(view.unreadable) == 1 and view.unreadable[0] == f"line {len(lines)}: {TORN_LAST_LINE}"
+        if view.unreadable and not partial and not torn_last:
+            raise RunError(view.journal_warning)
     if (directory / SUMMARY).is_file():
-        view.summary = _read_mapping(directory / SUMMARY, "run summary")
+        view.summary = _read_mapping(directory / SUMMARY, "run summary", MAX_DOCUMENT_BYTES)
     return view
 
 
@@ -135,13 +154,7 @@ def find_runs(root) -> Tuple[List[RunView], List[str]]:
     return runs, problems
 
 
-def _read_mapping(path: Path, what: str) -> Dict[str, Any]:
+def _read_mapping(path: Path, what: str, max_bytes: int) -> Dict[str, Any]:
     if not path.is_file():
         raise RunError(f"{path.parent} has no {path.name}: not a run folder")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise RunError(f"{what} {path} is unreadable ({type(error).__name__})") from None
-    if not isinstance(data, dict):
-        raise RunError(f"{what} {path} does not hold a mapping")
-    return data
+    return read_json(path, what, RunError, max_bytes=max_bytes)  # size, depth and shape checked (nastk.readers)

@@ -12,6 +12,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from nastk.architecture import Architecture
+from nastk.errors import CapabilityError, NastkError
 from nastk.evaluator import Result
 from nastk.options import Option
 from nastk.registry import Registry
@@ -29,6 +30,9 @@ class Strategy(abc.ABC):
     #: Settings of the whole run the strategy also receives as constructor keywords (``budget``,
     #: ``dataset``, ``objectives``: a multi-objective strategy lists the last).
     RUN_OPTIONS: Tuple[str, ...] = ()
+    #: True when the constructor takes ``pool``, a list of architectures to propose from (and nothing
+    #: else): a search of an incomplete benchmark gives it the benchmark's architectures (:func:`run_strategy`)
+    searches_pool: bool = False
 
     def __init__(self, space: SearchSpace, seed: int = 0):
         space.require(*self.requires)
@@ -56,7 +60,7 @@ class Strategy(abc.ABC):
         return {}
 
 
-STRATEGIES: Registry[type] = Registry("strategy", group="nastk.strategies")
+STRATEGIES: Registry[type] = Registry("strategy", group="nastk.strategies", subclass_of=Strategy)
 STRATEGIES.register("random", "nastk.strategies.random_search:RandomSearch")
 STRATEGIES.register("re", "nastk.strategies.evolution:RegularizedEvolution")
 STRATEGIES.register("robot", "nastk.strategies.robot:RoBoT")
@@ -69,3 +73,33 @@ STRATEGIES.register("ls", "nastk.strategies.local_search:LocalSearch")
 
 def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options) -> Strategy:
     return STRATEGIES.get(name)(space, seed=seed, **options)
+
+
+def takes_pool(cls: type) -> bool:
+    """Whether a strategy class can search a given list of architectures (``searches_pool``)."""
+    return bool(getattr(cls, "searches_pool", False))
+
+
+def run_strategy(config: Dict[str, Any], space: SearchSpace, seed: int) -> Strategy:
+    """The strategy of a run config, confined to what its evaluator can score: a search looked up in an
+    incomplete benchmark (DARTS' 214 genotypes) proposes only the benchmark's architectures, given as the
+    strategy's ``pool``; a strategy that cannot take one is refused, saying which can."""
+    from nastk.evaluators import search_pool
+
+    pool = search_pool(space, config["evaluator"])
+    if pool is None:
+        return make_strategy(config["strategy"], space, seed=seed, **config["strategy_options"])
+    archs, reach = pool
+    if not takes_pool(STRATEGIES.get(config["strategy"])):
+        able = [name for name in STRATEGIES.names() if _loads_and_takes_pool(name)]
+        raise CapabilityError(f"{reach} scores only its {len(archs)} architectures of space {space.name!r}, and "
+                              f"strategy {config['strategy']!r} proposes from the whole space; strategies that search "
+                              f"within them: {', '.join(able)}")
+    return make_strategy(config["strategy"], space, seed=seed, pool=archs, **config["strategy_options"])
+
+
+def _loads_and_takes_pool(name: str) -> bool:
+    try:
+        return takes_pool(STRATEGIES.get(name))
+    except NastkError:  # an installed plug-in that does not load is not offered
+        return False

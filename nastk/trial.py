@@ -60,14 +60,48 @@ class Trial:
 
 def is_record(record: Any, step: int) -> bool:
     """A journal line as the engine writes it: its step number, an architecture string and a result."""
-    if not isinstance(record, dict) or record.get("step") != step or not isinstance(record.get("arch"), str):
-        return False
+    return record_problem(record, step) is None
+
+
+def record_problem(record: Any, step: int) -> Optional[str]:
+    """What makes ``record`` not a journal line of evaluation ``step`` (None when it is one): the wrong
+    shape or step, a cost or time that is negative or not a finite number, a metric that is not a number
+    (None: not computed; text: a label), or an objective that is not a number. Replaying such a line
+    would add an impossible cost or rank a label as a score."""
+    if not isinstance(record, dict):
+        return f"a {type(record).__name__}, not a record"
+    if record.get("step") != step or isinstance(record.get("step"), bool):
+        return f"step {_shown(record.get('step'))}, expected {step}"
+    if not isinstance(record.get("arch"), str):
+        return "no architecture string"
     result = record.get("result")
-    numbers = [record.get(key, 0.0) for key in ("wall_s", "started")] + [
-        result.get("cost_s") if isinstance(result, dict) else None]
-    return (isinstance(result, dict) and isinstance(result.get("metrics"), dict)
-            and isinstance(result.get("objective"), str) and isinstance(result.get("protocol", {}), dict)
-            and all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers))
+    if not (isinstance(result, dict) and isinstance(result.get("metrics"), dict)
+            and isinstance(result.get("objective"), str) and isinstance(result.get("protocol", {}), dict)):
+        return "no result with metrics, objective and protocol"
+    for where, key, value in [("", "wall_s", record.get("wall_s", 0.0)), ("", "started", record.get("started", 0.0)),
+                              ("result ", "cost_s", result.get("cost_s"))]:
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
+            return f"{where}{key} {_shown(value)} is not a finite number >= 0"
+    for name, value in result["metrics"].items():
+        if not (value is None or isinstance(value, str) or _is_number(value)):
+            return f"metric {_shown(name)} is {_shown(value)}, not a number"
+    objective = result["metrics"].get(result["objective"])
+    if isinstance(objective, str):
+        return f"objective {_shown(result['objective'])} is {_shown(objective)}, not a number"
+    if record.get("worker") is not None and not isinstance(record["worker"], str):
+        return f"worker {_shown(record['worker'])} is not a name"
+    if record.get("trial") is not None and (not isinstance(record["trial"], int) or isinstance(record["trial"], bool)):
+        return f"trial number {_shown(record['trial'])} is not a whole number"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass
@@ -119,7 +153,8 @@ def _finite(value: Any) -> Optional[float]:
 class Stop:
     """When a search ends: at ``queries`` trials, or earlier once the summed evaluation cost (simulated
     by a benchmark, measured by training) exceeds ``cost_s`` or the search has run ``wall_s`` seconds,
-    but never before ``min_queries`` trials."""
+    but never before ``min_queries`` trials, nor before the first: limits are checked after an evaluation,
+    so a search always has a result (``--max-wall 1e-300`` makes one evaluation, not an empty run)."""
 
     queries: int
     cost_s: Optional[float] = None
@@ -150,7 +185,7 @@ class Stop:
     def reached(self, queries: int, cost_s: float, started: float) -> bool:
         if queries >= self.queries:
             return True
-        if queries < self.min_queries:
+        if queries < max(self.min_queries, 1):
             return False
         return ((self.cost_s is not None and cost_s > self.cost_s)
                 or (self.wall_s is not None and time.monotonic() - started > self.wall_s))

@@ -35,6 +35,7 @@ differ only by swapping them (DARTS prints them in order of edge weight) are the
 from __future__ import annotations
 
 import ast
+import itertools
 import numbers
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
@@ -66,6 +67,7 @@ PUBLISHED: Dict[str, str] = {
                 "reduce:max3@0,max3@1|max3@1,skip@2|max3@0,skip@2|max3@1,skip@2",
 }
 _MAX_TEXT = 4000  # longer strings are not architectures; refusing them bounds the parser's work
+_MAX_CONCAT = 64  # a concat range longer than this is refused before it is expanded
 
 Pair = Tuple[str, int]
 
@@ -160,7 +162,11 @@ def _concat(node, field: str) -> Tuple[int, ...]:
         return tuple(e.value for e in node.elts)
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"
             and not node.keywords and 1 <= len(node.args) <= 2 and all(_is_int(a) for a in node.args)):
-        return tuple(range(*(a.value for a in node.args)))
+        nodes = range(*(a.value for a in node.args))
+        if len(nodes) > _MAX_CONCAT:  # never materialised: range(2, 10**14) is a typo, not a cell
+            raise ArchitectureError(f"Genotype {field} range({', '.join(str(a.value) for a in node.args)}) spans "
+                                    f"{len(nodes)} nodes; a cell concatenates at most {_MAX_CONCAT}")
+        return tuple(nodes)
     raise ArchitectureError(f"Genotype {field} must be a list of node indices or range(a, b)")
 
 
@@ -258,13 +264,15 @@ class DartsSpace(SearchSpace):
         node, a node using one input twice, a concat other than 2..5.
         """
         choices: List = []
-        for cell in CELLS:
-            pairs = tuple(getattr(genotype, cell))
-            concat = tuple(getattr(genotype, f"{cell}_concat"))
+        for cell in CELLS:  # at most one element more than expected is taken (a huge range is never expanded)
+            pairs = tuple(itertools.islice(getattr(genotype, cell), 2 * len(NODES) + 1))
+            concat = tuple(itertools.islice(getattr(genotype, f"{cell}_concat"), len(CONCAT) + 1))
             if len(pairs) != 2 * len(NODES):
-                raise ArchitectureError(f"DARTS {cell} cell has {len(pairs)} (op, input) pairs, expected 8 (2 per node 2..5)")
+                count = len(pairs) if len(pairs) <= 2 * len(NODES) else "more than 8"
+                raise ArchitectureError(f"DARTS {cell} cell has {count} (op, input) pairs, expected 8 (2 per node 2..5)")
             if concat != CONCAT:
-                raise ArchitectureError(f"DARTS {cell}_concat is {list(concat)}; this space concatenates nodes [2, 3, 4, 5]")
+                shown = str(list(concat)) if len(concat) <= len(CONCAT) else str(list(concat))[:-1] + ", ...]"
+                raise ArchitectureError(f"DARTS {cell}_concat is {shown}; this space concatenates nodes [2, 3, 4, 5]")
             for k, node in enumerate(NODES):
                 (op_a, in_a), (op_b, in_b) = (_checked_pair(cell, node, pair) for pair in pairs[2 * k:2 * k + 2])
                 if in_a == in_b:

@@ -4,6 +4,7 @@ architectures with it, ``proxies predict``, and the fit's progress lines.
 Every test points NASTK_CACHE at a temporary folder, so the committed layer-wise statistics are copied
 there (as on a fresh checkout) and nothing is written into the repository.
 """
+import hashlib
 import io
 import json
 from contextlib import redirect_stdout
@@ -213,8 +214,9 @@ def test_a_search_scores_with_the_saved_predictor_and_resumes(fitted, tmp_path, 
     summary = json.loads(capsys.readouterr().out)
     assert summary["evaluations"] == 3 and summary["evaluator"]["evaluator"] == "parzc"
     assert summary["test_accuracy"] is not None  # NB201's 200-epoch test accuracy of the predicted best
-    assert json.loads((run / "config.json").read_text())["evaluator"] == {
-        "kind": "parzc", "path": str(path), "mc_samples": 3, "report_dataset": "cifar10"}
+    assert json.loads((run / "config.json").read_text())["evaluator"] == {  # the file's digest: refused if replaced
+        "kind": "parzc", "path": str(path), "mc_samples": 3, "report_dataset": "cifar10",
+        "fingerprint": f"sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"}
     evaluator = ParZCEvaluator(nb201, path, seed=1, mc_samples=3)
     for line in (run / "journal.jsonl").read_text().splitlines():
         record = json.loads(line)

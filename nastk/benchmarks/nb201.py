@@ -28,7 +28,7 @@ from nastk.architecture import Architecture
 from nastk.benchmarks.registry import Benchmark
 from nastk.errors import ArchitectureError, ConfigError, CorruptDataError, MissingDataError
 from nastk.integrity import read_npz, write_npz
-from nastk.paths import cache_root, data_file, verify_sha256
+from nastk.paths import cache_root, data_file, verify_sha256, write_cache
 from nastk.protocol import Protocol
 from search_spaces.nb201 import NB201Space
 
@@ -239,7 +239,9 @@ def _cached(cache_name: str, convert, rows: Optional[int] = None, source_sha256:
     table = convert()
     if rows is not None and len(table) != rows:
         raise CorruptDataError(f"NB201 table {table.source} has {len(table)} rows, expected {rows}")
-    table.save(cache, source_sha256)
+    # a cache is optional: a read-only or misplaced cache folder only means converting again next time
+    write_cache(lambda: table.save(cache, source_sha256), "the converted NB201 table",
+                "it is converted again next time (set NASTK_CACHE to a writable folder)")
     return table
 
 

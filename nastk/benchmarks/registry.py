@@ -66,7 +66,7 @@ class Benchmark(abc.ABC):
         raise CapabilityError(f"benchmark {self.name!r} defines no index order")
 
 
-_BENCHMARKS: Registry[type] = Registry("benchmark", group="nastk.benchmarks")
+_BENCHMARKS: Registry[type] = Registry("benchmark", group="nastk.benchmarks", subclass_of=Benchmark)
 
 
 def register_benchmark(space: str, provider: Union[str, type]) -> None:

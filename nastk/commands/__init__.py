@@ -20,23 +20,8 @@ def json_safe(value):
 
 
 def read_mapping(path: Path, what: str = "config file") -> dict:
-    """A YAML (or JSON) file holding a mapping; every way it can fail is one :class:`ConfigError` line."""
-    import yaml
+    """A YAML (or JSON, for ``*.json``) file holding a mapping, within the size, depth and alias limits of
+    :mod:`nastk.readers`; every way it can fail is one :class:`ConfigError` line."""
+    from nastk.readers import read_mapping as read
 
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path} not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{what} {path} is a directory") from None
-    except OSError as error:
-        raise ConfigError(f"cannot read {what} {path}: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what} {path} is not UTF-8 text (a binary file?)") from None
-    except RecursionError:
-        raise ConfigError(f"{what} {path} is nested too deeply") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{what} {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what} {path} must hold a mapping of option names to values")
-    return data
+    return read(path, what, ConfigError)

@@ -9,6 +9,7 @@ from typing import List
 from nastk.commands import print_json
 from nastk.errors import ConfigError
 from nastk.options import Int
+from nastk.paths import check_writable, save_figure
 from nastk.progress import format_score
 from nastk.runs import RunView, find_runs, read_run
 from nastk.trial import objective_key
@@ -39,14 +40,20 @@ def register(subparsers) -> None:
 
 
 def _gather(paths: List[str]) -> List[RunView]:
-    runs = []
+    """The runs under each path; a damaged folder is skipped with one line, a path without any readable run
+    is one error line (naming why when its only runs are damaged)."""
+    runs, skipped = [], []
     for path in paths:
         found, problems = find_runs(path)
-        for problem in problems:
-            print(f"nastk: skipped: {problem}", file=sys.stderr)
         if not found:
-            raise ConfigError(f"no search run in {path}")
+            why = "" if not problems else f": {problems[0]}" + (
+                f" (and {len(problems) - 1} more damaged)" if len(problems) > 1 else "")
+            raise ConfigError(f"no search run in {path}{why}")
         runs += found
+        skipped += problems
+    for problem in skipped:
+        print(f"nastk: skipped: {problem}", file=sys.stderr)
+    _warn_unreadable(runs)
     return runs
 
 
@@ -69,6 +76,7 @@ def list_runs(args) -> int:
     runs, problems = find_runs(args.root)
     for problem in problems:
         print(f"nastk: skipped: {problem}", file=sys.stderr)
+    _warn_unreadable(runs)
     rows = [run.describe() for run in runs]
     if args.format == "json":
         print_json(rows)
@@ -81,8 +89,16 @@ def list_runs(args) -> int:
     return 0
 
 
+def _warn_unreadable(runs: List[RunView]) -> None:
+    """One line per run whose journal has lines that are not evaluation records (left out of its rows)."""
+    for run in runs:
+        if run.journal_warning:
+            print(f"nastk: warning: {run.journal_warning}", file=sys.stderr)
+
+
 def show_run(args) -> int:
-    run = read_run(args.run_dir)
+    run = read_run(args.run_dir, partial=True)  # the evaluations it can read, and how many lines it could not
+    _warn_unreadable([run])
     rows, best, cost = [], None, 0.0
     for trial in run.trials:
         cost += trial.result.cost_s
@@ -93,7 +109,7 @@ def show_run(args) -> int:
                      "cumulative_cost_s": round(cost, 3), "wall_s": round(trial.wall_s, 3), "worker": trial.worker})
     rows = rows[-args.last:] if args.last else rows
     if args.format == "json":
-        print_json({**run.describe(), "config": run.config, "trajectory": rows})
+        print_json({**run.describe(), "config": run.config, "unreadable_lines": run.unreadable, "trajectory": rows})
         return 0
     info = run.describe()
     print(f"run {info['run']}: {info['space']} / {info['strategy']} seed {info['seed']}, {info['evaluator']} evaluator, "
@@ -124,6 +140,7 @@ def plot_runs(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise ConfigError(f"--out {out} must end in .png, .pdf or .svg")
+    check_writable(out)
     try:
         import matplotlib
     except ModuleNotFoundError:
@@ -141,9 +158,10 @@ def plot_runs(args) -> int:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    try:
+        save_figure(fig, out, dpi=120)
+    finally:
+        plt.close(fig)
     if args.format == "json":
         print_json({"plot": str(out), "runs": [str(run.directory) for run in runs]})
     else:

@@ -7,7 +7,6 @@ retrained longer and reported on held-out test digits.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -16,15 +15,16 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from nastk.commands import print_json, read_mapping
-from nastk.errors import ConfigError, NastkError
+from nastk.errors import ConfigError, NastkError, RunError
 from nastk.evaluators import run_evaluator
 from nastk.evaluators.multi_objective import constraint_summary, parse_objectives, pareto_front, plot_pareto
 from nastk.options import Bool, Option, Seeds
 from nastk.progress import Progress
-from nastk.run import Run, run_search
+from nastk.readers import MAX_CONFIG_BYTES, read_json
+from nastk.run import Run, check_journal, require_resumable, run_search
 from nastk.search_config import GENERAL, option_owners, options_of_run_config, resolve, run_config
 from nastk.space import get_space
-from nastk.strategy import STRATEGIES, make_strategy
+from nastk.strategy import STRATEGIES, run_strategy
 from nastk.trial import Stop
 
 #: Flags of ``nastk search`` beyond the run options (those come from nastk.search_config's declarations).
@@ -133,12 +133,11 @@ def resolve_options(args) -> Dict[str, Any]:
 
 
 def _read_json(path: Path) -> Dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot read run config {path}: {error}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"run config {path} must hold a mapping")
+    """A run's config.json (size, depth and shape checked), its own values checked as the run's options,
+    so a damaged value is refused by name even where a flag given now replaces it."""
+    data = read_json(path, "run config", ConfigError, max_bytes=MAX_CONFIG_BYTES)
+    options = options_of_run_config(data)
+    resolve(options, {name: f"run config {path}" for name in options})
     return data
 
 
@@ -173,7 +172,7 @@ def prepare(config: Dict[str, Any], device: str = "cpu", workers: int = 1, stora
         return Prepared(evaluator, check_study(config, workers, storage))
     if storage:
         raise ConfigError("--storage needs an optuna strategy's study; it is not used by the sequential engine")
-    return Prepared(evaluator, make_strategy(config["strategy"], space, seed=config["seed"], **config["strategy_options"]))
+    return Prepared(evaluator, run_strategy(config, space, config["seed"]))
 
 
 def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str = "cpu", progress: bool = True,
@@ -185,6 +184,10 @@ def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str =
     ``prepared``: :func:`prepare`'s result for this config (default: prepared here).
     """
     started = time.perf_counter()
+    if resume:
+        require_resumable(run_dir, "search run")
+        check_same_evaluator(config, run_dir)
+        check_journal(run_dir)  # a journal that would not replay is refused before the config is extended
     prepared = prepared or prepare(config, device, workers, storage)
     evaluator = prepared.evaluator
     bar = Progress(config["budget"], "search", "evaluations", enabled=progress)
@@ -201,6 +204,19 @@ def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str =
         return _finish(config, run, outcome, evaluator, bar, started, device, {})
 
 
+def check_same_evaluator(config: Dict[str, Any], run_dir) -> None:
+    """Refuse to resume a run whose evaluator's file (a saved predictor, a supernet checkpoint) is not the
+    one it started with (the fingerprint its config recorded): one journal never mixes two evaluators."""
+    saved = read_json(Path(run_dir) / "config.json", "run config", RunError, max_bytes=MAX_CONFIG_BYTES)
+    before = (saved.get("evaluator") or {}).get("fingerprint") if isinstance(saved.get("evaluator"), dict) else None
+    now = config["evaluator"].get("fingerprint")
+    if before and before != now:
+        source = config["evaluator"].get("path") or config["evaluator"].get("run_dir") or "file"
+        raise RunError(f"cannot resume {run_dir}: the {config['evaluator']['kind']} evaluator's {source} changed since "
+                       f"the run started ({before[:19]}... then, {now[:19] + '...' if now else 'missing'} now); its "
+                       f"journal would mix two evaluators' results (restore the file, or start a new run)")
+
+
 def upgraded_config(saved: Dict[str, Any]) -> Dict[str, Any]:
     """A saved run config as this version writes it: every option the plug-ins declare today, those the
     run did not record at their defaults (what the run used, since it was made before they existed)."""
@@ -211,7 +227,7 @@ def _finish(config, run, outcome, evaluator, bar, started, device, extra) -> Dic
     """The summary of a finished search, written to the run folder."""
     bar.close()
     # With constraints the winner is the best feasible architecture; when none is, there is no winner.
-    winner = outcome.best if not outcome.best.result.infeasible else None
+    winner = outcome.best if outcome.best is not None and not outcome.best.result.infeasible else None
     final = (evaluator.final_metrics(outcome.best_arch) or {}) if winner else {}
     if winner and evaluator.final_model() is not None:  # the retrained winner: kept for `nastk export`
         from nastk.export import save_winner
@@ -256,6 +272,10 @@ def _safe(name: str) -> str:
 
 
 def run(args) -> int:
+    if args.resume and not args.run_dir:
+        raise ConfigError("--resume continues the run in --run-dir; name it")
+    if args.resume and not args.seeds:
+        require_resumable(args.run_dir, "search run")  # a mistyped folder is not a fresh run
     options = resolve_options(args)
     seeds = args.seeds or (options["seed"],)
     if args.seeds and args.seed is not None:
@@ -272,6 +292,8 @@ def run(args) -> int:
         run_dirs = [base / f"seed{seed}" for seed in seeds]
     else:
         run_dirs = [args.run_dir or f"runs/{_safe(space_name)}-{_safe(config['strategy'])}-seed{config['seed']}-{stamp}"]
+    for run_dir in run_dirs if args.resume else ():  # every seed's run is there before any resumes
+        require_resumable(run_dir, "search run")
     if args.format == "text" and not args.resume and config["evaluator"]["kind"] == "train":
         ev = config["evaluator"]
         build = ", ".join(f"{key}={value}" for key, value in ev["build"].items())

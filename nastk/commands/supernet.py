@@ -157,7 +157,7 @@ def register(subparsers) -> None:
     add("--out", help="pt: selection folder (default RUN_DIR/pt, or RUN_DIR/pt-fix-alpha with --fix-alpha)")
     add("--resume", action="store_true", help="pt: continue a killed selection in its folder")
     add("--no-progress", action="store_true", help="pt: no progress lines")
-    add("--truth-dataset", default="cifar10", help="benchmark dataset whose accuracy is reported when the "
+    add("--truth-dataset", help="benchmark dataset whose accuracy is reported when the "
         "benchmark has the architecture (default cifar10)")
     add("--device", default="cpu")
     add("--format", choices=["text", "json"], default="text")
@@ -243,9 +243,13 @@ def train_config(args):
     file_options = _read_config_file(Path(args.config)) if args.config else {}
     source = f"config file {args.config}" if args.config else "the flags"
     if args.resume and config_path.is_file():
-        options = _read_config_file(config_path)
+        options = _read_run_config(config_path)
         if "fewshot" in options:  # a few-shot run keeps its training config beside the split schedule
             options = options["train"]
+        try:  # the saved values on their own first: a damaged one is named as the run config's
+            OneShotConfig.from_dict(OneShotConfig.upgraded(options), f"run config {config_path}")
+        except ConfigError as error:
+            raise ConfigError(f"cannot resume {args.run_dir}: run config {config_path}: {error}") from None
     elif (Path(args.run_dir) / CHECKPOINT).is_file() or config_path.is_file():
         raise ConfigError(f"{args.run_dir} already holds a supernet run; pass --resume or choose another --run-dir")
     else:
@@ -292,15 +296,28 @@ def _read_config_file(path: Path):
     return {str(key).replace("-", "_"): value for key, value in read_mapping(path).items()}
 
 
+def _read_run_config(path: Path):
+    """A supernet run's config.json (JSON; size, depth and shape checked by :mod:`nastk.readers`)."""
+    from nastk.readers import MAX_CONFIG_BYTES, read_json
+
+    saved = read_json(path, "run config", ConfigError, max_bytes=MAX_CONFIG_BYTES)
+    if "fewshot" in saved and not (isinstance(saved["fewshot"], dict) and isinstance(saved.get("train"), dict)):
+        raise ConfigError(f"run config {path} of a few-shot run needs 'fewshot' and 'train' mappings")
+    return saved
+
+
 def split_schedule(args, config):
     """The few-shot schedule of --fewshot (the saved one when resuming a few-shot run)."""
     from nastk.oneshot.fewshot import SplitSchedule
 
     config_path = Path(args.run_dir) / "config.json"
-    saved = json.loads(config_path.read_text()) if args.resume and config_path.is_file() else {}
+    saved = _read_run_config(config_path) if args.resume and config_path.is_file() else {}
     given = [f for f in _FEWSHOT_FLAGS if getattr(args, f) not in (None, False)]
     if "fewshot" in saved:
-        stored = SplitSchedule(**saved["fewshot"])
+        try:
+            stored = SplitSchedule(**saved["fewshot"])
+        except TypeError as error:  # a key SplitSchedule does not have, or one it needs missing
+            raise ConfigError(f"run config {config_path}: its split schedule 'fewshot' is damaged ({error})") from None
         if given or args.fewshot:  # the flags given again must describe the stored schedule
             args.fewshot = args.fewshot or stored.method
             asked = asdict(_schedule_of_flags(args, config))
@@ -353,7 +370,10 @@ def _int_list(text: str, flag: str):
 
 def run_train(args) -> int:
     from nastk.oneshot.trainer import train
+    from nastk.run import require_resumable
 
+    if args.resume:
+        require_resumable(args.run_dir, "supernet run")  # a mistyped folder is not a fresh run
     config = train_config(args)
     schedule = split_schedule(args, config)
     if schedule is not None:
@@ -488,6 +508,16 @@ def run_select(args) -> int:
                 if getattr(args, f) is not None] + [f for f in ("fix_alpha", "resume") if getattr(args, f)]
     if args.method != "pt" and pt_flags:
         raise ConfigError(f"{_flags(pt_flags)} only to --method pt")
+    supernet, config, epoch = load_trained(args.run_dir, args.device)
+    truth_dataset = args.truth_dataset
+    if has_benchmark(config.space):  # checked before anything is selected or written, as supernet rank does
+        datasets = benchmark_for(config.space).datasets
+        truth_dataset = truth_dataset or ("cifar10" if "cifar10" in datasets else datasets[0])
+        if truth_dataset not in datasets:
+            raise ConfigError(f"--truth-dataset {truth_dataset!r}: the {config.space} benchmark has results for "
+                              f"{', '.join(datasets)}")
+    elif truth_dataset is not None:
+        raise ConfigError(f"--truth-dataset: space {config.space!r} has no benchmark to take ground truth from")
     if args.method == "pt":
         from nastk.oneshot.perturbation import select_pt
 
@@ -496,11 +526,9 @@ def run_select(args) -> int:
         picked = select_pt(args.run_dir, args.out, resume=args.resume, device=args.device,
                            progress=not args.no_progress and args.format == "text",
                            **{k: v for k, v in options.items() if v is not None})
-        supernet, config, epoch = load_trained(args.run_dir, args.device)
         out = {"run_dir": str(args.run_dir), "space": config.space, "epoch": epoch, **picked}
         arch = supernet.space.from_str(out["arch"])
     else:
-        supernet, config, epoch = load_trained(args.run_dir, args.device)
         selection = select(supernet, args.method)
         out = {"run_dir": str(args.run_dir), "space": config.space, "epoch": epoch, **selection.to_dict()}
         arch = selection.arch
@@ -508,7 +536,7 @@ def run_select(args) -> int:
         out["genotype"] = supernet.space.genotype_str(arch)
     if has_benchmark(config.space):
         try:
-            accuracy, protocol = benchmark_for(config.space).truth([arch], args.truth_dataset)
+            accuracy, protocol = benchmark_for(config.space).truth([arch], truth_dataset)
             out["benchmark"] = {"accuracy": float(accuracy[0]), "protocol": protocol}
         except NastkError as error:  # the benchmark does not hold this architecture, or no table is installed
             out["benchmark"] = {"accuracy": None, "reason": str(error)}

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Tuple
 
 from nastk.benchmarks.registry import Benchmark, benchmark_for, benchmark_spaces, has_benchmark
-from nastk.errors import ConfigError, UnknownNameError
+from nastk.errors import ConfigError, PluginError, UnknownNameError
 from nastk.evaluator import Evaluator
 from nastk.options import Option, declared
 from nastk.registry import Registry
 from nastk.space import SearchSpace
 
 #: Evaluator classes by kind; a user's package adds its own through the entry-point group ``nastk.evaluators``.
-EVALUATORS: Registry[type] = Registry("evaluator", group="nastk.evaluators")
+EVALUATORS: Registry[type] = Registry("evaluator", group="nastk.evaluators", subclass_of=Evaluator)
 EVALUATORS.register("benchmark", "nastk.evaluators.benchmark:BenchmarkEvaluator")
 EVALUATORS.register("train", "nastk.evaluators.training:TrainingEvaluator")
 EVALUATORS.register("proxy", "nastk.evaluators.proxy:ProxyEvaluator")
@@ -28,6 +28,8 @@ EVALUATORS.register("parzc", "nastk.evaluators.predictor:ParZCEvaluator")
 def evaluator_class(kind: str) -> type:
     try:
         return EVALUATORS.get(kind)
+    except PluginError:  # the name resolves, to something unusable: its own message
+        raise
     except UnknownNameError:
         raise ConfigError(f"unknown evaluator {kind!r}; use {', '.join(evaluator_forms())}") from None
 
@@ -73,6 +75,9 @@ def evaluator_config(space: SearchSpace, spec: str, values: Dict[str, Any]) -> D
         dataset = values.get("dataset") or "cifar10"
         config["report_dataset"] = dataset if reports_truth(space.name, dataset) else None
     cls.settle_config(space, config)
+    fingerprint = cls.fingerprint(config)
+    if fingerprint:
+        config["fingerprint"] = fingerprint
     return config
 
 
@@ -126,6 +131,22 @@ def reports_truth(space: str, dataset: Optional[str] = None) -> bool:
     if not (has_benchmark(space) and benchmark_for(space).complete):
         return False
     return dataset is None or dataset in benchmark_for(space).datasets
+
+
+def search_pool(space: SearchSpace, config: Dict[str, Any]):
+    """``(architectures, "what scores them")`` when a run's evaluator mapping scores only some architectures
+    of ``space`` (a look-up in an incomplete benchmark, such as DARTS' 214 genotypes, or in its ``table``
+    file), else None: any architecture of the space can be evaluated."""
+    if not isinstance(config, dict) or config.get("kind") != "benchmark" or not has_benchmark(space.name):
+        return None
+    benchmark = benchmark_for(space.name)
+    if benchmark.complete:
+        return None
+    reach = benchmark.title or f"benchmark {benchmark.name}"
+    table = getattr(benchmark.evaluator(config), "table", None) if config.get("table") else None
+    if table is not None and hasattr(table, "archs"):
+        return list(table.archs()), f"{reach} (table {config['table']})"
+    return list(benchmark.archs()), reach
 
 
 def space_benchmark(space: SearchSpace, requested) -> Benchmark:

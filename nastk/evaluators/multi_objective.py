@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from nastk.architecture import Architecture
 from nastk.benchmarks import hw_nas_bench
-from nastk.errors import ConfigError, EvaluationError, UnknownNameError
+from nastk.errors import ConfigError, EvaluationError, PluginError, UnknownNameError
 from nastk.evaluator import FEASIBLE, Evaluator, Result
 from nastk.registry import Registry
 from nastk.space import SearchSpace
@@ -90,7 +90,7 @@ def _number(value: Any) -> float:
 
 #: Objectives by name; packages add theirs through the entry-point group ``nastk.objectives`` (an
 #: entry point names an :class:`Objective`), Python code through :func:`register_objective`.
-OBJECTIVES: Registry[Objective] = Registry("objective", group="nastk.objectives")
+OBJECTIVES: Registry[Objective] = Registry("objective", group="nastk.objectives", instance_of=Objective)
 _BUILT_IN: Tuple[str, ...] = ()
 
 
@@ -177,6 +177,8 @@ def _lookup(name: Any) -> Optional[Objective]:
         return Objective(f"{METRIC_PREFIX}{metric}:{direction[:3]}", metric, direction, metric, _unit_of(metric))
     try:
         objective = OBJECTIVES.get(name)
+    except PluginError:  # a name that resolves to something unusable says so itself
+        raise
     except UnknownNameError:
         return None
     if not isinstance(objective, Objective):
@@ -353,6 +355,8 @@ class ObjectivesEvaluator(Evaluator):
         if self.hardware and space.name != hw_nas_bench.SPACE:
             raise ConfigError(f"hardware costs come from HW-NAS-Bench, which covers {hw_nas_bench.SPACE} only, "
                               f"not {space.name!r}")
+        if self.hardware:  # a missing or corrupt table, or a dataset it lacks: refused before the run starts
+            hw_nas_bench.default_hw_table().columns.get(hw_nas_bench._dataset(dataset))
         self._cost_keys: Optional[frozenset] = None  # what the space's cost() returns, once it has been called
         self._cost_error = ""
         self._metrics_checked = False
@@ -508,6 +512,8 @@ def plot_pareto(history: Sequence[Trial], objectives: Sequence[Objective], path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from nastk.paths import save_figure
+
     front = {row["arch"] for row in pareto_front(history, objectives)}
     quality, others = objectives[0], objectives[1:]
     fig, axes = plt.subplots(1, len(others), figsize=(4.5 * len(others), 4), squeeze=False)
@@ -530,5 +536,7 @@ def plot_pareto(history: Sequence[Trial], objectives: Sequence[Objective], path,
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=120)
+    finally:
+        plt.close(fig)

@@ -61,6 +61,14 @@ class ParZCEvaluator(Evaluator):
             return None, {}
         return pool, {int(code): row for row, code in enumerate(pool.codes)}
 
+    @classmethod
+    def fingerprint(cls, config: Dict[str, Any]):
+        """The saved predictor file's sha256 (a missing file is refused when the evaluator is built)."""
+        from nastk.paths import sha256_of
+
+        path = Path(config[cls.target])
+        return f"sha256:{sha256_of(path)}" if path.is_file() else None
+
     def evaluate(self, arch: Architecture) -> Result:
         return self.evaluate_many([arch])[0]
 

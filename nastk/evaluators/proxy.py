@@ -22,7 +22,7 @@ from nastk.architecture import Architecture
 from nastk.errors import CorruptDataError
 from nastk.evaluator import Evaluator, Result
 from nastk.options import Int, Option, Text
-from nastk.paths import atomic_write
+from nastk.paths import atomic_write, note, write_cache
 from nastk.proxies import get_proxy
 from nastk.space import SearchSpace
 
@@ -36,6 +36,10 @@ class ProxyCache:
         self.path = Path(path) if path else None
         self.records: Dict[Tuple, Dict[str, Any]] = {}
         self._dirty = False
+        if self.path and self.path.is_dir():  # caches are optional: scoring goes on without it
+            note(f"proxy cache {self.path} is a folder, not a file; scores are not cached "
+                 f"(name a file, e.g. {self.path / 'scores.jsonl'})")
+            self.path = None
         if self.path and self.path.is_file():
             try:
                 lines = self.path.read_text(encoding="utf-8").splitlines()
@@ -68,10 +72,16 @@ class ProxyCache:
     def flush(self) -> None:
         if not (self.path and self._dirty):
             return
-        with atomic_write(self.path, "w") as handle:
-            for record in self.records.values():
-                handle.write(json.dumps({**record, "sha": _record_sha(record)}) + "\n")
-        self._dirty = False
+
+        def write() -> None:
+            with atomic_write(self.path, "w") as handle:
+                for record in self.records.values():
+                    handle.write(json.dumps({**record, "sha": _record_sha(record)}) + "\n")
+
+        if write_cache(write, "proxy scores", "scoring goes on without the cache"):
+            self._dirty = False
+        else:  # tried once: a cache that cannot be written is skipped from here on
+            self.path = None
 
 
 def _record_sha(record: Dict[str, Any]) -> str:

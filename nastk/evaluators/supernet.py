@@ -96,6 +96,15 @@ class SupernetEvaluator(Evaluator):
             config["bn_calibration"] = default_bn_calibration(supernet, trained)
 
     @classmethod
+    def fingerprint(cls, config: Dict[str, Any]):
+        """The supernet checkpoint's sha256: retraining or replacing the supernet changes every score."""
+        from nastk.oneshot.trainer import CHECKPOINT
+        from nastk.paths import sha256_of
+
+        path = Path(config[cls.target]) / CHECKPOINT
+        return f"sha256:{sha256_of(path)}" if path.is_file() else None
+
+    @classmethod
     def from_config(cls, space, config: Dict[str, Any], seed: int = 0, device: str = "cpu") -> Evaluator:
         return super().from_config(space, {**cls.UNRECORDED_DEFAULTS, **config}, seed=seed, device=device)
 

@@ -25,6 +25,7 @@ class TrainingEvaluator(Evaluator):
 
     objective = "accuracy"
     builds_networks = True
+    retrains_winner = True
     OPTIONS = (Option("dataset", Text(), "training images: digits (scikit-learn, offline) or cifar10 (the shared subset)"),
                Option("epochs", Int(minimum=1), "training epochs per candidate"),
                Option("final_epochs", Int(minimum=1), "epochs to retrain the winner on all training data"),

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Tuple
 
-import numpy as np
 import torch
 
-from nastk.datasets import CIFAR10_MEAN, CIFAR10_STD, ImageDataset, _normalise, load_dataset
+from nastk.datasets import ImageDataset, image_dataset, load_dataset
 from nastk.errors import ConfigError, MissingDataError
+from nastk.readers import read_image_set
 
 DATA_SEED = 0
 
@@ -27,12 +27,7 @@ def load_images(name: str) -> ImageDataset:
     path = Path(name).expanduser()
     if not path.is_file():
         raise MissingDataError(f"image file {path} not found")
-    with np.load(path) as archive:
-        to_nchw = lambda key: _normalise(archive[key].transpose(0, 3, 1, 2).astype(np.float32) / 255.0,  # noqa: E731
-                                         CIFAR10_MEAN, CIFAR10_STD)
-        return ImageDataset(path.stem, to_nchw("x_train"), torch.from_numpy(archive["y_train"].astype(np.int64)),
-                            to_nchw("x_test"), torch.from_numpy(archive["y_test"].astype(np.int64)),
-                            num_classes=int(archive["y_train"].max()) + 1)
+    return image_dataset(path.stem, read_image_set(path))  # archive, keys, dtypes, shapes and labels checked
 
 
 def downsample(data: ImageDataset, size: Optional[int]) -> ImageDataset:

@@ -125,7 +125,12 @@ class ImagePairs(LabelledImages):
     score = staticmethod(psnr_sum)
 
 
-DATA_MODULES: Registry[type] = Registry("data module", group="nastk.data")
+def _is_data_module(obj) -> bool:
+    return isinstance(obj, type) and all(callable(getattr(obj, m, None)) for m in ("examples", "monitor", "augment_params"))
+
+
+DATA_MODULES: Registry[type] = Registry("data module", group="nastk.data", check=(
+    _is_data_module, "a data module class (with examples, monitor and augment_params, e.g. a LabelledImages subclass)"))
 
 
 def register_data_module(name: str, module: type) -> None:

@@ -126,6 +126,13 @@ class FewShotRun:
         self.candidates = [int(d) for d in candidates]
         if any(not 0 <= d < len(root.supernet.decisions) for d in self.candidates):
             raise ConfigError(f"split candidates {schedule.candidates} out of range 0..{len(root.supernet.decisions) - 1}")
+        if schedule.method == "gm":  # what choose_split would refuse after the first training epochs, said now
+            from nastk.supernet import GradientMatchable, require_hooks
+
+            require_hooks(root.supernet, GradientMatchable, "GM-NAS gradient matching")
+            if schedule.mode == "soft" and config.step != "darts":
+                raise ConfigError(f"soft gradient matching keeps an option's mixture weight; it needs a darts-step "
+                                  f"supernet, not the {config.step} step (use --gm-mode hard, or --step darts)")
         if config.step == "single_path" and not len(root.x_held):
             raise ConfigError("single-path few-shot selection evaluates architectures on held-out images; "
                               "set held_out_fraction (e.g. 0.5)")

@@ -32,6 +32,7 @@ decisions are re-applied instead of recomputed.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -42,8 +43,8 @@ import torch
 
 from nastk.errors import CapabilityError, ConfigError, RunError
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer, load_trained
-from nastk.paths import atomic_write
-from nastk.run import Run
+from nastk.paths import LOCK_FILE, atomic_write, folder_in_use
+from nastk.run import Run, require_resumable
 from nastk.supernet import PerturbationSelectable, Supernet, require_hooks
 
 SELECTION = "selection.json"
@@ -119,13 +120,19 @@ class PerturbationSelection:
                  device="cpu", progress: bool = True, data=None):
         self.run_dir = Path(run_dir)
         self.options = options or PTOptions()
+        if in_use_elsewhere(self.run_dir):  # its checkpoint changes under the selection
+            raise RunError(f"{self.run_dir} is still being trained ({_holder(self.run_dir)}); select from it once "
+                           f"its training has finished")
+        out = Path(out_dir) if out_dir is not None else self.run_dir / ("pt-fix-alpha" if self.options.fix_alpha else "pt")
+        if resume:
+            require_resumable(out, "DARTS-PT selection")  # a mistyped --out is not a fresh selection
         supernet, source, self.source_epoch = load_trained(self.run_dir, device)
         if supernet.arch_logits is None:
             raise CapabilityError(f"{self.run_dir}'s supernet has no architecture parameters; DARTS-PT needs a "
                                   "supernet trained with --step darts")
         self.rounds = plan_rounds(supernet, self.options.topology)
         self.config = tuning_config(source, self.options, len(self.rounds))
-        self.out_dir = Path(out_dir) if out_dir is not None else self.run_dir / ("pt-fix-alpha" if self.options.fix_alpha else "pt")
+        self.out_dir = out
         # everything is validated (trainer built) before the folder is made
         self.trainer = OneShotTrainer(self.config, self.out_dir, device, data=data, progress=progress, supernet=supernet)
         self.supernet = self.trainer.supernet
@@ -293,6 +300,21 @@ def _describe(record: Dict[str, Any]) -> str:
                 f"supernet {record['base_acc']:.2f})")
     removed = ", ".join(step["removed_name"] for step in record["steps"])
     return f"round {record['round'] + 1}: topology removes {removed or 'nothing'}"
+
+
+def in_use_elsewhere(directory: Path) -> bool:
+    """Whether another live process holds the run folder's lock (one still training it); a lock this
+    process holds is a run it has finished (an interpreter runs its commands one after another)."""
+    if not folder_in_use(directory):
+        return False
+    return _holder(directory) != f"nastk process {os.getpid()}"
+
+
+def _holder(directory: Path) -> str:
+    try:
+        return (Path(directory) / LOCK_FILE).read_text().strip() or "another process"
+    except OSError:
+        return "another process"
 
 
 def select_pt(run_dir, out_dir=None, resume: bool = False, device="cpu", progress: bool = True, data=None,

@@ -283,11 +283,11 @@ class PADADataSampler(DataSampler):
         self.q = state["q"].numpy().astype(float)
 
 
-PATH_SAMPLERS: Registry[type] = Registry("path sampler", group="nastk.samplers")
+PATH_SAMPLERS: Registry[type] = Registry("path sampler", group="nastk.samplers", subclass_of=PathSampler)
 PATH_SAMPLERS.register("uniform", UniformPathSampler)
 PATH_SAMPLERS.register("pada", PADAPathSampler)
 PATH_SAMPLERS.register("space", SpacePathSampler)
-DATA_SAMPLERS: Registry[type] = Registry("data sampler", group="nastk.data_samplers")
+DATA_SAMPLERS: Registry[type] = Registry("data sampler", group="nastk.data_samplers", subclass_of=DataSampler)
 DATA_SAMPLERS.register("uniform", UniformDataSampler)
 DATA_SAMPLERS.register("pada", PADADataSampler)
 

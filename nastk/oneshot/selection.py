@@ -9,14 +9,15 @@ DARTS' collapse (methods.md 4.4).
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Sequence
 
 import torch
 
 from nastk.architecture import Architecture
-from nastk.errors import CapabilityError
-from nastk.registry import Registry
+from nastk.errors import CapabilityError, PluginError
+from nastk.registry import Registry, describe_object
 from nastk.supernet import Supernet
 
 
@@ -60,10 +61,28 @@ def select_argmax(supernet: Supernet, weighting: str = "softmax") -> Selection:
                      [[round(float(w), 6) for w in row] for row in weights], parameter_free_share(supernet, choices))
 
 
-SELECTORS: Registry[Callable[..., Selection]] = Registry("selection method", group="nastk.selectors")
+def _is_selector(obj) -> bool:
+    """A Python function (or callable object) that takes the supernet: ``selector(supernet, **options)``."""
+    if inspect.isclass(obj) or inspect.isbuiltin(obj) or inspect.ismodule(obj) or not callable(obj):
+        return False
+    try:
+        inspect.signature(obj).bind(None)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+SELECTORS: Registry[Callable[..., Selection]] = Registry(
+    "selection method", group="nastk.selectors",
+    check=(_is_selector, "a selection function selector(supernet, **options) -> Selection"))
 SELECTORS.register("argmax", select_argmax)
 
 
 def select(supernet: Supernet, method: str = "argmax", **options) -> Selection:
+    selector = SELECTORS.get(method)
     with torch.no_grad():
-        return SELECTORS.get(method)(supernet, **options)
+        selection = selector(supernet, **options)
+    if not isinstance(selection, Selection):
+        raise PluginError(f"selection method {method!r} returned {describe_object(selection)}, not a "
+                          f"nastk.oneshot.selection.Selection")
+    return selection

@@ -362,13 +362,10 @@ class SplitTree:
 
     @classmethod
     def load(cls, path) -> "SplitTree":
+        from nastk.readers import read_json
+
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise RunError(f"split tree {path} not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise RunError(f"cannot read split tree {path}: {error}") from None
+        data = read_json(path, "split tree", RunError)  # size, depth and shape checked, one line each
         try:
             return cls.from_dict(data)
         except ConfigError as error:

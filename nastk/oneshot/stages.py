@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from nastk.errors import ConfigError
+from nastk.errors import ConfigError, RunError
 from nastk.oneshot.trainer import CHECKPOINT, METRICS, OneShotConfig, OneShotTrainer, read_checkpoint
-from nastk.paths import atomic_write
+from nastk.paths import atomic_write, make_folder, write_file
+from nastk.readers import read_json
 
 
 @dataclass
@@ -165,8 +165,11 @@ def train_stages(config: OneShotConfig, stages: Sequence[Stage], run_dir, resume
         done = folder / "summary.json"
         if done.is_file():
             previous = folder / CHECKPOINT
-            records.append(json.loads(done.read_text()))
+            records.append(read_json(done, "stage summary", RunError))  # nastk.readers: size, depth, shape
             continue
+        import torch
+
+        torch.manual_seed(stage_config.seed)  # a first stage's initial weights depend on the seed alone
         supernet = build_supernet(stage_config, data.num_classes)
         if previous is not None:  # the previous stage's weights (and architecture parameters)
             state = read_checkpoint(previous)
@@ -178,7 +181,7 @@ def train_stages(config: OneShotConfig, stages: Sequence[Stage], run_dir, resume
         supernet.allowed = restrict(supernet, stage.allowed)
         freeze(supernet, stage.trainable)
         if dist.is_main:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
         dist.barrier()
         trainer = OneShotTrainer(stage_config, folder, device, dist, data, progress, callbacks, supernet=supernet)
         trainer.load_checkpoint(keep_mask=True)
@@ -198,7 +201,7 @@ def train_stages(config: OneShotConfig, stages: Sequence[Stage], run_dir, resume
             import torch
 
             torch.save(state, handle)
-        shutil.copyfile(previous.parent / METRICS, run_dir / METRICS)
+        write_file(run_dir / METRICS, (previous.parent / METRICS).read_bytes())
     summary = {"run_dir": str(run_dir), "space": config.space, "stages": records, "world_size": dist.world,
                "step": configs[-1].step, "sampler": config.sampler, "epochs": sum(s.epochs for s in stages),
                "resumed_from_epoch": 0, "device": str(device),

@@ -104,6 +104,9 @@ class TrainingStep:
     name = ""
     #: share of the training images the loop holds out for this step (DARTS' alpha half); 0 = none
     held_out_fraction = 0.0
+    #: whether :meth:`step` reads held-out batches (``Batch.held_out``); a run that holds out no
+    #: images is then refused before anything is written (a property where it depends on the options)
+    needs_held_out = False
 
     #: the options the step takes (``nastk supernet train`` makes one flag each; config files are
     #: checked against them); defaults come from the constructor's signature
@@ -149,7 +152,7 @@ class TrainingStep:
         pass
 
 
-STEPS: Registry[type] = Registry("training step", group="nastk.steps")
+STEPS: Registry[type] = Registry("training step", group="nastk.steps", subclass_of=TrainingStep)
 
 
 def register_step(name: str, step: type) -> None:
@@ -299,6 +302,11 @@ class DartsStep(TrainingStep):
 
     def updates_alpha(self) -> bool:
         return not self.fix_alpha and self.epoch >= self.arch_warmup_epochs
+
+    @property
+    def needs_held_out(self) -> bool:
+        """alpha learns on held-out batches, unless it is fixed"""
+        return not self.fix_alpha
 
     # --- the step ---
     def start_epoch(self, epoch: int) -> None:

@@ -38,7 +38,7 @@ from nastk.oneshot.distributed import Distributed
 from nastk.oneshot.recalibration import recalibrate_bn
 from nastk.oneshot.samplers import make_samplers, sampler_pair
 from nastk.oneshot.steps import LR_SCHEDULES, STEPS, Batch, TrainingStep, make_step
-from nastk.paths import atomic_write
+from nastk.paths import append_lines, atomic_write
 from nastk.options import Bool, Float, Int, Items, Mapping as MappingValue, Text, declared
 from nastk.plain_data import plain
 from nastk.run import Run
@@ -254,6 +254,11 @@ class OneShotTrainer:
             config.sampler, self.supernet, len(self.x), config.seed, config.sampler_options)
         self.context = StepContext(self)
         self.step: TrainingStep = make_step(self.context)
+        if self.step.needs_held_out and not len(self.x_held):
+            fraction = config.held_out_fraction if config.held_out_fraction is not None else type(self.step).held_out_fraction
+            raise ConfigError(f"the {config.step} step learns on held-out training images, and this run holds out none "
+                              f"(held-out fraction {fraction:g} of {len(self.x) + len(self.x_held)} training images); "
+                              f"hold out some with --held-out-fraction (e.g. 0.5) and a --train-size of at least 2")
         self.epoch = 0
         self.history: List[Dict[str, Any]] = []
 
@@ -459,8 +464,7 @@ class OneShotTrainer:
                  "step": self.step.state_dict(), "data_sampler": self.data_sampler.state_dict(), "history": self.history}
         with atomic_write(self.checkpoint_path) as handle:
             torch.save(state, handle)
-        with open(self.run_dir / METRICS, "a") as handle:
-            handle.write(json.dumps(self.history[-1]) + "\n")
+        append_lines(self.run_dir / METRICS, json.dumps(self.history[-1]))  # rewritten from the history on resume
         self.dist.barrier()
 
     def load_checkpoint(self, path: Optional[Path] = None, keep_mask: bool = False) -> bool:
@@ -468,7 +472,11 @@ class OneShotTrainer:
         whether there was one. ``keep_mask``: keep this supernet's allowed options (a child inherits
         its parent's weights, optimizer and sampler states but not its mask)."""
         path = self.checkpoint_path if path is None else Path(path)
+        if path is not None and path.exists() and not path.is_file():
+            raise RunError(f"cannot resume from {path}: it is a folder, not a checkpoint file")
         if path is None or not path.is_file():
+            if path is not None and path == self.checkpoint_path:
+                _no_epochs_without_checkpoint(self.run_dir)
             return False
         state = read_checkpoint(path, self.device)
         if "arch_logits" in state["model"] and self.supernet.arch_logits is None:
@@ -484,6 +492,20 @@ class OneShotTrainer:
                 handle.write("".join(json.dumps(record) + "\n" for record in self.history))
         self.dist.barrier()
         return True
+
+
+def _no_epochs_without_checkpoint(run_dir: Path) -> None:
+    """A run folder whose ``metrics.jsonl`` records finished epochs had a checkpoint after each of them
+    (it is written first); without it, resuming would retrain from epoch 0 and record epochs twice."""
+    metrics = run_dir / METRICS
+    try:
+        epochs = sum(1 for line in metrics.read_bytes().splitlines() if line.strip()) if metrics.is_file() else 0
+    except OSError:
+        epochs = 0
+    if epochs:
+        raise RunError(f"cannot resume {run_dir}: its {CHECKPOINT} is missing, though {METRICS} records {epochs} "
+                       f"finished epoch(s); retraining from epoch 0 would record them twice (restore the checkpoint, "
+                       f"or train into a new --run-dir)")
 
 
 def read_checkpoint(path: Path, device="cpu") -> Dict[str, Any]:

@@ -16,6 +16,7 @@ import torch
 
 from nastk.errors import ConfigError
 from nastk.metrics import kendall_tau, spearman_rho
+from nastk.paths import write_cache, write_file
 from nastk.predictors import layerwise_features
 from nastk.predictors.parzc import ParZC, ZCMLP, config, op_indices
 from nastk.predictors.trainer import FeatureScaler, TrainConfig, predict, train
@@ -82,22 +83,23 @@ def nb201_data(dataset: str = "cifar10", pool_size: Optional[int] = None, log=No
 def layerwise_pool(pool_size: Optional[int] = None, log=None,
                    progress: bool = False) -> layerwise_features.LayerwisePool:
     """The first ``pool_size`` architectures of the cached layer-wise pool (None: all of it)."""
-    path = layerwise_features.cache_path()
-    if not path.is_file() and layerwise_features.committed_cache(path).is_file():
+    path = source = layerwise_features.cache_path()
+    committed = layerwise_features.committed_cache(path)
+    if not path.is_file() and committed.is_file():
         # A fresh checkout: start from the statistics committed beside the results (checked on load).
-        import shutil
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(layerwise_features.committed_cache(path), path)
+        # The copy is a cache: when it cannot be written, the committed file is read where it is.
+        if not write_cache(lambda: write_file(path, committed.read_bytes()), "the committed layer-wise statistics",
+                           f"they are read from {committed}"):
+            source = committed
         if log:
-            log(f"using the committed layer-wise statistics {layerwise_features.committed_cache(path)}")
+            log(f"using the committed layer-wise statistics {committed}")
     if pool_size:
-        pool = layerwise_features.load_pool(path) if path.is_file() else None
+        pool = layerwise_features.load_pool(source) if source.is_file() else None
         if pool is None or len(pool) < pool_size:
-            pool = layerwise_features.extend_pool(pool_size, path, log=log, progress=progress)
+            pool = layerwise_features.extend_pool(pool_size, path, log=log, progress=progress, start=pool)
         return pool.subset(np.arange(pool_size))
-    if path.is_file():
-        return layerwise_features.load_pool(path)
+    if source.is_file():
+        return layerwise_features.load_pool(source)
     raise _no_cache(path)
 
 

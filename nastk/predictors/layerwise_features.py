@@ -27,7 +27,7 @@ import numpy as np
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError, CorruptDataError
 from nastk.integrity import read_npz, write_npz
-from nastk.paths import cache_root
+from nastk.paths import cache_root, write_cache
 
 STATISTICS = ("grad_norm", "snip", "synflow")
 FORMAT_VERSION = 1
@@ -174,8 +174,11 @@ def pool_order(pool_seed: int = 0, size: int = 15625) -> np.ndarray:
 
 def extend_pool(target: int, path: Optional[Path] = None, seed: int = 42, batch_size: int = 64, C: int = 16,
                 N: int = 5, chunk: int = 25, pool_seed: int = 0,
-                log: Optional[Callable[[str], None]] = None, progress: bool = False) -> LayerwisePool:
-    """Grow the cached pool to ``target`` architectures (resuming), saving every ``chunk``.
+                log: Optional[Callable[[str], None]] = None, progress: bool = False,
+                start: Optional[LayerwisePool] = None) -> LayerwisePool:
+    """Grow the cached pool to ``target`` architectures (resuming; ``start``: the pool to grow instead
+    of the cached one), saving every ``chunk``. The cache is optional: when it cannot be written, a note
+    says so and the pool grows in memory only.
 
     ``progress`` shows a :class:`~nastk.progress.Progress` line (or bar) per architecture with the time
     left; without it ``log`` gets a line per saved chunk (the reproduction script's log).
@@ -184,14 +187,15 @@ def extend_pool(target: int, path: Optional[Path] = None, seed: int = 42, batch_
 
     path = path or cache_path(seed, batch_size, C, N)
     extractor = Extractor(seed, batch_size, C, N)
-    if path.is_file():
-        pool = load_pool(path)
+    if start is not None or path.is_file():
+        pool = start if start is not None else load_pool(path)
         if {k: pool.meta.get(k) for k in extractor.meta()} != extractor.meta():
             raise CorruptDataError(f"{path} was computed with {pool.meta}, not {extractor.meta()}")
     else:
         empty = {name: np.zeros((0, len(extractor.slots))) for name in STATISTICS}
         pool = LayerwisePool(np.zeros(0, dtype=np.int64), empty, np.zeros(0), {**extractor.meta(), "pool_seed": pool_seed})
     order = pool_order(pool.meta.get("pool_seed", pool_seed))
+    caching = True
     with Progress(max(0, target - len(pool)), "layer-wise statistics", "architectures", enabled=progress) as bar:
         while len(pool) < target:
             codes = order[len(pool):min(target, len(pool) + chunk)]
@@ -206,7 +210,9 @@ def extend_pool(target: int, path: Optional[Path] = None, seed: int = 42, batch_
             pool = LayerwisePool(np.concatenate([pool.codes, codes]),
                                  {name: np.vstack([pool.values[name]] + rows[name]) for name in STATISTICS},
                                  np.concatenate([pool.seconds, seconds]), pool.meta)
-            save_pool(pool, path)
+            if caching:
+                caching = write_cache(lambda: save_pool(pool, path), "the layer-wise statistics",
+                                      "they are computed again next time")
             if log and not progress:
                 log(f"{len(pool)}/{target} architectures, {np.mean(seconds):.2f} s each")
     return pool

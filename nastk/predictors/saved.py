@@ -111,11 +111,8 @@ def save_predictor(path: Union[str, Path], fitted: FittedPredictor) -> Path:
     buffer = io.BytesIO()
     torch.save(content, buffer)
     path = Path(path)
-    try:
-        with atomic_write(path) as handle:
-            handle.write(buffer.getvalue())
-    except OSError as error:
-        raise ConfigError(f"cannot write saved predictor {path}: {error.strerror or error}") from None
+    with atomic_write(path) as handle:  # an OSError is a WriteError naming the path and the cause
+        handle.write(buffer.getvalue())
     return path
 
 

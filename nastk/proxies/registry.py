@@ -32,7 +32,7 @@ class ProxySpec:
         return asdict(self)
 
 
-PROXIES: Registry[ProxySpec] = Registry("proxy", group="nastk.proxies")
+PROXIES: Registry[ProxySpec] = Registry("proxy", group="nastk.proxies", instance_of=ProxySpec)
 
 
 def _add(name, pass_name, needs_gradients, needs_labels, layerwise, description, removes_bn=False,

@@ -30,6 +30,7 @@ class EncodingBO(OptunaStrategy):
     """BO (optuna GP or TPE) over a space's numeric encoding, projected to the nearest valid architecture."""
 
     name = "bo-encoding"
+    searches_pool = True
     requires = ()
     OPTIONS = OptunaStrategy.OPTIONS + (
         Option("sampler", Text(choices=SAMPLERS, nullable=False), "optuna sampler over the encoding box"),

@@ -3,16 +3,20 @@
 The first ``population_size`` architectures are random; afterwards each child is a mutation of the
 best of ``sample_size`` members drawn from the population, and the *oldest* member dies when a child
 joins, so good architectures must keep being rediscovered.
+
+``pool`` confines it to given architectures (an incomplete benchmark's): the random members are drawn
+from the pool and a mutation moves to one of the parent's nearest pool members (:class:`~nastk.pool.ArchPool`).
 """
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence
 
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError
 from nastk.evaluator import Result
 from nastk.options import Int, Option
+from nastk.pool import ArchPool
 from nastk.strategy import Strategy
 from nastk.trial import objective_key
 
@@ -21,11 +25,13 @@ class RegularizedEvolution(Strategy):
     """Regularized (aging) evolution: tournament selection, mutation, oldest member dies."""
 
     name = "re"
+    searches_pool = True
     requires = ("mutate",)
     OPTIONS = (Option("population_size", Int(minimum=1), "architectures alive at once (NB201's REA: 10)"),
                Option("sample_size", Int(minimum=1), "tournament size: members drawn to pick a parent (NB201's REA: 3)"))
 
-    def __init__(self, space, seed: int = 0, population_size: int = 10, sample_size: int = 3):
+    def __init__(self, space, seed: int = 0, population_size: int = 10, sample_size: int = 3,
+                 pool: Optional[Sequence[Architecture]] = None):
         super().__init__(space, seed)
         if population_size < 1 or not 1 <= sample_size <= population_size:
             raise ConfigError(
@@ -33,6 +39,8 @@ class RegularizedEvolution(Strategy):
                 f"got {population_size} and {sample_size}")
         self.population_size = population_size
         self.sample_size = sample_size
+        #: where samples and mutations come from: the space, or the given pool
+        self.operators = space if pool is None else ArchPool(pool, "regularized evolution")
         self.population: deque = deque()  # (arch, value), oldest first
         self.asked = 0
 
@@ -42,10 +50,10 @@ class RegularizedEvolution(Strategy):
     def ask(self) -> Architecture:
         self.asked += 1
         if self.asked <= self.population_size or not self.population:
-            return self.space.sample(self.rng)
+            return self.operators.sample(self.rng)
         picks = self.rng.choice(len(self.population), size=min(self.sample_size, len(self.population)), replace=False)
         parent = max((self.population[i] for i in sorted(picks)), key=lambda member: objective_key(member[1]))[0]
-        return self.space.mutate(parent, self.rng)
+        return self.operators.mutate(parent, self.rng)
 
     def tell(self, arch: Architecture, result: Result) -> None:
         self.population.append((arch, result.value))

@@ -5,15 +5,19 @@ architecture at a local optimum.
 
 Neighbours already evaluated are not queried again (their results are remembered), so a query is
 never spent twice on one architecture within a search.
+
+``pool`` confines it to given architectures (an incomplete benchmark's): random points are drawn from
+the pool and an architecture's neighbours are its nearest pool members (:class:`~nastk.pool.ArchPool`).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError
 from nastk.evaluator import Result
 from nastk.options import Int, Option
+from nastk.pool import ArchPool
 from nastk.strategy import Strategy
 from nastk.trial import objective_key
 
@@ -22,14 +26,17 @@ class LocalSearch(Strategy):
     """Best-improvement local search over the space's neighbours, with random restarts."""
 
     name = "ls"
+    searches_pool = True
     requires = ("neighbors",)
     OPTIONS = (Option("initial_size", Int(minimum=1), "random architectures evaluated before the first move"),)
 
-    def __init__(self, space, seed: int = 0, initial_size: int = 10):
+    def __init__(self, space, seed: int = 0, initial_size: int = 10, pool: Optional[Sequence[Architecture]] = None):
         super().__init__(space, seed)
         if isinstance(initial_size, bool) or not isinstance(initial_size, int) or initial_size < 1:
             raise ConfigError(f"local search needs initial_size >= 1, got {initial_size!r}")
         self.initial_size = initial_size
+        #: where random points and neighbours come from: the space, or the given pool
+        self.operators = space if pool is None else ArchPool(pool, "local search")
         self.known: Dict[str, float] = {}        # every evaluated architecture's objective value
         self.current: Optional[Tuple[str, float]] = None   # where the search stands
         self.queue: List[str] = []               # unevaluated neighbours of ``current``, in query order
@@ -44,12 +51,12 @@ class LocalSearch(Strategy):
     def ask(self) -> Architecture:
         self.asked += 1
         if self.asked <= self.initial_size or self.restarting:
-            return self.space.sample(self.rng)
+            return self.operators.sample(self.rng)
         while not self.queue:
             if not self._step():
                 self.restarting = True
                 self.restarts += 1
-                return self.space.sample(self.rng)
+                return self.operators.sample(self.rng)
         return self.space.from_str(self.queue.pop(0))
 
     def tell(self, arch: Architecture, result: Result) -> None:
@@ -63,7 +70,7 @@ class LocalSearch(Strategy):
 
     def _move_to(self, arch: str) -> None:
         self.current = (arch, self.known[arch])
-        neighbours = [n.to_str() for n in self.space.neighbors(self.space.from_str(arch))]
+        neighbours = [n.to_str() for n in self.operators.neighbors(self.space.from_str(arch))]
         order = self.rng.permutation(len(neighbours))
         self.neighbourhood = [neighbours[i] for i in order]
         self.queue = [n for n in self.neighbourhood if n not in self.known]

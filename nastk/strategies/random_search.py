@@ -16,6 +16,7 @@ class RandomSearch(Strategy):
     drawn uniformly with replacement like the space's samples."""
 
     name = "random"
+    searches_pool = True
 
     def __init__(self, space, seed: int = 0, pool: Optional[Sequence[Architecture]] = None):
         super().__init__(space, seed)
