@@ -11,7 +11,6 @@ from nastk.datasets import load_dataset
 from nastk.oneshot.distributed import Distributed
 from nastk.oneshot.steps import STEPS
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer
-from nastk.space import get_space
 
 #: steps that train architecture parameters run on a tiny NB201 supernet (a mixture needs candidate ops)
 MIXTURE_STEPS = {"darts"}

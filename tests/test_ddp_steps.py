@@ -4,8 +4,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 import toy_steps  # noqa: F401 (registers the toy steps, so they count as registered)
 from nastk.oneshot.steps import STEPS
 from torchrun import torchrun

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nastk.cli import main
-from nastk.errors import ConfigError, EvaluationError
+from nastk.errors import ConfigError
 from nastk.evaluator import Evaluator, Result
 from nastk.evaluators.benchmark import BenchmarkEvaluator
 from nastk.evaluators.multi_objective import (OBJECTIVES, SKIPPED, Objective, ObjectivesEvaluator, get_objective,

@@ -5,7 +5,6 @@ self-supervised step (two augmented views, a predictor the step owns, an EMA tar
 gradients, no labels)."""
 import copy
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F

@@ -165,10 +165,10 @@ def register(subparsers) -> None:
 
 
 def _add_train_plugin_flags(parser, argv) -> None:
-    """A flag per option any training step declares (``OPTIONS``) and per supernet option any space declares
-    (``SUPERNET_OPTIONS``), also for a step or space named as package.module:Class on this command line."""
-    from nastk.commands.search import _add_flag, _default_text, _flag_values
-    from nastk.errors import NastkError
+    """A flag per option any training step declares (``OPTIONS``), per supernet option any space declares
+    (``SUPERNET_OPTIONS``) and per data-module option, also for a step or space named as
+    package.module:Class on this command line."""
+    from nastk.commands.search import _add_flag, _flag_values, _uses
 
     steps, spaces = _step_declarations(list(_flag_values(argv, "--step"))), _space_declarations(list(_flag_values(argv, "--space")))
     for title, owners, dest in (("options of training steps (--step)", steps, STEP_DEST),
@@ -179,60 +179,51 @@ def _add_train_plugin_flags(parser, argv) -> None:
             option = declarations[0][1]
             if option.flag in parser._option_string_actions:
                 continue  # a general flag of the same name wins; the option stays reachable by --config
-            meanings = {}
-            for owner, declared_option in declarations:
-                meanings.setdefault(declared_option.help + _default_text(declared_option), []).append(owner)
-            help_text = "; ".join(f"{', '.join(who)}: {text}" for text, who in meanings.items())
-            _add_flag(group, option, help_text)
+            _add_flag(group, option, _uses(declarations))
             action = group._group_actions[-1]
             action.dest = dest + name
             if action.nargs != 0:  # not a --flag/--no-flag pair
                 action.metavar = name.upper()
 
 
-def _step_declarations(named=()):
-    """``{option name: [(\"step NAME\", Option), ...]}`` over the registered steps and any named ones."""
+def _owners(kind: str, names, load, options_of, label_of=lambda name, plugin: name):
+    """``{option name: [("KIND LABEL", Option), ...]}`` over the plug-ins ``names`` (each listed once); a name
+    that does not load is left out here and reported by ``run_train`` as one line."""
     from nastk.errors import NastkError
+
+    owners = {}
+    for name in names:
+        try:
+            plugin = load(name)
+            options = options_of(plugin)
+        except NastkError:
+            continue
+        label = f"{kind} {label_of(name, plugin)}"
+        for option in options:
+            if all(owner != label for owner, _ in owners.get(option.name, [])):  # a plug-in loaded twice, listed once
+                owners.setdefault(option.name, []).append((label, option))
+    return owners
+
+
+def _step_declarations(named=()):
     from nastk.oneshot.steps import STEPS
     from nastk.options import declared
 
-    owners = {}
-    for name in list(STEPS.names()) + [n for n in named if ":" in n]:
-        try:
-            options = declared(STEPS.get(name))
-        except NastkError:
-            continue  # an unloadable step name is reported by run_train as one line
-        for option in options:
-            owners.setdefault(option.name, []).append((f"step {name}", option))
-    return owners
+    return _owners("step", list(STEPS.names()) + [n for n in named if ":" in n], STEPS.get, declared)
 
 
 def _data_declarations():
     from nastk.oneshot.datamodules import DATA_MODULES
     from nastk.options import declared
 
-    owners = {}
-    for name in DATA_MODULES.names():
-        for option in declared(DATA_MODULES.get(name)):
-            owners.setdefault(option.name, []).append((f"data {name}", option))
-    return owners
+    return _owners("data", DATA_MODULES.names(), DATA_MODULES.get, declared)
 
 
 def _space_declarations(named=()):
-    from nastk.errors import NastkError
     from nastk.space import SPACES, get_space
 
-    owners = {}
-    for name in list(SPACES.names()) + [n for n in named if ":" in n]:
-        try:
-            options = get_space(name).supernet_options()
-        except NastkError:
-            continue
-        for option in options:
-            label = f"space {get_space(name).name}"
-            if all(owner != label for owner, _ in owners.get(option.name, [])):  # a space loaded twice, listed once
-                owners.setdefault(option.name, []).append((label, option))
-    return owners
+    return _owners("space", list(SPACES.names()) + [n for n in named if ":" in n], get_space,
+                   lambda space: space.supernet_options(), lambda name, space: space.name)
 
 
 def train_config(args):

@@ -20,7 +20,7 @@ momentum and weight decay skip it.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -165,7 +165,3 @@ class StepContext:
             targets.append(y)
             total += loss.detach()
         return torch.cat(outputs), torch.cat(targets), total
-
-    def train_mode(self, models: Sequence[nn.Module] = ()) -> None:
-        for module in self._unwrapped(list(models) or None):
-            module.train()

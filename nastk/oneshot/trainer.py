@@ -17,7 +17,6 @@ Run folder: ``config.json`` (the :class:`OneShotConfig`), ``checkpoint.pt``, ``m
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 import warnings
@@ -27,7 +26,6 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from nastk.datasets import ImageDataset
 from nastk.errors import ConfigError, RunError
@@ -344,8 +342,9 @@ class OneShotTrainer:
         seen = max(summed[1], 1)
         record = {"train_loss": summed[0] / seen}
         record.update({f"train_{name}": value / seen for name, value in zip(self.metrics, summed[2:])})
-        for name in sorted(step_metrics):
-            record[f"train_{name}"] = sum(d.get(name, 0.0) for d in self.dist.gather(step_metrics)) / seen
+        ranks = self.dist.gather(step_metrics)  # one collective, whatever metrics each rank reported
+        for name in sorted({name for metrics in ranks for name in metrics}):
+            record[f"train_{name}"] = sum(metrics.get(name, 0.0) for metrics in ranks) / seen
         record.update({"steps": len(batches), "images": int(summed[1]), "op_counts": op_counts.tolist()})
         return record
 
@@ -357,8 +356,8 @@ class OneShotTrainer:
         on that many training batches; the supernet's buffers are restored afterwards, so monitoring
         never changes training.
         """
-        if not len(self.x_valid) or not self.metrics:
-            return {f"test_{name}": None for name in self.metrics}
+        if not len(self.x_valid) or not self.metrics or self.data_module.monitor(self.x_valid[:1], self.y_valid[:1]) is None:
+            return {f"test_{name}": None for name in self.metrics}  # nothing to score (e.g. two views)
         size = self.config.eval_batch_size
         calibration = [self.x[s:s + size] for s in range(0, min(len(self.x), self.config.bn_recalibration * size), size)]
         buffers = {name: b.clone() for name, b in self.supernet.named_buffers()} if calibration else {}
@@ -371,8 +370,6 @@ class OneShotTrainer:
                 recalibrate_bn(self.supernet, calibration, recipe="cumulative")
             pair = self.data_module.monitor(self.x_valid[start:start + size].to(self.device),
                                             self.y_valid[start:start + size].to(self.device))
-            if pair is None:  # the data module defines no score (two views): nothing to monitor
-                return {f"test_{name}": None for name in self.metrics}
             outputs = self.supernet(pair[0])
             sums += [m(outputs, pair[1]) for m in self.metrics.values()]
         for name, buffer in self.supernet.named_buffers():
@@ -393,12 +390,12 @@ class OneShotTrainer:
         self.activate(path)
         size = int(batch_size or self.config.eval_batch_size)
         score = self.score
+        if score is None or self.data_module.monitor(self.x_held[:1], self.y_held[:1]) is None:
+            raise ConfigError(f"neither the {self.config.step} step nor the {self.config.data} data defines a "
+                              f"score to select held-out examples by")
         hits = loss = 0.0
         for start in range(0, len(self.x_held), size):
             pair = self.data_module.monitor(self.x_held[start:start + size], self.y_held[start:start + size])
-            if pair is None or score is None:
-                raise ConfigError(f"neither the {self.config.step} step nor the {self.config.data} data defines a "
-                                  f"score to select held-out examples by")
             outputs, targets = self.supernet(pair[0]), pair[1]
             hits += score(outputs, targets)
             loss += float(self.loss(outputs, targets)) * len(targets)
@@ -436,8 +433,9 @@ class OneShotTrainer:
             if self.progress and self.dist.is_main:
                 metrics = "".join(f"  {key.replace('_', ' ')} {record[key]:.2f}" for key in record
                                   if key.startswith(("train_", "test_")) and key != "train_loss" and record[key] is not None)
+                left = (end - epoch - 1) * record["epoch_s"]
                 _bar_write(f"epoch {epoch + 1}/{self.config.epochs}  loss {record['train_loss']:.4f}{metrics}  "
-                           f"{record['epoch_s']:.1f} s")
+                           f"{record['epoch_s']:.1f} s" + (f", about {left:.0f} s left" if left else ""))
             for callback in self.callbacks:
                 callback(self, self.history[-1])
         return self.history
