@@ -20,7 +20,7 @@ run: $(VENV)/.installed
 	$(VENV)/bin/nastk search
 
 test: $(VENV)/.installed
-	$(VENV)/bin/pytest -q -n 2
+	$(VENV)/bin/pytest -q -n 2 -W error::ResourceWarning
 
 test-all: $(VENV)/.installed
 	$(VENV)/bin/pytest -q -n 2 -m "slow or not slow"

@@ -17,6 +17,8 @@ class TinyConvSpace(SearchSpace):
         v = self.choices_of(arch)
         layers, channels = [], 3
         for _ in range(v["depth"]):
-            layers += [nn.Conv2d(channels, v["width"], 3, padding=1), nn.ReLU() if v["act"] == "relu" else nn.GELU()]
+            # batch norm after each conv: without it these nets sit at chance for the first epochs on digits
+            layers += [nn.Conv2d(channels, v["width"], 3, padding=1, bias=False), nn.BatchNorm2d(v["width"]),
+                       nn.ReLU() if v["act"] == "relu" else nn.GELU()]
             channels = v["width"]
         return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))

@@ -8,15 +8,18 @@ last-resort handler prints it as one line naming the exception, with a pointer t
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 import traceback
 from typing import List, Optional
 
 from nastk.errors import NastkError
+from nastk.log import LOGGER, configure as configure_logging, level_from
 
 #: Sub-command modules; each defines ``register(subparsers)`` and sets ``func`` on its parser.
-COMMAND_MODULES = ("query", "search", "runs", "export", "listing", "proxies", "supernet", "reproduce")
+COMMAND_MODULES = ("query", "search", "runs", "export", "listing", "proxies", "supernet", "reproduce",
+                   "dashboard", "gan")
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -57,7 +60,21 @@ class OneLineParser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         self.populate(sys.argv[1:] if args is None else args)
-        return super().parse_known_args(args, namespace)
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:  # innermost parser first: its flags are the ones a mistyped flag was meant to be
+            namespace.__dict__.setdefault(PARSERS_SEEN, []).append(self)
+        return namespace, extras
+
+    def did_you_mean(self, words: List[str]) -> str:
+        """`` (did you mean --budget?)`` for the unknown flags in ``words`` that resemble one of this parser's."""
+        known = [flag for flag in self._option_string_actions if flag.startswith("--")]
+        guesses = []
+        for word in words:
+            flag = word.split("=", 1)[0]
+            if flag.startswith("-"):
+                guesses += [f"{flag} -> {close[0]}" for close in [difflib.get_close_matches(flag, known, n=1, cutoff=0.6)]
+                            if close]
+        return f" (did you mean: {', '.join(guesses)}?)" if guesses else ""
 
     def format_help(self) -> str:
         self.populate()
@@ -73,6 +90,8 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"nastk: error: {message} (see '{self.prog} --help')\n")
 
 
+#: where the parsers that left arguments unrecognised note themselves on the namespace (removed after parsing)
+PARSERS_SEEN = "_nastk_parsers_with_extras"
 #: The flag that makes every error print its traceback (taken out of the arguments wherever it stands).
 DEBUG_FLAG = "--debug"
 #: Longest error message printed; a message quoting a huge input is cut, not echoed whole.
@@ -95,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = OneLineParser(prog="nastk", description="Neural architecture search toolkit.")
     parser.add_argument("--version", action="version", version=f"nastk {__version__}")
+    parser.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS, help="fewer messages on stderr: "
+                        "-q warnings only and no progress, -qq errors only; accepted anywhere on the command line")
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more messages on stderr "
+                        "(debug lines); accepted anywhere on the command line")
     parser.add_argument(DEBUG_FLAG, action="store_true", default=argparse.SUPPRESS, help="print the traceback of an error (nastk's own "
                         "one-line errors and unexpected ones); accepted anywhere on the command line")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
@@ -114,6 +137,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     debug = DEBUG_FLAG in argv[:argv.index("--")] if "--" in argv else DEBUG_FLAG in argv
     if debug:
         argv.remove(DEBUG_FLAG)
+    argv, quiet, verbose = _verbosity(argv)
+    previous = LOGGER.level
+    configure_logging(level_from(quiet, verbose))
+    try:
+        return _main(argv, debug)
+    finally:  # the library's level is the caller's again (main also runs in process, in tests and scripts)
+        LOGGER.setLevel(previous)
+
+
+def _main(argv: List[str], debug: bool) -> int:
+    from nastk.paths import CLAIMED
+
+    CLAIMED.clear()
     try:
         return _run(argv)
     except NastkError as error:
@@ -124,7 +160,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:  # output piped into head and the like
         return 0
     except KeyboardInterrupt:
-        print("nastk: interrupted; journaled evaluations are kept (use --resume)", file=sys.stderr)
+        print(f"nastk: interrupted; {interrupted_hint(argv)}", file=sys.stderr)
         return 130
     except Exception as error:  # the last resort: a bug, not bad input
         if debug:
@@ -132,6 +168,38 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"nastk: unexpected error: {one_line(unexpected(error), _storage_urls(argv))}"
               + ("" if debug else f" (rerun with {DEBUG_FLAG} for the traceback)"), file=sys.stderr)
         return 1
+
+
+#: flags of every command, accepted anywhere on the command line: fewer messages (-q: warnings only, and no
+#: progress; -qq: errors only) or more (-v: debug lines); results on stdout are never affected
+QUIET_FLAGS, VERBOSE_FLAGS = ("-q", "--quiet", "-qq"), ("-v", "--verbose", "-vv")
+
+
+def _verbosity(argv: List[str]):
+    """``argv`` without the -q/-v flags (before a ``--``), and how many of each it had."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    quiet = sum(w.count("q") for w in argv[:end] if w in QUIET_FLAGS and w != "--quiet") + argv[:end].count("--quiet")
+    verbose = sum(w.count("v") for w in argv[:end] if w in VERBOSE_FLAGS and w != "--verbose") + argv[:end].count("--verbose")
+    kept = [w for w in argv[:end] if w not in QUIET_FLAGS + VERBOSE_FLAGS] + argv[end:]
+    return kept, quiet, verbose
+
+
+#: commands whose ``--resume`` reads the run's own config, so the folder is all a resume needs
+RESUMABLE_COMMANDS = (("search",), ("supernet", "train"))
+
+
+def interrupted_hint(argv: List[str]) -> str:
+    """What an interrupted command kept and how to continue it: the run folder it claimed, and the command."""
+    from nastk.paths import CLAIMED
+
+    if not CLAIMED:
+        return "nothing was written"
+    folder = CLAIMED[0]
+    words = tuple(w for w in argv[:2] if not w.startswith("-"))
+    if words in RESUMABLE_COMMANDS or words[:1] == ("search",):
+        command = " ".join(words[:len(words) if words in RESUMABLE_COMMANDS else 1])
+        return f"run folder {folder} keeps the finished work; continue it with: nastk {command} --run-dir {folder} --resume"
+    return f"run folder {folder} keeps the finished work; rerun the same command with --resume to continue it"
 
 
 def _storage_urls(argv: List[str]) -> List[str]:
@@ -150,10 +218,13 @@ def unexpected(error: BaseException) -> str:
 
 def _run(argv: List[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        # `nastk` with no command runs the embedded default search.
-        args = parser.parse_args(["search"] + argv)
+    args, extras = parser.parse_known_args(argv)
+    seen = args.__dict__.pop(PARSERS_SEEN, [parser])
+    if extras:
+        seen[0].error(f"unrecognized arguments: {' '.join(extras)}{seen[0].did_you_mean(extras)}")
+    if not getattr(args, "func", None):  # `nastk` alone: what it can do (the embedded default is `nastk search`)
+        parser.print_help()
+        return 0
     if getattr(args, "device", None) is not None:  # every command that runs a network takes --device
         from nastk.devices import check_device
 

@@ -1,5 +1,9 @@
 """A search's winner, or a child of a trained supernet, as a model that runs where nastk is not installed.
 
+Every kind of run exports (:mod:`nastk.runs` reads them): a search its winner (``--top K``: its K best
+distinct architectures, :func:`export_top`); a supernet, staged, few-shot or DARTS-PT folder what it
+selected (:func:`export_oneshot`), with the inherited weights of the supernet it was selected from.
+
 ``nastk export --run-dir D`` builds the run's best architecture with the run's build options and,
 when the run's evaluator retrained the winner (the train evaluator does), loads those weights
 (``winner.pt``, written when the search finished). A search whose evaluator was ``supernet:RUN_DIR``
@@ -23,11 +27,11 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from nastk.errors import ConfigError, NastkError, RunError
 from nastk.paths import atomic_write, check_writable
-from nastk.runs import RunView
+from nastk.runs import OneShotView, RunView
 
 WINNER = "winner.pt"
 #: Input shape (channels, height, width) and classes of each dataset a run can name.
@@ -47,23 +51,26 @@ def save_winner(directory: Path, arch: str, model) -> Path:
     return path
 
 
-def winner_model(run: RunView):
-    """The run's best architecture as a network, with its retrained weights when the run kept them;
-    returns (model, description)."""
+def winner_model(run: RunView, arch_text: Optional[str] = None, objective: Optional[float] = None):
+    """The run's best architecture (or ``arch_text``, another of its trials) as a network, with the
+    retrained weights when the run kept them for it (only its winner's are kept); returns (model, description)."""
     import torch
 
     from nastk.space import get_space
 
     if run.best_arch is None:
         raise RunError(f"run {run.directory} has no evaluations to export")
+    winner = arch_text is None or arch_text == run.best_arch
+    arch_text = run.best_arch if arch_text is None else arch_text
+    objective = run.best_objective if winner and objective is None else objective
     evaluator = run.config["evaluator"]
     if evaluator.get("kind") == "supernet":  # the weights it was scored with, as it scored them
-        model, info = supernet_child(evaluator["run_dir"], run.best_arch, evaluator.get("bn_calibration", 0),
+        model, info = supernet_child(evaluator["run_dir"], arch_text, evaluator.get("bn_calibration", 0),
                                      evaluator.get("bn_recipe") or "cumulative", space=run.config["space"])
-        return model, {**info, "objective": run.best_objective, "run": str(run.directory)}
+        return model, {**info, "objective": objective, "run": str(run.directory)}
     space = get_space(run.config["space"])
     space.require("build")  # a space without networks has nothing to export
-    arch = space.from_str(run.best_arch)
+    arch = space.from_str(arch_text)
     dataset = evaluator.get("dataset") or "cifar10"
     if dataset not in DATASETS:
         raise ConfigError(f"unknown input shape for dataset {dataset!r}; known: {', '.join(DATASETS)}")
@@ -72,6 +79,13 @@ def winner_model(run: RunView):
     model = space.build(arch, classes, **build)
     weights = "initialised (the run's evaluator did not retrain the winner)"
     saved = run.directory / WINNER
+    if not winner:
+        model.eval()
+        weights = ("initialised (the run retrained only its winner; train this one to use it)"
+                   if _retrains_winner(evaluator.get("kind")) else weights)
+        return model, {"space": space.name, "arch": arch_text, "build": build, "num_classes": classes,
+                       "input_shape": list(input_shape), "dataset": dataset, "weights": weights,
+                       "objective": objective, "run": str(run.directory)}
     if not saved.is_file() and run.summary is not None and _retrains_winner(evaluator.get("kind")):
         raise RunError(f"{saved} is missing: the run finished and retrained its winner, whose weights it kept there; "
                        f"exporting without them would give an untrained network (restore the file, or rerun the "
@@ -110,7 +124,7 @@ def supernet_child(run_dir, arch: str, bn_calibration: Optional[int] = None, bn_
     of the run's training images (None: :func:`~nastk.oneshot.ranking.default_bn_calibration`, OFA's
     2000 images when the BatchNorm tracks statistics, else none); returns (model, description).
     ``space``: the space a search run searched (its winner must come from that supernet's space)."""
-    from nastk.errors import ArchitectureError
+    from nastk.errors import ArchitectureError, CapabilityError
     from nastk.oneshot.data import downsample, load_images
     from nastk.oneshot.ranking import activate, calibration_batches, default_bn_calibration, tracks_bn_statistics
     from nastk.oneshot.recalibration import RECIPES
@@ -131,7 +145,12 @@ def supernet_child(run_dir, arch: str, bn_calibration: Optional[int] = None, bn_
     batches = default_bn_calibration(supernet, config) if bn_calibration is None else int(bn_calibration)
     calibration = calibration_batches(config, data, batches) if tracked else []
     activate(supernet, child, [b.to(device) for b in calibration], bn_recipe)
-    model = supernet.extract(child).eval()
+    try:
+        model, inherited = supernet.extract(child).eval(), None
+    except (CapabilityError, NotImplementedError) as error:  # a supernet that cannot run a child alone
+        supernet.space.require("build")
+        model = supernet.space.build(child, int(data.num_classes), **dict(config.supernet)).eval()
+        inherited = f"a fresh, untrained network: the supernet cannot extract this child ({error})"
     images = sum(len(batch) for batch in calibration)
     if calibration:
         statistics = (f"BatchNorm statistics recalibrated on {images} of its training images "
@@ -143,7 +162,7 @@ def supernet_child(run_dir, arch: str, bn_calibration: Optional[int] = None, bn_
     info = {"space": supernet.space.name, "arch": child.to_str(), "build": dict(config.supernet),
             "num_classes": int(data.num_classes), "input_shape": list(data.x_train.shape[1:]),
             "dataset": config.dataset, "image_size": config.image_size,
-            "weights": f"inherited from the supernet {run_dir} (epoch {epoch}, not retrained); {statistics}",
+            "weights": inherited or f"inherited from the supernet {run_dir} (epoch {epoch}, not retrained); {statistics}",
             "supernet": str(run_dir), "epoch": epoch,
             "bn_calibration": {"batches": len(calibration), "images": images, "recipe": bn_recipe} if calibration else None}
     return model, info
@@ -162,6 +181,78 @@ def export_child(run_dir, arch: str, out, fmt: str = "torchscript", bn_calibrati
     _check_target(out, fmt)
     model, info = supernet_child(run_dir, arch, bn_calibration, bn_recipe)
     return write_model(model, info, out, fmt)
+
+
+def oneshot_candidates(view: OneShotView, top: Optional[int] = None) -> List[Dict[str, Any]]:
+    """What a one-shot run selected, as (arch, weights folder, how it was selected) entries, best first.
+
+    A supernet or staged run: its recorded selection (``supernet select``) or the argmax of its
+    architecture parameters; a DARTS-PT folder: its selection, with the tuned supernet's weights; a
+    few-shot tree: its chosen architecture from the leaf it came from, and with ``top`` the best
+    candidate of each leaf by held-out accuracy (its leaf's weights). ``top`` on a run that selected one
+    architecture is refused: rank children with ``nastk supernet rank`` and export them with ``--arch``."""
+    if view.kind == "few-shot":
+        selection = view.selections.get("selection.json")
+        if not selection:
+            raise RunError(f"few-shot run {view.directory} has no selection.json yet (it has not finished)")
+        leaves = sorted(selection.get("leaves") or [], key=lambda e: -float(e.get("held_out_acc") or 0))
+        chosen = [{"arch": e["arch"], "folder": view.directory / e["leaf"],
+                   "selected": f"few-shot leaf {e['leaf']}: {e.get('rule', 'best candidate')}, held-out accuracy "
+                               f"{e.get('held_out_acc')}"} for e in leaves]
+        if top is None:
+            chosen = [c for c in chosen if c["arch"] == selection["arch"]][:1]
+        return chosen[:top] if top else chosen
+    if top is not None and top > 1:
+        raise ConfigError(f"--top {top}: {view.directory} ({view.kind}) selected one architecture; rank children "
+                          f"with 'nastk supernet rank' and export each with --arch ARCH")
+    arch = view.selected_arch
+    if arch is None:
+        raise ConfigError(f"{view.directory} is a supernet run folder: name the child to export with --arch ARCH "
+                          f"(it has recorded no selection; 'nastk supernet select' or 'supernet rank' picks one)")
+    source = next((name for name in ("selection.json", "selection-pt.json", "selection-argmax.json")
+                   if view.selections.get(name, {}).get("arch") == arch), None)
+    how = f"selected by {source}" if source else "the argmax of its architecture parameters (last epoch)"
+    return [{"arch": arch, "folder": view.directory, "selected": how}]
+
+
+def export_oneshot(view: OneShotView, out, fmt: str = "torchscript", top: Optional[int] = None,
+                   bn_calibration: Optional[int] = None, bn_recipe: str = "cumulative") -> List[Dict[str, Any]]:
+    """Write what a one-shot run selected (:func:`oneshot_candidates`) with its inherited weights:
+    one file ``out``, or with ``top`` one file per candidate in the folder ``out``."""
+    candidates = oneshot_candidates(view, top)
+    targets = [Path(out)] if top is None else [Path(out) / f"top{i}-{_digest(c['arch'])}.pt"
+                                               for i, c in enumerate(candidates, start=1)]
+    for target in targets:
+        _check_target(target, fmt)
+    written = []
+    for candidate, target in zip(candidates, targets):
+        model, info = supernet_child(candidate["folder"], candidate["arch"], bn_calibration, bn_recipe)
+        written.append(write_model(model, {**info, "selected": candidate["selected"], "run": str(view.directory)},
+                                   target, fmt))
+    return written
+
+
+def export_top(run: RunView, k: int, out_dir, fmt: str = "torchscript") -> List[Dict[str, Any]]:
+    """Write the ``k`` best distinct architectures of a search run into the folder ``out_dir``
+    (``top1-<hash>.pt`` ...), each as :func:`winner_model` builds it (only the winner has trained weights
+    unless the run's evaluator scored supernet children)."""
+    trials = run.top(k)
+    if not trials:
+        raise RunError(f"run {run.directory} has no feasible evaluations to export")
+    targets = [Path(out_dir) / f"top{i}-{_digest(t.arch)}.pt" for i, t in enumerate(trials, start=1)]
+    for target in targets:
+        _check_target(target, fmt)
+    written = []
+    for rank, (trial, target) in enumerate(zip(trials, targets), start=1):
+        model, info = winner_model(run, trial.arch, trial.result.value)
+        written.append(write_model(model, {**info, "rank": rank}, target, fmt))
+    return written
+
+
+def _digest(arch: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(arch.strip().encode()).hexdigest()[:10]
 
 
 def _check_target(out, fmt: str) -> None:

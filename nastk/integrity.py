@@ -44,7 +44,8 @@ def read_npz(path: Path, what: str, rows: Optional[int] = None,
     ``rows`` and ``source_sha256``, when given, must match what the cache records.
     """
     try:
-        with np.load(path) as archive:
+        # the file opened here: numpy 2.4's np.load(path) leaks its handle on a truncated zip
+        with open(path, "rb") as handle, np.load(handle) as archive:
             meta = json.loads(str(archive["meta"]))
             arrays = {name: archive[name] for name in archive.files if name != "meta"}
     except DataError:

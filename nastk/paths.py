@@ -14,11 +14,11 @@ left: no temporary file, no partial line, no folder the writer made. Caches are 
 """
 from __future__ import annotations
 
+import atexit
 import errno
 import hashlib
 import io
 import os
-import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -380,8 +380,10 @@ def save_figure(fig, path, **options) -> Path:
 
 
 def note(message: str) -> None:
-    """One line on stderr about something nastk skipped and went on without."""
-    print(f"nastk: note: {' '.join(message.split())}", file=sys.stderr)
+    """One line (a warning of the ``nastk`` logger, on stderr) about something nastk skipped and went on without."""
+    from nastk.log import LOGGER
+
+    LOGGER.warning(f"nastk: note: {' '.join(message.split())}")
 
 
 def write_cache(write: Callable[[], Any], what: str, consequence: str = "") -> bool:
@@ -396,7 +398,16 @@ def write_cache(write: Callable[[], Any], what: str, consequence: str = "") -> b
 
 
 LOCK_FILE = ".nastk.lock"
+#: the run folders claimed since the command started, first first (the CLI's Ctrl-C line names the first one)
+CLAIMED: list = []
 _held_locks: dict = {}  # resolved folder -> [open lock file, holders in this process]
+
+
+@atexit.register
+def _close_held_locks() -> None:
+    """The process ends: its locks go with it; closing the files says so instead of a ResourceWarning."""
+    while _held_locks:
+        _held_locks.popitem()[1][0].close()
 
 
 def lock_folder(directory: Path) -> Callable[[], None]:

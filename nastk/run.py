@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from nastk.engine import Backend, Proposal, drive
 from nastk.errors import RunError, WriteError
 from nastk.evaluator import Evaluator, Result
-from nastk.paths import LOCK_FILE, append_lines, atomic_write, lock_folder, os_error_cause
+from nastk.paths import CLAIMED, LOCK_FILE, append_lines, atomic_write, lock_folder, os_error_cause
 from nastk.readers import MAX_CONFIG_BYTES, Unreadable, loads, read_json
 from nastk.strategy import Strategy
 from nastk.trial import SearchOutcome, Stop, Trial, record_problem
@@ -62,12 +62,14 @@ class Run:
             created.append(folder)
         lock_created = not (self.directory / LOCK_FILE).exists()
         self.release = self._claim()
+        CLAIMED.append(self.directory)
         try:
             self._check_or_create(config, resume)
         except BaseException:
             if lock_created:  # a refused run leaves nothing behind
                 (self.directory / LOCK_FILE).unlink(missing_ok=True)
             self.release()
+            CLAIMED.remove(self.directory)
             for folder in created:  # not even the parent folders made for it
                 try:
                     folder.rmdir()

@@ -119,7 +119,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
     while _journal_lines(killed_dir / "journal.jsonl") < 3 and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.communicate()  # waits and closes the pipes
     done_before = _journal_lines(killed_dir / "journal.jsonl")
     assert 3 <= done_before < 8, "the run was not killed mid-way"
     resumed = json.loads(subprocess.run(base + ["--run-dir", str(killed_dir), "--resume"], env=env,

@@ -19,6 +19,7 @@ def test_custom_space_example_runs_every_strategy(capsys):
     for label in ("re ", "bo-tpe ", "DARTS "):
         line = next(line for line in out.splitlines() if line.startswith(label))
         space.from_str(line.split(": ", 1)[1])  # a valid architecture of the user's space
-    assert "SPOS    supernet test acc (monitoring)" in out
+    spos = next(line for line in out.splitlines() if line.startswith("SPOS    supernet test acc (monitoring)"))
+    assert float(spos.split()[-1]) > 40  # clearly above chance (10%): the example teaches something that works
     definition = EXAMPLE.read_text().split("SPACES.register")[0].split("\nOPS = ")[1]
     assert len([line for line in definition.splitlines() if line.strip()]) < 60

@@ -57,7 +57,7 @@ def rank_json(capsys, run, *flags):
 
 def export_json(capsys, run, out, *flags):
     capsys.readouterr()
-    assert main(["export", "--run-dir", str(run), "--out", str(out), *flags, "--output", "json"]) == 0
+    assert main(["export", "--run-dir", str(run), "--out", str(out), *flags, "--format", "json"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -101,7 +101,7 @@ def test_an_exported_child_reproduces_its_ranked_accuracy_without_nastk(supernet
     loads_without_nastk(out, tmp_path)
     # the state dict rebuilds through the space's build() with the supernet's options
     state = tmp_path / "child-state.pt"
-    export_json(capsys, supernet_run, state, "--arch", row["arch"], "--format", "state-dict")
+    export_json(capsys, supernet_run, state, "--arch", row["arch"], "--out-format", "state-dict")
     held = torch.load(state, weights_only=True)
     space = get_space(held["space"])
     model = space.build(space.from_str(held["arch"]), held["num_classes"], **held["build"])

@@ -24,7 +24,7 @@ def trained_run(tmp_path_factory):
 def test_torchscript_export_reproduces_the_reported_test_accuracy_without_nastk(trained_run, capsys, tmp_path):
     capsys.readouterr()
     out = tmp_path / "model.pt"
-    assert main(["export", "--run-dir", str(trained_run), "--out", str(out), "--output", "json"]) == 0
+    assert main(["export", "--run-dir", str(trained_run), "--out", str(out), "--format", "json"]) == 0
     written = json.loads(capsys.readouterr().out)
     summary = json.loads((trained_run / "summary.json").read_text())
     assert written["arch"] == summary["best_arch"] and written["weights"].startswith("retrained")
@@ -41,7 +41,7 @@ def test_state_dict_export_rebuilds_the_same_network(trained_run, capsys, tmp_pa
     from nastk.space import get_space
 
     out = tmp_path / "winner.pt"
-    assert main(["export", "--run-dir", str(trained_run), "--out", str(out), "--format", "state-dict"]) == 0
+    assert main(["export", "--run-dir", str(trained_run), "--out", str(out), "--out-format", "state-dict"]) == 0
     held = torch.load(out, weights_only=True)
     model = get_space(held["space"]).build(get_space("nb201").from_str(held["arch"]), held["num_classes"], **held["build"])
     model.load_state_dict(held["state_dict"])
@@ -55,7 +55,7 @@ def test_a_benchmark_run_exports_an_initialised_network_and_says_so(nastk_data, 
     assert main(["search", "--benchmark", "nb201", "--dataset", "cifar100", "--budget", "3", "--run-dir", str(run),
                  "--no-progress"]) == 0
     capsys.readouterr()
-    assert main(["export", "--run-dir", str(run), "--output", "json"]) == 0
+    assert main(["export", "--run-dir", str(run), "--format", "json"]) == 0
     written = json.loads(capsys.readouterr().out)
     assert written["weights"].startswith("initialised") and written["num_classes"] == 100
     assert torch.jit.load(str(run / "model.pt"))(torch.zeros(1, 3, 32, 32)).shape == (1, 100)
@@ -63,7 +63,7 @@ def test_a_benchmark_run_exports_an_initialised_network_and_says_so(nastk_data, 
 
 @pytest.mark.parametrize("make, message", [
     (lambda d: None, "does not exist"),
-    (lambda d: (d.mkdir(), (d / "config.json").write_text("{}")), "not a search run folder"),
+    (lambda d: (d.mkdir(), (d / "config.json").write_text("{}")), "not a run folder"),
 ])
 def test_bad_export_inputs_are_one_line(capsys, tmp_path, make, message):
     folder = tmp_path / "x"

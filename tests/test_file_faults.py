@@ -239,7 +239,7 @@ def test_export_and_plot_out_that_cannot_be_written_are_one_line(capsys, finishe
     if where == "read-only":
         read_only(folder)
     out = folder / "new" / ("model.pt" if command == "export" else "runs.png")
-    argv = (["export", "--run-dir", str(finished_run), "--format", "state-dict", "--out", str(out)] if command == "export"
+    argv = (["export", "--run-dir", str(finished_run), "--out-format", "state-dict", "--out", str(out)] if command == "export"
             else ["runs", "plot", str(finished_run), "--out", str(out)])
     if where == "disk full":
         monkeypatch.setattr(os, "write", DiskFull(lambda path: path.startswith(str(tmp_path)), free_bytes=100))

@@ -303,7 +303,7 @@ def _nested_run_folder(capsys, tmp_path_factory, target, text):
         lines[1] = text
         text = "\n".join(lines) + "\n"
     (run_dir / target).write_text(text)
-    for argv in (["runs", "list", str(root), "--format", "json"], ["runs", "show", str(run_dir)],
+    for argv in (["runs", "list", str(root), "--format", "json"], ["runs", "show", "--run-dir", str(run_dir)],
                  ["runs", "compare", str(root)]):
         check(capsys, argv)
     check(capsys, ["search", "--benchmark", "nb201", "--dataset", "cifar10", "--strategy", "random", "--budget", "4",
@@ -457,7 +457,7 @@ def _file_fault(capsys, tmp_path_factory, read_only, case):
     argv = {"search": ["search", "--benchmark", "nb201", "--dataset", "cifar10", "--strategy", "random", "--budget",
                        "2", "--no-progress", "--run-dir", str(target)],
             "query": ["query", "--dataset", "cifar10", "--index", "5", "--format", "json"],
-            "export": ["export", "--run-dir", str(base), "--format", "state-dict", "--out", str(target)],
+            "export": ["export", "--run-dir", str(base), "--out-format", "state-dict", "--out", str(target)],
             "runs plot": ["runs", "plot", str(base), "--out", str(target)],
             "proxies correlate": PROXY_ARGS + ["--proxies", "params,synflow", "--cache", str(target)]}[command]
     before, base_before = contents(root), base and contents(base)

@@ -194,7 +194,7 @@ def test_pt_resume_without_a_selection_and_pt_on_a_run_still_training_are_refuse
                 "is still being trained (nastk process", training / "pt")
     finally:
         holder.kill()
-        holder.wait()
+        holder.communicate()  # waits and closes the pipe
 
 
 def test_resume_without_the_checkpoint_is_refused_instead_of_retraining(capsys, darts_run, tmp_path):

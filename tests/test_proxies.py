@@ -49,7 +49,7 @@ def test_registry_and_metadata():
     assert get_proxy("snip").needs_labels and not get_proxy("jacob_cov").needs_labels
     assert not get_proxy("params").needs_gradients and get_proxy("grasp").needs_gradients
     assert all(PROXIES.get(n).higher_is_better for n in ALL)
-    with pytest.raises(UnknownNameError, match="known proxys"):
+    with pytest.raises(UnknownNameError, match="known proxies"):
         get_proxy("nope")
     with pytest.raises(UnknownNameError):
         compute_proxies(small_net(), (torch.zeros(2, 3, 16, 16), None), ["nope"])

@@ -296,7 +296,7 @@ def test_runs_show_says_how_many_journal_lines_it_could_not_read(capsys, search_
     lines = (run / "journal.jsonl").read_text().splitlines()
     lines[2] = lines[2][:25] + "\x00garbage"
     (run / "journal.jsonl").write_text("\n".join(lines) + "\n")
-    code, out, err = run_cli(capsys, "runs", "show", str(run), "--format", "json")
+    code, out, err = run_cli(capsys, "runs", "show", "--run-dir", str(run), "--format", "json")
     assert code == 0 and err.count("\n") == 1 and "1 of 6 lines could not be read" in err and "line 3" in err
     shown = json.loads(out)
     assert shown["evaluations"] == 5 and len(shown["unreadable_lines"]) == 1

@@ -40,7 +40,7 @@ def test_a_second_writer_of_a_run_folder_is_refused_while_the_first_lives(capsys
         assert (run_dir / "journal.jsonl").read_text() == journal  # nothing appended, nothing duplicated
     finally:
         holder.kill()
-        holder.wait()
+        holder.communicate()  # waits and closes the pipe
     # the lock died with its process: the resume now runs and extends the run
     assert run_cli(capsys, BENCH + ["--run-dir", str(run_dir), "--resume", "--budget", "5"])[0] == 0
     steps = [json.loads(line)["step"] for line in (run_dir / "journal.jsonl").read_text().splitlines()]

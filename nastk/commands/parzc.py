@@ -7,10 +7,10 @@ The ``proxies`` command group belongs to :mod:`nastk.commands.proxies`; it hooks
 """
 from __future__ import annotations
 
-import sys
 
 from nastk.commands import print_json
 from nastk.errors import ConfigError
+from nastk.log import LOGGER
 from nastk.options import Int
 
 
@@ -77,7 +77,7 @@ def run_fit(args) -> int:
     save = check_destination(args.save) if args.save else None
     check_train_size(args.train_size, args.pool_size or cached_pool_size())
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
-    data = nb201_data(args.dataset, args.pool_size, log=lambda line: print(line, file=sys.stderr),
+    data = nb201_data(args.dataset, args.pool_size, log=LOGGER.info,
                       progress=not args.no_progress)
     train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, max_steps=args.max_steps)
     with Progress(train_config.epochs_for(args.train_size), f"training {args.variant}", "epochs",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,9 @@ from nastk.commands import print_json, read_mapping
 from nastk.errors import ConfigError, NastkError, RunError
 from nastk.evaluators import run_evaluator
 from nastk.evaluators.multi_objective import constraint_summary, parse_objectives, pareto_front, plot_pareto
+from nastk.log import LOGGER
 from nastk.options import Bool, Option, Seeds
-from nastk.progress import Progress
+from nastk.progress import Progress, format_score
 from nastk.readers import MAX_CONFIG_BYTES, read_json
 from nastk.run import Run, check_journal, require_resumable, run_search
 from nastk.search_config import GENERAL, option_owners, options_of_run_config, resolve, run_config
@@ -200,7 +200,7 @@ def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str =
             return _finish(config, run, outcome, evaluator, bar, started, device, extra)
     with Run(run_dir, config, resume=resume, upgrade=upgraded_config) as run:
         outcome = run_search(prepared.strategy, evaluator, Stop.from_config(config), run,
-                             progress=lambda trial, outcome: bar.update(best=outcome.best.result.value))
+                             progress=lambda trial, outcome: bar.update(len(outcome.trials), best=outcome.best.result.value))
         return _finish(config, run, outcome, evaluator, bar, started, device, {})
 
 
@@ -297,10 +297,10 @@ def run(args) -> int:
     if args.format == "text" and not args.resume and config["evaluator"]["kind"] == "train":
         ev = config["evaluator"]
         build = ", ".join(f"{key}={value}" for key, value in ev["build"].items())
-        print(f"nastk: searching {config['space']} with {config['strategy']} for {config['budget']} candidates, "
-              f"each trained {ev['epochs']} epochs on {ev['dataset']}" + (f" ({build})" if build else "")
-              + f"; the winner is retrained {ev['final_epochs']} epochs and tested. Run folder: {run_dirs[0]}"
-              + (f" (and {len(run_dirs) - 1} more seeds beside it)" if len(run_dirs) > 1 else ""))
+        LOGGER.info(f"nastk: searching {config['space']} with {config['strategy']} for {config['budget']} candidates, "
+                    f"each trained {ev['epochs']} epochs on {ev['dataset']}" + (f" ({build})" if build else "")
+                    + f"; the winner is retrained {ev['final_epochs']} epochs and tested. Run folder: {run_dirs[0]}"
+                    + (f" (and {len(run_dirs) - 1} more seeds beside it)" if len(run_dirs) > 1 else ""))
     summaries = []
     for config, run_dir in zip(configs, run_dirs):
         summary = execute(config, run_dir, resume=args.resume, device=args.device, progress=not args.no_progress,
@@ -321,12 +321,16 @@ def run(args) -> int:
             print_json(summaries[0])
         return 0
     aggregate = {key: _mean_std([s[key] for s in summaries]) for key in ("best_objective", "test_accuracy")}
+    from nastk.runs import write_seed_aggregate
+
+    written = write_seed_aggregate(base, run_dirs)  # mean, std and the per-seed table, kept beside the seeds
     if args.format == "json":
-        print_json({"seeds": list(seeds), **aggregate, "runs": summaries})
+        print_json({"seeds": list(seeds), **aggregate, "aggregate": str(written), "runs": summaries})
     else:
         for key, row in aggregate.items():
             if row:
                 print(f"{key.replace('_', ' '):14s}: {row['mean']:.4f} +- {row['std']:.4f} over {row['n']} seeds")
+        print(f"aggregate: {written}")
     return 0
 
 
@@ -335,9 +339,9 @@ def _note_objectives(config: Dict[str, Any]) -> None:
     cls = STRATEGIES.get(config["strategy"])
     if config.get("objectives") and "objectives" not in cls.RUN_OPTIONS:
         several = [name for name in STRATEGIES.names() if "objectives" in STRATEGIES.get(name).RUN_OPTIONS]
-        print(f"nastk: note: {config['strategy']} optimises one objective ({config['objectives'][0]}); the others "
-              f"are measured and the summary reports the Pareto front of all (multi-objective: {', '.join(several)})",
-              file=sys.stderr)
+        LOGGER.warning(f"nastk: note: {config['strategy']} optimises one objective ({config['objectives'][0]}); the "
+                       f"others are measured and the summary reports the Pareto front of all (multi-objective: "
+                       f"{', '.join(several)})")
 
 
 def _mean_std(values) -> Optional[Dict[str, float]]:
@@ -349,6 +353,16 @@ def _mean_std(values) -> Optional[Dict[str, float]]:
     return {"mean": float(np.mean(numbers)), "std": float(np.std(numbers)), "n": len(numbers)}
 
 
+def objective_name(evaluator: Dict[str, Any]) -> str:
+    """What the search objective measured: the protocol, the proxy (and its data), or the evaluator kind."""
+    if evaluator.get("objective"):
+        return str(evaluator["objective"])
+    kind = evaluator.get("evaluator", "?")
+    detail = evaluator.get(kind) or evaluator.get("target") or evaluator.get("kind")
+    dataset = f" on {evaluator['dataset']}" if evaluator.get("dataset") else ""
+    return f"{kind} {detail}{dataset}" if detail else f"{kind}{dataset}"
+
+
 def _print_summary(summary: Dict[str, Any]) -> None:
     evaluator = summary["evaluator"]
     constrained = summary.get("constraints")
@@ -356,7 +370,7 @@ def _print_summary(summary: Dict[str, Any]) -> None:
         print(f"best architecture : none satisfies {', '.join(constrained['constraints'])}")
     else:
         print(f"best architecture : {summary['best_arch']}")
-        print(f"search objective  : {summary['best_objective']:.4f}  ({evaluator.get('objective')})")
+        print(f"search objective  : {format_score(summary['best_objective'])}  ({objective_name(evaluator)})")
     if summary["test_accuracy"] is not None:
         print(f"test accuracy     : {summary['test_accuracy']:.4f}  ({evaluator.get('report', 'retrained winner, test split')})")
     print(f"evaluations       : {summary['evaluations']} ({summary['replayed']} replayed from the journal, "

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from nastk.errors import ConfigError
+from nastk.log import LOGGER
 from nastk.oneshot.split_tree import TREE, SplitNode, SplitTree, _seeded, node_dir, restart_seed
 from nastk.oneshot.gradient_matching import MODES, RULES, choose_split
 from nastk.oneshot.trainer import CHECKPOINT, OneShotConfig, OneShotTrainer, build_supernet
@@ -154,6 +155,7 @@ class FewShotRun:
             if config.step == "darts":
                 supernet.init_arch_parameters(generator=torch.Generator().manual_seed(seed))
         trainer = OneShotTrainer(config, folder, self.device, data=self.data, progress=self.progress, supernet=supernet)
+        trainer.label = f"sub-supernet {node.id}: " if node is not None and node.parent is not None else ""
         if folder is None:
             return trainer
         if not trainer.load_checkpoint() and node.parent is not None and not (leaf and self.schedule.restart):
@@ -162,7 +164,7 @@ class FewShotRun:
 
     def _say(self, line: str) -> None:
         if self.progress:
-            print(line, flush=True)
+            LOGGER.info(line)
 
     # --- the schedule -----------------------------------------------------------------------------
     def split_candidates(self, node: SplitNode) -> List[int]:
@@ -270,4 +272,6 @@ def best_of_leaf(trainer: OneShotTrainer, archs: int = 200, seed: int = 0) -> Di
 
 def train_fewshot(config: OneShotConfig, schedule: SplitSchedule, run_dir, resume: bool = False, device="cpu",
                   progress: bool = True, data=None) -> Dict[str, Any]:
-    return FewShotRun(config, schedule, run_dir, resume, device, progress, data).run()
+    fewshot = FewShotRun(config, schedule, run_dir, resume, device, progress, data)
+    with fewshot.folder:  # the folder's lock is released however the run ends
+        return fewshot.run()

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from nastk.errors import CapabilityError, ConfigError, RunError
+from nastk.log import LOGGER
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer, load_trained
 from nastk.paths import LOCK_FILE, atomic_write, folder_in_use
 from nastk.run import Run, require_resumable
@@ -269,7 +270,7 @@ class PerturbationSelection:
                 self.run.append(record)
                 records.append(record)
                 if self.progress:
-                    print(_describe(record), flush=True)
+                    LOGGER.info(_describe(record))
         if interval:
             self.trainer.fit()  # the schedule's last epochs, if the rounds ended early
         return self.finish(records)
@@ -320,4 +321,6 @@ def _holder(directory: Path) -> str:
 def select_pt(run_dir, out_dir=None, resume: bool = False, device="cpu", progress: bool = True, data=None,
               **options) -> Dict[str, Any]:
     """DARTS-PT on a trained supernet run; ``options`` are :class:`PTOptions` fields."""
-    return PerturbationSelection(run_dir, out_dir, PTOptions(**options), resume, device, progress, data).select()
+    selection = PerturbationSelection(run_dir, out_dir, PTOptions(**options), resume, device, progress, data)
+    with selection.run:  # the folder's lock is released however the selection ends
+        return selection.select()

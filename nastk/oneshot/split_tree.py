@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -496,50 +495,54 @@ def train_leaves(config: OneShotConfig, tree: Optional[SplitTree], run_dir, supe
     """
     run_dir = Path(run_dir)
     dist = Distributed.from_env(str(device))
-    if dist.is_main:
-        Run(run_dir, config.to_dict(), resume=resume)  # refuses a used folder unless resuming, checks the config
-    dist.barrier()
-    tree = _run_tree(run_dir, tree, dist)
-    if data is None:
-        from nastk.oneshot.data import load_images
-
-        data = load_images(config.dataset)
-    root = _run_root(config, tree, run_dir, supernet, data.num_classes, dist)
-
-    leaves, entries = tree.leaves(), []
-    for number, leaf in enumerate(leaves):
-        folder = node_dir(run_dir, leaf)
-        state = _leaf_checkpoint(folder, leaf, config)
-        if state is not None and int(state["epoch"]) >= config.epochs:
-            entries.append(_leaf_entry(leaf, state["history"], int(state["epoch"]), skipped=True))
-            continue
-        if progress and dist.is_main:
-            _write(f"sub-supernet {leaf.id} ({number + 1}/{len(leaves)})"
-                   + (f": resuming at epoch {int(state['epoch']) + 1}" if state is not None else ""))
-        child = sub_supernet(tree, leaf, root, config.seed)
-        trainer = OneShotTrainer(config, folder, device, dist, data, progress, callbacks, supernet=child,
-                                 loss=loss, metrics=metrics)
-        resumed_from = 0
-        if state is not None:
-            trainer.load_checkpoint()
-            if not np.array_equal(trainer.supernet.allowed, leaf.allowed):
-                raise RunError(f"{folder / CHECKPOINT} restored another mask than leaf {leaf.id}'s")
-            resumed_from = trainer.epoch
-        elif dist.is_main and (folder / METRICS).exists():  # lines of a run whose checkpoint was removed
-            (folder / METRICS).unlink()
+    folder_run = Run(run_dir, config.to_dict(), resume=resume) if dist.is_main else None  # refuses a used folder unless resuming
+    try:
         dist.barrier()
-        trainer.fit()
-        entries.append(_leaf_entry(leaf, trainer.history, trainer.epoch, resumed_from=resumed_from))
-        del trainer, child
+        tree = _run_tree(run_dir, tree, dist)
+        if data is None:
+            from nastk.oneshot.data import load_images
 
-    summary = {"run_dir": str(run_dir), "space": config.space, "step": config.step, "sampler": config.sampler,
-               "epochs": config.epochs, "leaves": entries,
-               "trained": sum(not e["skipped"] for e in entries), "skipped": sum(e["skipped"] for e in entries)}
-    if dist.is_main:
-        with atomic_write(run_dir / SUMMARY, "w") as handle:
-            json.dump(_plain_json(summary, "the summary"), handle, indent=2)
-    dist.barrier()
-    return summary
+            data = load_images(config.dataset)
+        root = _run_root(config, tree, run_dir, supernet, data.num_classes, dist)
+
+        leaves, entries = tree.leaves(), []
+        for number, leaf in enumerate(leaves):
+            folder = node_dir(run_dir, leaf)
+            state = _leaf_checkpoint(folder, leaf, config)
+            if state is not None and int(state["epoch"]) >= config.epochs:
+                entries.append(_leaf_entry(leaf, state["history"], int(state["epoch"]), skipped=True))
+                continue
+            if progress and dist.is_main:
+                _write(f"sub-supernet {leaf.id} ({number + 1}/{len(leaves)})"
+                       + (f": resuming at epoch {int(state['epoch']) + 1}" if state is not None else ""))
+            child = sub_supernet(tree, leaf, root, config.seed)
+            trainer = OneShotTrainer(config, folder, device, dist, data, progress, callbacks, supernet=child,
+                                     loss=loss, metrics=metrics)
+            trainer.label = f"sub-supernet {leaf.id}: "
+            resumed_from = 0
+            if state is not None:
+                trainer.load_checkpoint()
+                if not np.array_equal(trainer.supernet.allowed, leaf.allowed):
+                    raise RunError(f"{folder / CHECKPOINT} restored another mask than leaf {leaf.id}'s")
+                resumed_from = trainer.epoch
+            elif dist.is_main and (folder / METRICS).exists():  # lines of a run whose checkpoint was removed
+                (folder / METRICS).unlink()
+            dist.barrier()
+            trainer.fit()
+            entries.append(_leaf_entry(leaf, trainer.history, trainer.epoch, resumed_from=resumed_from))
+            del trainer, child
+
+        summary = {"run_dir": str(run_dir), "space": config.space, "step": config.step, "sampler": config.sampler,
+                   "epochs": config.epochs, "leaves": entries,
+                   "trained": sum(not e["skipped"] for e in entries), "skipped": sum(e["skipped"] for e in entries)}
+        if dist.is_main:
+            with atomic_write(run_dir / SUMMARY, "w") as handle:
+                json.dump(_plain_json(summary, "the summary"), handle, indent=2)
+        dist.barrier()
+        return summary
+    finally:  # the folder's lock is released however training ends
+        if folder_run is not None:
+            folder_run.release()
 
 
 def _run_tree(run_dir: Path, tree: Optional[SplitTree], dist: Distributed) -> SplitTree:
@@ -609,9 +612,9 @@ def _leaf_entry(leaf: SplitNode, history: List[Dict[str, Any]], epoch: int, resu
 
 
 def _write(line: str) -> None:
-    from tqdm import tqdm
+    from nastk.log import LOGGER
 
-    tqdm.write(line, file=sys.stderr)
+    LOGGER.info(line)
 
 
 # --- the trained sub-supernets ------------------------------------------------------------------------------

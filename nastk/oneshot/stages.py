@@ -157,59 +157,64 @@ def train_stages(config: OneShotConfig, stages: Sequence[Stage], run_dir, resume
         restrict(built[key], stage.allowed)
     run = Run(run_dir, config.to_dict(), resume=resume, upgrade=OneShotConfig.upgraded,
               upgrade_adds_fields=True) if dist.is_main else None
-    dist.barrier()
-    previous: Optional[Path] = None
-    records = []
-    for index, (stage, stage_config) in enumerate(zip(stages, configs)):
-        folder = stage_folder(run_dir, index, stage)
-        done = folder / "summary.json"
-        if done.is_file():
-            previous = folder / CHECKPOINT
-            records.append(read_json(done, "stage summary", RunError))  # nastk.readers: size, depth, shape
-            continue
-        import torch
-
-        torch.manual_seed(stage_config.seed)  # a first stage's initial weights depend on the seed alone
-        supernet = build_supernet(stage_config, data.num_classes)
-        if previous is not None:  # the previous stage's weights (and architecture parameters)
-            state = read_checkpoint(previous)
-            if "arch_logits" in state["model"] and supernet.arch_logits is None:
-                supernet.init_arch_parameters()
-            supernet.load_state_dict(state["model"])
-        if stage.sort_channels is not None and not (folder / CHECKPOINT).is_file():
-            supernet.sort_channels(stage.sort_channels or None)
-        supernet.allowed = restrict(supernet, stage.allowed)
-        freeze(supernet, stage.trainable)
-        if dist.is_main:
-            make_folder(folder)
+    try:
         dist.barrier()
-        trainer = OneShotTrainer(stage_config, folder, device, dist, data, progress, callbacks, supernet=supernet)
-        trainer.load_checkpoint(keep_mask=True)
-        trainer.fit()
-        record = {"stage": stage.name, "epochs": stage.epochs, "step": stage_config.step,
-                  "final_train_loss": trainer.history[-1]["train_loss"],
-                  "train_wall_s": round(sum(r["epoch_s"] for r in trainer.history), 3)}
-        if dist.is_main:
-            with atomic_write(done, "w") as handle:
-                json.dump(record, handle, indent=1)
-        records.append(record)
-        previous = folder / CHECKPOINT
-    if dist.is_main:  # the run folder's own checkpoint: the last stage's, with the full mask back
-        state = read_checkpoint(previous)
-        state["allowed"] = restrict(build_supernet(configs[-1], data.num_classes), {}).tolist()
-        with atomic_write(run_dir / CHECKPOINT) as handle:
+        previous: Optional[Path] = None
+        records = []
+        for index, (stage, stage_config) in enumerate(zip(stages, configs)):
+            folder = stage_folder(run_dir, index, stage)
+            done = folder / "summary.json"
+            if done.is_file():
+                previous = folder / CHECKPOINT
+                records.append(read_json(done, "stage summary", RunError))  # nastk.readers: size, depth, shape
+                continue
             import torch
 
-            torch.save(state, handle)
-        write_file(run_dir / METRICS, (previous.parent / METRICS).read_bytes())
-    summary = {"run_dir": str(run_dir), "space": config.space, "stages": records, "world_size": dist.world,
-               "step": configs[-1].step, "sampler": config.sampler, "epochs": sum(s.epochs for s in stages),
-               "resumed_from_epoch": 0, "device": str(device),
-               "final_train_loss": records[-1]["final_train_loss"], "final_train_acc": None,
-               "train_wall_s": round(sum(r["train_wall_s"] for r in records), 3)}
-    if run is not None:
-        run.write_summary(summary)
-    return summary
+            torch.manual_seed(stage_config.seed)  # a first stage's initial weights depend on the seed alone
+            supernet = build_supernet(stage_config, data.num_classes)
+            if previous is not None:  # the previous stage's weights (and architecture parameters)
+                state = read_checkpoint(previous)
+                if "arch_logits" in state["model"] and supernet.arch_logits is None:
+                    supernet.init_arch_parameters()
+                supernet.load_state_dict(state["model"])
+            if stage.sort_channels is not None and not (folder / CHECKPOINT).is_file():
+                supernet.sort_channels(stage.sort_channels or None)
+            supernet.allowed = restrict(supernet, stage.allowed)
+            freeze(supernet, stage.trainable)
+            if dist.is_main:
+                make_folder(folder)
+            dist.barrier()
+            trainer = OneShotTrainer(stage_config, folder, device, dist, data, progress, callbacks, supernet=supernet)
+            trainer.label = f"stage {stage.name}: "
+            trainer.load_checkpoint(keep_mask=True)
+            trainer.fit()
+            record = {"stage": stage.name, "epochs": stage.epochs, "step": stage_config.step,
+                      "final_train_loss": trainer.history[-1]["train_loss"],
+                      "train_wall_s": round(sum(r["epoch_s"] for r in trainer.history), 3)}
+            if dist.is_main:
+                with atomic_write(done, "w") as handle:
+                    json.dump(record, handle, indent=1)
+            records.append(record)
+            previous = folder / CHECKPOINT
+        if dist.is_main:  # the run folder's own checkpoint: the last stage's, with the full mask back
+            state = read_checkpoint(previous)
+            state["allowed"] = restrict(build_supernet(configs[-1], data.num_classes), {}).tolist()
+            with atomic_write(run_dir / CHECKPOINT) as handle:
+                import torch
+
+                torch.save(state, handle)
+            write_file(run_dir / METRICS, (previous.parent / METRICS).read_bytes())
+        summary = {"run_dir": str(run_dir), "space": config.space, "stages": records, "world_size": dist.world,
+                   "step": configs[-1].step, "sampler": config.sampler, "epochs": sum(s.epochs for s in stages),
+                   "resumed_from_epoch": 0, "device": str(device),
+                   "final_train_loss": records[-1]["final_train_loss"], "final_train_acc": None,
+                   "train_wall_s": round(sum(r["train_wall_s"] for r in records), 3)}
+        if run is not None:
+            run.write_summary(summary)
+        return summary
+    finally:  # the folder's lock is released however training ends
+        if run is not None:
+            run.release()
 
 
 # --- presets -----------------------------------------------------------------------------------------------

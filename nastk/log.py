@@ -1,0 +1,64 @@
+"""nastk's messages (progress lines, notes, warnings) go through one logger, ``nastk``.
+
+Results a command prints (tables, JSON) go to stdout; everything else is logged to stderr through a
+handler that writes around tqdm bars. A library user silences or redirects nastk with the standard
+``logging`` API (``logging.getLogger("nastk").setLevel(logging.WARNING)``, or their own handlers) or
+with :func:`configure`; the CLI's ``-q`` / ``-v`` set the level.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Optional, TextIO
+
+LOGGER = logging.getLogger("nastk")
+
+
+class TqdmHandler(logging.StreamHandler):
+    """A stderr handler that writes a line without tearing a progress bar drawn on the same terminal."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+            self.flush()
+        except Exception:  # logging must never take the command down
+            self.handleError(record)
+
+
+_default_handler: Optional[logging.Handler] = None
+
+
+def configure(level: int = logging.INFO, stream: Optional[TextIO] = None) -> None:
+    """nastk's own stderr handler (installed on import) at ``level``, writing to ``stream`` (stderr)."""
+    global _default_handler
+    if _default_handler is not None:
+        LOGGER.removeHandler(_default_handler)
+    # sys.stderr looked up on each write, so a test's (or a user's) replaced stderr receives the lines
+    _default_handler = TqdmHandler(stream) if stream is not None else _StderrHandler()
+    _default_handler.setFormatter(logging.Formatter("%(message)s"))
+    LOGGER.addHandler(_default_handler)
+    LOGGER.setLevel(level)
+    LOGGER.propagate = False
+
+
+class _StderrHandler(TqdmHandler):
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler assigns it once; the property always answers sys.stderr
+        pass
+
+
+def level_from(quiet: int, verbose: int) -> int:
+    """The CLI's level: INFO, WARNING with -q, ERROR with -qq, DEBUG with -v."""
+    return max(logging.DEBUG, min(logging.ERROR, logging.INFO + 10 * (quiet - verbose)))
+
+
+configure()
