@@ -26,7 +26,7 @@ def test_darts_searches_stay_among_the_214_genotypes(darts_rows):
 
 
 def test_darts_report(capsys, darts_rows, tmp_path):
-    code, out, err = run_cli(capsys, "reproduce", "darts", "--seeds", "2", "--budget", "12", "--out", str(tmp_path),
+    code, out, err = run_cli(capsys, "reproduce", "darts", "--seeds", "0-1", "--budget", "12", "--out", str(tmp_path),
                              "--format", "json")
     assert code == 0, err
     report = json.loads((tmp_path / "darts_search.json").read_text())
@@ -112,7 +112,7 @@ def toy_benchmarks(monkeypatch):
 
 @pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # every toy search finds the optimum
 def test_plugin_space_with_its_own_benchmark(capsys, tmp_path, toy_benchmarks):
-    code, out, err = run_cli(capsys, "reproduce", "plugin_space:PluginSpace", "--seeds", "2", "--budget", "6",
+    code, out, err = run_cli(capsys, "reproduce", "plugin_space:PluginSpace", "--seeds", "0-1", "--budget", "6",
                              "--out", str(tmp_path), "--no-progress")
     assert code == 0, err
     assert err == "" and "report:" in out
@@ -142,7 +142,8 @@ def test_a_strategy_the_space_cannot_run_is_refused(capsys, tmp_path, toy_benchm
     (["nb201", "--strategies", "random,foo"], "unknown strategy 'foo'"),
     (["nb201", "--strategies", "re"], "must include random"),
     (["darts", "--strategies", "random,re"], "only strategies that search that pool can run: random, bo-encoding"),
-    (["nb201", "--seeds", "0"], "must be"),
+    (["nb201", "--seeds", "0"], "give seeds such as"),
+    (["nb201", "--seeds", "2-1"], "give seeds such as"),
     (["nb201", "--budget", "-3"], "must be"),
     (["nb201", "--budget", "10", "--max-queries", "5"], "max_queries (5) must be at least the budget (10)"),
     (["nb201", "--out", "taken"], "taken is a file"),
@@ -158,7 +159,7 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, monkeypatch,
 
 # --- progress -----------------------------------------------------------------------------------------
 def test_progress_lines_on_a_non_terminal_stderr(capsys, tmp_path, darts_rows):
-    code, _, err = run_cli(capsys, "reproduce", "darts", "--seeds", "2", "--budget", "3", "--strategies", "random",
+    code, _, err = run_cli(capsys, "reproduce", "darts", "--seeds", "0-1", "--budget", "3", "--strategies", "random",
                            "--out", str(tmp_path))
     assert code == 0
     lines = err.splitlines()

@@ -95,3 +95,4 @@ def benchmark_for(space: str) -> Benchmark:
 
 register_benchmark("nb201", "nastk.benchmarks.nb201:NB201Benchmark")
 register_benchmark("darts", "nastk.benchmarks.darts:DartsBenchmark")
+register_benchmark("nats-sss", "nastk.benchmarks.nats_sss:NATSSizeBenchmark")

@@ -13,9 +13,10 @@ def register(subparsers) -> None:
                                                      "(nb201, darts; the NB201 search report)")
     add = parser.add_argument
     add("space", metavar="SPACE", help="a search space with a registered benchmark: nb201, darts or "
-                                       "package.module:Class")
+                                       "package.module:Class; or bossnas (BossNAS' released NATS ratings)")
     add("--quick", action="store_true", help="small version for CI: the first dataset, 2 seeds, 20 queries")
-    add("--seeds", type=Int(minimum=1), help="number of seeds, 0..N-1 (default 20)")
+    add("--seeds", type=str, help="the seeds, as in 'nastk search --seeds': 0-19 (default), 3 or 0,4,7 (a lone "
+                                 "number N still meaning 0..N-1 is deprecated)")
     add("--budget", type=Int(minimum=1), help="queries per search (default 100)")
     add("--max-queries", type=Int(minimum=1), help="cap on queries while spending the equal-time budget (default 3 x budget)")
     add("--datasets", help="comma-separated (default: the benchmark's datasets; nb201: cifar10,cifar100,ImageNet16-120, "
@@ -38,7 +39,7 @@ def settings_of(args):
 
     settings = Settings.quick(args.space) if args.quick else Settings(space=args.space)
     if args.seeds is not None:
-        settings.seeds = tuple(range(args.seeds))
+        settings.seeds = seeds_of(args.seeds)
     if args.budget is not None:
         settings.budget = args.budget
         settings.max_queries = 3 * args.budget
@@ -52,12 +53,35 @@ def settings_of(args):
     return resolve(settings)
 
 
+def seeds_of(text: str) -> tuple:
+    """``--seeds`` as ``nastk search`` reads it; a lone number N keeps its old meaning here (N seeds, 0..N-1)
+    for one release, with a deprecation line."""
+    from nastk.errors import ConfigError
+    from nastk.log import LOGGER
+    from nastk.options import Seeds
+
+    text = text.strip()
+    if text.isascii() and text.isdigit():
+        count = int(text)
+        if count < 1:
+            raise ConfigError(f"--seeds {text}: give seeds such as 0-9, 3 or 0,4,7")
+        LOGGER.warning(f"nastk: deprecated: 'reproduce --seeds {text}' as a count of seeds; write --seeds 0-{count - 1} "
+                       f"(the form 'nastk search --seeds' takes)")
+        return tuple(range(count))
+    try:
+        return tuple(Seeds().convert(text))
+    except ValueError:
+        raise ConfigError(f"--seeds {text}: give seeds such as 0-9, 3 or 0,4,7 (whole numbers >= 0)") from None
+
+
 def _names(text: str) -> tuple:
     """A comma-separated list; an empty item stays (and is refused by name) rather than vanishing."""
     return tuple(name.strip() for name in text.split(","))
 
 
 def run(args) -> int:
+    if args.space == "bossnas":  # a method's published ranking, not a space's search comparison
+        return run_bossnas(args)
     from nastk.progress import Progress
     from nastk.reproduce import check_out_dir, compare, space_benchmark, write_report
 
@@ -91,4 +115,17 @@ def run(args) -> int:
         if not report["equal_time"]:
             print("equal-time comparison skipped: the benchmark records no training time")
         print(f"report: {paths['markdown']}")
+    return 0
+
+
+def run_bossnas(args) -> int:
+    """``nastk reproduce bossnas``: BossNAS' released NATS Ss CIFAR-10 block ratings, aggregated by nastk,
+    against the 90-epoch table, beside the channel-count baseline and each block alone (no training)."""
+    from nastk.oneshot.block_rating import report_lines, shipped_rating_report
+
+    report = shipped_rating_report()
+    if args.format == "json":
+        print_json(report)
+    else:
+        print("\n".join(report_lines(report)))
     return 0

@@ -23,6 +23,7 @@ EVALUATORS.register("train", "nastk.evaluators.training:TrainingEvaluator")
 EVALUATORS.register("proxy", "nastk.evaluators.proxy:ProxyEvaluator")
 EVALUATORS.register("supernet", "nastk.evaluators.supernet:SupernetEvaluator")
 EVALUATORS.register("parzc", "nastk.evaluators.predictor:ParZCEvaluator")
+EVALUATORS.register("bossnas", "nastk.oneshot.block_rating:BossNASEvaluator")
 
 
 def evaluator_class(kind: str) -> type:
