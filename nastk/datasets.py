@@ -97,8 +97,15 @@ def _unavailable(name: str) -> Callable[..., ImageDataset]:
     return loader
 
 
+def _skimage_sr(**options) -> ImageDataset:
+    from nastk.quantization.sr_data import load_sr_patches  # super-resolution patches (QuantNAS); needs scikit-image
+
+    return load_sr_patches(**options)
+
+
 LOADERS: Dict[str, Callable[..., ImageDataset]] = {
     "digits": load_digits,
+    "skimage-sr": _skimage_sr,
     "cifar10": load_cifar10_subset,
     "cifar100": _unavailable("CIFAR-100"),
     "ImageNet16-120": _unavailable("ImageNet16-120"),

@@ -100,7 +100,10 @@ def _register_built_ins() -> None:
 
     built_in = [Objective("acc", None, "maximize", "search objective (accuracy)"),
                 Objective("params", "params_m", "minimize", "parameters (M)", MILLIONS),
-                Objective("flops", "flops_m", "minimize", "FLOPs (M)", MILLIONS)]
+                Objective("flops", "flops_m", "minimize", "FLOPs (M)", MILLIONS),
+                # mixed-precision spaces (quant:SPACE): multiply-adds x weight bits x activation bits, weight bits
+                Objective("bitops", "bitops_m", "minimize", "BitOps (M)", MILLIONS),
+                Objective("model_size", "model_size_kb", "minimize", "model size (kB)", "kB")]
     hardware = {}
     for column in COLUMNS:
         _, unit = units(column)

@@ -16,6 +16,7 @@ Register another with :func:`register_data_module` or an entry point of group ``
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -23,7 +24,7 @@ from torch.nn import functional as F
 
 from nastk.errors import ConfigError
 from nastk.oneshot.data import crop_flip, crop_flip_params
-from nastk.options import Int, Option
+from nastk.options import Int, Option, Text
 from nastk.registry import Registry
 
 
@@ -38,6 +39,22 @@ def psnr_sum(outputs: torch.Tensor, targets: torch.Tensor) -> float:
     peak = float(targets.max() - targets.min()) or 1.0
     mse = ((outputs - targets) ** 2).flatten(1).mean(1).clamp_min(1e-12)
     return float((10 * torch.log10(peak ** 2 / mse)).sum())
+
+
+#: ITU-R BT.601 luma of RGB in [0, 1] (offset 16/255): the Y channel super-resolution papers score
+BT601 = (65.481 / 255, 128.553 / 255, 24.966 / 255)
+
+
+def y_psnr_sum(outputs: torch.Tensor, targets: torch.Tensor, border: int = 4) -> float:
+    """PSNR (dB) of the BT.601 Y channel per image, summed over the batch, for RGB images in [0, 1]: the
+    output clamped and rounded to 8 bits, ``border`` pixels cropped on every side, peak 1 (= 255 in 8 bits)."""
+    def luma(rgb):
+        weights = torch.tensor(BT601, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+        y = (rgb * weights).sum(1) + 16 / 255
+        return y[:, border:y.shape[1] - border, border:y.shape[2] - border] if border else y
+    outputs = torch.round(outputs.detach().clamp(0, 1) * 255) / 255
+    mse = ((luma(outputs) - luma(targets.detach())) ** 2).flatten(1).mean(1).clamp_min(1e-12)
+    return float((10 * torch.log10(1.0 / mse)).sum())
 
 
 class LabelledImages:
@@ -98,18 +115,36 @@ class TwoViews(LabelledImages):
 
 
 class ImagePairs(LabelledImages):
-    """(low-resolution input, high-resolution target): the image average-pooled by ``scale``, and the image."""
+    """(low-resolution input, high-resolution target): the image down-scaled by ``scale``, and the image.
+
+    ``downscale``: ``average`` pooling (default) or antialiased ``bicubic`` (the SR papers' LR images).
+    ``psnr``: ``range`` (any normalisation, peak = the targets' range) or ``y`` (:func:`y_psnr_sum`: RGB in
+    [0, 1], BT.601 Y channel, 8-bit output, ``border`` pixels cropped), the score selection maximises.
+    """
 
     name = "image_pairs"
-    OPTIONS = (Option("scale", Int(minimum=2), "down-scaling factor of the low-resolution inputs (x2, x4)"),)
+    OPTIONS = (Option("scale", Int(minimum=2), "down-scaling factor of the low-resolution inputs (x2, x4)"),
+               Option("downscale", Text(choices=("average", "bicubic")), "how the low-resolution inputs are made"),
+               Option("psnr", Text(choices=("range", "y")), "PSNR of the normalised images (range) or of the "
+                      "Y channel of RGB in [0, 1] (y)"),
+               Option("border", Int(minimum=0), "pixels cropped on every side before the Y-channel PSNR"))
 
-    def __init__(self, scale: int = 2, **options):
+    def __init__(self, scale: int = 2, downscale: str = "average", psnr: str = "range", border: int = 4, **options):
         super().__init__(**options)
         self.scale = int(scale)
+        if downscale not in ("average", "bicubic") or psnr not in ("range", "y"):
+            raise ConfigError(f"image_pairs: downscale must be average or bicubic and psnr range or y, "
+                              f"got {downscale!r} and {psnr!r}")
+        self.downscale, self.psnr, self.border = downscale, psnr, int(border)
+        if psnr == "y":
+            self.score = functools.partial(y_psnr_sum, border=self.border)
 
     def _pair(self, hr: torch.Tensor):
         if hr.shape[-1] % self.scale or hr.shape[-2] % self.scale:
             raise ConfigError(f"image_pairs: scale {self.scale} must divide the image size {tuple(hr.shape[-2:])}")
+        if self.downscale == "bicubic":
+            size = (hr.shape[-2] // self.scale, hr.shape[-1] // self.scale)
+            return F.interpolate(hr, size=size, mode="bicubic", align_corners=False, antialias=True), hr
         return F.avg_pool2d(hr, self.scale), hr
 
     def examples(self, x, y, augment):
@@ -119,7 +154,7 @@ class ImagePairs(LabelledImages):
         return self._pair(x)
 
     def default_metrics(self) -> Dict[str, Any]:
-        return {"psnr": psnr_sum}
+        return {"psnr": self.score}
 
     loss = staticmethod(F.l1_loss)  # QuantNAS / EDSR train super-resolution with L1
     score = staticmethod(psnr_sum)

@@ -1,0 +1,399 @@
+"""Fake quantizers as modules whose bit-width a supernet switches at run time (methods.md 11A, 11B).
+
+* :class:`UniformQuantizer`: the tensor's own range (per tensor or per channel), symmetric or asymmetric,
+  rounded with a straight-through estimator; no parameters.
+* :class:`LSQQuantizer`: LSQ with a learnable step (and, asymmetric, a learnable real-valued offset) per bit
+  option, as EQ-Net's ``base_lsq.py`` configures it: ``x^ = clamp(round((x - b) / (s + eps)), n, p) (s + eps) + b``
+  with the step's gradient scaled by ``1 / sqrt(Q_p numel)`` (per channel ``2 / sqrt(Q_p numel_per_channel)``).
+  One table row per bit option, so one module serves every bit-width of a supernet; ``bits = 32`` is the identity.
+* :class:`ElasticQuantizer`: one :class:`LSQQuantizer` per (granularity, symmetry) form, the form and bits
+  being run-time attributes: EQ-Net's elastic quantizer (bits x granularity x symmetry).
+* :func:`quantization_noise_std`: QuantNAS' noise scale ``range / (2 (2^b - 1))``.
+
+Tables are initialised from data by :func:`calibrate` (EQ-Net: one forward of a calibration batch; per bit,
+shrink the range toward zero and keep the candidate minimising ``mean |x - x^|^2.4``). Do it before the
+optimiser is built and before DDP wraps the model (DDP then broadcasts rank 0's tables).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterable, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from nastk.errors import ConfigError
+
+#: bit-width that means "not quantized"
+FULL_PRECISION = 32
+#: EQ-Net's bit options (2..8)
+DEFAULT_BIT_OPTIONS = (2, 3, 4, 5, 6, 7, 8)
+#: EQ-Net's step epsilon
+STEP_EPS = 1e-6
+#: EQ-Net's calibration error exponent
+INIT_ERROR_POWER = 2.4
+#: elements per channel the calibration error is measured on
+CALIBRATION_ELEMENTS = 1024
+#: stride of the coarse pass of the per-tensor shrink search
+COARSE_STRIDE = 8
+
+
+def check_bits(bits, options: Optional[Sequence[int]] = None, what: str = "bits") -> int:
+    """``bits`` as an int in 1..16 or 32 (and among ``options`` when given); one clear error otherwise."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not (1 <= bits <= 16 or bits == FULL_PRECISION):
+        raise ConfigError(f"{what} must be an integer in 1..16 or 32, got {bits!r}")
+    if options is not None and bits != FULL_PRECISION and bits not in options:
+        raise ConfigError(f"{what}={bits} is not among this quantizer's bit options {tuple(options)} (or 32)")
+    return bits
+
+
+def quantization_noise_std(value_range, bits: int):
+    """Standard deviation of QuantNAS' quantization noise: ``range / (2 (2^b - 1))`` (the noise is
+    ``range / (2^b - 1) * eps`` with ``eps ~ N(0, 1) / 2``)."""
+    check_bits(bits)
+    return value_range / (2 * (2 ** bits - 1))
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round with the straight-through estimator (identity gradient)."""
+    return x + (torch.round(x) - x).detach()
+
+
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` in the forward pass, gradient multiplied by ``scale`` in the backward pass (LSQ)."""
+    return x * scale + (x - x * scale).detach()
+
+
+def _lsq_forward(x, step, offset, n: int, p: int):
+    v = (x - offset) / step
+    q = torch.round(v).clamp(n, p)
+    return q * step + offset, v, q
+
+
+def _lsq_backward_per_tensor(grad, v, q):
+    """``(grad_x, grad_step, grad_offset)`` for a scalar step and offset."""
+    grad_x = grad * (torch.round(v) == q)  # the clamp follows the rounding (EQ-Net's base_lsq)
+    return grad_x, (grad * q).sum() - (grad_x * v).sum(), grad.sum() - grad_x.sum()
+
+
+class _Kernels:
+    """The elementwise bodies of :class:`_LSQRound`, eager or compiled (:func:`use_compiled_kernels`)."""
+
+    forward = staticmethod(_lsq_forward)
+    backward_per_tensor = staticmethod(_lsq_backward_per_tensor)
+
+
+def use_compiled_kernels(enabled: bool = True) -> None:
+    """Fuse the per-tensor LSQ forward and backward with ``torch.compile`` (one pass each instead of about six;
+    the first call of each shape family compiles, about a minute on a busy CPU). Off by default."""
+    if enabled:
+        _Kernels.forward = staticmethod(torch.compile(_lsq_forward, dynamic=True))
+        _Kernels.backward_per_tensor = staticmethod(torch.compile(_lsq_backward_per_tensor, dynamic=True))
+    else:
+        _Kernels.forward = staticmethod(_lsq_forward)
+        _Kernels.backward_per_tensor = staticmethod(_lsq_backward_per_tensor)
+
+
+class _LSQRound(torch.autograd.Function):
+    """``clamp(round((x - b) / s), n, p) s + b`` with LSQ's gradients written out (straight through where the
+    rounded value lies in ``[n, p]``; step: ``round(v) - v`` there, ``n`` / ``p`` outside; offset: 0 / 1), so a
+    training step runs a few elementwise passes instead of autograd's graph of about twelve."""
+
+    @staticmethod
+    def forward(ctx, x, step, offset, n: int, p: int):
+        out, v, q = _Kernels.forward(x, step, offset, n, p)
+        ctx.save_for_backward(v, q, step, offset)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        v, q, step, offset = ctx.saved_tensors
+        if step.dim() == 0 and offset.dim() == 0:
+            grad_x, grad_step, grad_offset = _Kernels.backward_per_tensor(grad, v, q)
+        else:
+            grad_x = grad * (torch.round(v) == q)
+            grad_step = _reduce_to(grad * q, step.shape) - _reduce_to(grad_x * v, step.shape)
+            grad_offset = _reduce_to(grad, offset.shape) - _reduce_to(grad_x, offset.shape)
+        return (grad_x if ctx.needs_input_grad[0] else None, grad_step if ctx.needs_input_grad[1] else None,
+                grad_offset if ctx.needs_input_grad[2] else None, None, None)
+
+
+def _reduce_to(t: torch.Tensor, shape) -> torch.Tensor:
+    """Sum ``t`` over the dimensions a broadcast of ``shape`` expanded."""
+    if t.shape == shape:
+        return t
+    if len(shape) == 0:
+        return t.sum()
+    dims = tuple(d for d, size in enumerate(shape) if size == 1 and t.shape[d] != 1)
+    return t.sum(dim=dims, keepdim=True)
+
+
+def lsq_round(x: torch.Tensor, step: torch.Tensor, offset: torch.Tensor, n: int, p: int) -> torch.Tensor:
+    """LSQ's fake quantization ``clamp(round((x - offset) / step), n, p) step + offset`` (broadcast step / offset)."""
+    return _LSQRound.apply(x, step, offset, n, p)
+
+
+def integer_range(bits: int, signed: bool) -> Tuple[int, int]:
+    """``(n, p)``: signed ``[-2^(b-1), 2^(b-1) - 1]``, unsigned ``[0, 2^b - 1]``."""
+    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+
+
+def _reduce_dims(x: torch.Tensor, axis: int) -> Tuple[int, ...]:
+    return tuple(d for d in range(x.dim()) if d != axis % x.dim())
+
+
+def _per_channel_view(v: torch.Tensor, x: torch.Tensor, axis: int) -> torch.Tensor:
+    shape = [1] * x.dim()
+    shape[axis % x.dim()] = -1
+    return v.reshape(shape)
+
+
+class UniformQuantizer(nn.Module):
+    """Min-max fake quantization from the tensor's own range, rounding straight through.
+
+    Symmetric: step ``max|x| / (2^(b-1) - 1)``, levels ``[-2^(b-1), 2^(b-1) - 1]``; asymmetric: step
+    ``(max - min) / (2^b - 1)`` with an integer zero point. ``per_channel`` takes the range along
+    ``channel_axis``. 32 bits is the identity.
+    """
+
+    def __init__(self, bits: int = 8, symmetric: bool = True, per_channel: bool = False, channel_axis: int = 0):
+        super().__init__()
+        self.bits = check_bits(bits)
+        self.symmetric, self.per_channel, self.channel_axis = bool(symmetric), bool(per_channel), channel_axis
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bits == FULL_PRECISION:
+            return x
+        if self.per_channel:
+            dims = _reduce_dims(x, self.channel_axis)
+            lo, hi = x.detach().amin(dim=dims), x.detach().amax(dim=dims)
+            lo, hi = _per_channel_view(lo, x, self.channel_axis), _per_channel_view(hi, x, self.channel_axis)
+        else:
+            lo, hi = x.detach().min(), x.detach().max()
+        if self.symmetric:
+            n, p = integer_range(self.bits, True)
+            step = torch.maximum(hi.abs(), lo.abs()).clamp_min(1e-12) / max(p, 1)
+            return torch.clamp(round_ste(x / step), n, p) * step
+        step = (hi - lo).clamp_min(1e-12) / (2 ** self.bits - 1)
+        zero = torch.round(-lo / step)
+        return (torch.clamp(round_ste(x / step) + zero, 0, 2 ** self.bits - 1) - zero) * step
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, symmetric={self.symmetric}, per_channel={self.per_channel}"
+
+
+class LSQQuantizer(nn.Module):
+    """LSQ fake quantizer with one learnable step (and offset) per bit option (EQ-Net's ``base_lsq``).
+
+    ``bits`` is switchable at run time (``quantizer.bits = 4``); 32 is the identity. ``signed`` None means
+    "decide at calibration": unsigned when the calibration tensor has ``min >= -1e-9`` (activations after a
+    ReLU), else signed; weights pass ``signed=True``. Symmetric quantizers keep the offset at 0; asymmetric ones
+    learn it when ``learn_offset`` (EQ-Net) and keep the calibrated value otherwise.
+    ``per_channel`` needs ``channels`` (the size along ``channel_axis``).
+    ``abs_offset=True`` reproduces the released code's quirk (the offset enters as its absolute value);
+    the step always enters as ``|s|`` (the same quirk, harmless for a positive step).
+    """
+
+    def __init__(self, bits: int = 8, symmetric: bool = True, per_channel: bool = False, learn_offset: bool = True,
+                 channels: Optional[int] = None, channel_axis: int = 0, signed: Optional[bool] = None,
+                 bit_options: Sequence[int] = DEFAULT_BIT_OPTIONS, abs_offset: bool = False):
+        super().__init__()
+        self.bit_options = tuple(check_bits(b, what="bit option") for b in bit_options)
+        if not self.bit_options or FULL_PRECISION in self.bit_options:
+            raise ConfigError(f"bit_options must be a non-empty list of bit-widths below 32, got {bit_options!r}")
+        if per_channel and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
+            raise ConfigError(f"a per-channel LSQQuantizer needs channels (a positive integer), got {channels!r}")
+        self.symmetric, self.per_channel, self.learn_offset = bool(symmetric), bool(per_channel), bool(learn_offset)
+        self.channel_axis, self.abs_offset = channel_axis, bool(abs_offset)
+        width = channels if per_channel else 1
+        self.step = nn.Parameter(torch.ones(len(self.bit_options), width))
+        offset = torch.zeros(len(self.bit_options), width)
+        if self.learn_offset and not self.symmetric:
+            self.offset = nn.Parameter(offset)
+        else:
+            self.register_buffer("offset", offset)
+        self.register_buffer("initialized", torch.zeros(len(self.bit_options), dtype=torch.bool))
+        self.fixed_sign = signed
+        self.register_buffer("signed_flag", torch.tensor(bool(signed) if signed is not None else True))
+        self.bits = check_bits(bits, self.bit_options)
+        self.calibrating = False
+
+    # -- run-time switch ---------------------------------------------------------------------------
+    @property
+    def bits(self) -> int:
+        return self._bits
+
+    @bits.setter
+    def bits(self, value: int) -> None:
+        self._bits = check_bits(value, self.bit_options)
+
+    def row(self, bits: Optional[int] = None) -> int:
+        return self.bit_options.index(self.bits if bits is None else bits)
+
+    def levels(self, bits: Optional[int] = None) -> Tuple[int, int]:
+        return integer_range(self.bits if bits is None else bits, bool(self.signed_flag))
+
+    # -- calibration (EQ-Net's init) ---------------------------------------------------------------
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor, shrink_steps: Optional[int] = None) -> None:
+        """Initialise every bit option's step (and offset) from ``x``: per bit, shrink ``max`` and ``min`` by
+        ``1 - 0.01 i`` for ``i < 80`` (per channel ``i < 5``) and keep the candidate minimising
+        ``mean |x - x^|^2.4`` (per channel: per channel). The error is measured on at most
+        :data:`CALIBRATION_ELEMENTS` evenly spaced elements per channel, and per tensor the 80 shrinks are searched
+        coarse to fine (every 8th, then each one around the best); EQ-Net measures all elements and shrinks."""
+        x = x.detach().float()
+        if self.fixed_sign is None:
+            self.signed_flag.fill_(bool(x.min() < -1e-9))
+        signed = bool(self.signed_flag)
+        steps = shrink_steps if shrink_steps is not None else (5 if self.per_channel else 80)
+        rows = x.movedim(self.channel_axis, 0).reshape(x.shape[self.channel_axis], -1) if self.per_channel \
+            else x.reshape(1, -1)
+        hi, lo = rows.amax(dim=1), rows.amin(dim=1)  # (C,) from every element
+        if rows.shape[1] > CALIBRATION_ELEMENTS:
+            rows = rows[:, torch.linspace(0, rows.shape[1] - 1, CALIBRATION_ELEMENTS, device=x.device).long()]
+        for r, b in enumerate(self.bit_options):
+            n, p = integer_range(b, signed)
+
+            def candidates(indices):
+                shrink = 1 - 0.01 * torch.as_tensor(indices, device=x.device, dtype=x.dtype).unsqueeze(1)  # (I, 1)
+                mx, mn = hi * shrink, lo * shrink  # (I, C)
+                if self.symmetric:
+                    span = torch.maximum(mx.abs(), mn.abs())
+                    step = (2 * span / (2 ** b - 1)) if signed else span / (2 ** b - 1)
+                    off = torch.zeros_like(step)
+                else:
+                    step = (mx - mn) / (2 ** b - 1)
+                    off = mn - step * n
+                step = step.clamp_min(1e-8)
+                s3, o3 = (step + STEP_EPS).unsqueeze(2), off.unsqueeze(2)
+                q = torch.clamp(torch.round((rows - o3) / s3), n, p) * s3 + o3  # (I, C, M)
+                return step, off, ((rows - q).abs() ** INIT_ERROR_POWER).mean(dim=2)  # (I, C)
+
+            if self.per_channel or steps <= 2 * COARSE_STRIDE:
+                step, off, err = candidates(list(range(steps)))
+            else:  # per tensor: every COARSE_STRIDE-th shrink, then every one around the best
+                _, _, err = candidates(list(range(0, steps, COARSE_STRIDE)))
+                centre = int(err[:, 0].argmin()) * COARSE_STRIDE
+                step, off, err = candidates(list(range(max(0, centre - COARSE_STRIDE + 1),
+                                                       min(steps, centre + COARSE_STRIDE))))
+            best = err.argmin(dim=0, keepdim=True)  # first minimum: the least shrinking among equals
+            self.step.data[r] = step.gather(0, best).squeeze(0)
+            self.offset.data[r] = off.gather(0, best).squeeze(0)
+            self.initialized[r] = True
+
+    # -- forward -----------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.calibrating:
+            self.calibrate(x)
+        return self.quantize(x)
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` fake-quantized at the current bits with the current tables (no calibration)."""
+        if self.bits == FULL_PRECISION:
+            return x
+        r = self.row()
+        n, p = self.levels()
+        if self.per_channel:
+            per_channel_numel = x.numel() / max(1, x.shape[self.channel_axis])
+            g = 2.0 / math.sqrt(p * per_channel_numel) if p > 0 else 1.0
+        else:
+            g = 1.0 / math.sqrt(max(p, 1) * x.numel())
+        step = scale_gradient(self.step[r], g).abs() + STEP_EPS
+        off = self.offset[r]
+        if isinstance(self.offset, nn.Parameter):
+            off = scale_gradient(off, g)
+            off = off.abs() if self.abs_offset else off
+        if self.per_channel:
+            step, off = _per_channel_view(step, x, self.channel_axis), _per_channel_view(off, x, self.channel_axis)
+        else:
+            step, off = step.reshape(()), off.reshape(())
+        return lsq_round(x, step, off, n, p)
+
+    def extra_repr(self) -> str:
+        return (f"bits={self.bits}, options={self.bit_options}, symmetric={self.symmetric}, "
+                f"per_channel={self.per_channel}, learn_offset={self.learn_offset}")
+
+
+#: the weight forms EQ-Net switches between: (per_channel, symmetric)
+WEIGHT_FORMS = ((True, True), (True, False), (False, True), (False, False))
+#: activation forms: per tensor, symmetric or asymmetric
+ACTIVATION_FORMS = ((False, True), (False, False))
+
+
+def form_key(per_channel: bool, symmetric: bool) -> str:
+    return f"{'channel' if per_channel else 'tensor'}_{'sym' if symmetric else 'asym'}"
+
+
+class ElasticQuantizer(nn.Module):
+    """EQ-Net's elastic quantizer: bits, granularity and symmetry chosen at run time, one
+    :class:`LSQQuantizer` table per (granularity, symmetry) form, the bit options being rows of each table."""
+
+    def __init__(self, forms: Iterable[Tuple[bool, bool]], bits: int = 8, channels: Optional[int] = None,
+                 channel_axis: int = 0, signed: Optional[bool] = None,
+                 bit_options: Sequence[int] = DEFAULT_BIT_OPTIONS, learn_offset: bool = True,
+                 abs_offset: bool = False):
+        super().__init__()
+        self.forms = tuple((bool(c), bool(s)) for c, s in forms)
+        if not self.forms:
+            raise ConfigError("an ElasticQuantizer needs at least one (per_channel, symmetric) form")
+        self.quantizers = nn.ModuleDict({
+            form_key(c, s): LSQQuantizer(bits=bits, symmetric=s, per_channel=c, learn_offset=learn_offset,
+                                         channels=channels if c else None, channel_axis=channel_axis, signed=signed,
+                                         bit_options=bit_options, abs_offset=abs_offset)
+            for c, s in self.forms})
+        self.bit_options = tuple(bit_options)
+        self.per_channel, self.symmetric = self.forms[0]
+        self.bits = bits
+
+    @property
+    def bits(self) -> int:
+        return self._bits
+
+    @bits.setter
+    def bits(self, value: int) -> None:
+        self._bits = check_bits(value, self.bit_options)
+
+    def set_form(self, per_channel: bool, symmetric: bool) -> None:
+        if (bool(per_channel), bool(symmetric)) not in self.forms:
+            raise ConfigError(f"form {form_key(per_channel, symmetric)} is not among {[form_key(*f) for f in self.forms]}")
+        self.per_channel, self.symmetric = bool(per_channel), bool(symmetric)
+
+    @property
+    def active(self) -> LSQQuantizer:
+        return self.quantizers[form_key(self.per_channel, self.symmetric)]
+
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor) -> None:
+        for q in self.quantizers.values():
+            q.calibrate(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(q.calibrating for q in self.quantizers.values()):
+            self.calibrate(x)
+        if self.bits == FULL_PRECISION:
+            return x
+        q = self.active
+        q.bits = self.bits
+        return q.quantize(x)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, form={form_key(self.per_channel, self.symmetric)}"
+
+
+def lsq_modules(model: nn.Module):
+    return [m for m in model.modules() if isinstance(m, LSQQuantizer)]
+
+
+@contextlib.contextmanager
+def calibrating(model: nn.Module):
+    """Within the block every :class:`LSQQuantizer` of ``model`` that runs initialises all its bit options
+    from the tensor it sees (run one forward of a calibration batch; weights need no data)."""
+    qs = lsq_modules(model)
+    for q in qs:
+        q.calibrating = True
+    try:
+        yield model
+    finally:
+        for q in qs:
+            q.calibrating = False
