@@ -18,6 +18,7 @@ importing the ``SearchSpace`` base class: imports run one way, space -> architec
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import traceback
@@ -79,6 +80,11 @@ def describe_object(obj: Any) -> str:
 
 def _a(noun: str) -> str:
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def plural(kind: str) -> str:
+    """``strategy`` -> ``strategies``, ``search space`` -> ``search spaces``."""
+    return kind[:-1] + "ies" if kind.endswith("y") and kind[-2:-1] not in "aeiou" else kind + "s"
 
 
 class Registry(Generic[T]):
@@ -162,8 +168,9 @@ class Registry(Generic[T]):
             entry = _import(name, self.kind, name)
             self._loaded[name] = entry
             return entry
-        raise UnknownNameError(f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.names())} "
-                               f"(or give package.module:Attribute)")
+        close = difflib.get_close_matches(name, self.names(), n=1)
+        raise UnknownNameError(f"unknown {self.kind} {name!r}" + (f" (did you mean {close[0]}?)" if close else "")
+                               + f"; known {plural(self.kind)}: {', '.join(self.names())} (or give package.module:Attribute)")
 
     def _entry_points(self):
         if not self.group:
@@ -187,6 +194,18 @@ SPACES.register("darts", "search_spaces.darts:DartsSpace")
 SPACES.register("mobilenet", "search_spaces.mobilenet:TinyMobileNetSpace")
 SPACES.register("mobilenet-ofa", "search_spaces.mobilenet:OFAMobileNetSpace")
 SPACES.register("mobilenet-bignas", "search_spaces.mobilenet:BigNASMobileNetSpace")
+SPACES.register("gan-g-digits", "search_spaces.gan:DigitsGeneratorSpace")
+SPACES.register("gan-g-cifar", "search_spaces.gan:CifarGeneratorSpace")
+SPACES.register("gan-d-digits", "search_spaces.gan:DigitsDiscriminatorSpace")
+SPACES.register("gan-d-cifar", "search_spaces.gan:CifarDiscriminatorSpace")
+SPACES.register("nats-sss", "search_spaces.nats_sss:NATSSizeSpace")
+SPACES.register("hytra", "search_spaces.hytra:HyTraSpace")
+SPACES.register("sr", "search_spaces.sr:SRSpace")
+
+
+#: space-name prefixes resolved by a function of the rest of the name (``quant:mobilenet``: a transform of
+#: another space), as lazy ``"module:function"`` entries
+SPACE_PREFIXES: Dict[str, str] = {"quant:": "search_spaces.quantized:quantized_space"}
 
 
 @lru_cache(maxsize=None)
@@ -194,8 +213,12 @@ def get_space(name: str) -> Any:
     """The (shared, stateless) :class:`~nastk.space.SearchSpace` instance registered as ``name``.
 
     A space loaded by entry point or ``module:Class`` is also registered under its own ``name``, so
-    its architectures (which carry that name) find it again.
+    its architectures (which carry that name) find it again. A name with a prefix of
+    :data:`SPACE_PREFIXES` is that prefix's resolver applied to the rest of the name.
     """
+    for prefix, resolver in SPACE_PREFIXES.items():
+        if isinstance(name, str) and name.startswith(prefix) and name not in SPACES:
+            return _import(resolver, "space prefix", prefix)(name[len(prefix):])
     space = SPACES.get(name)()
     if space.name and space.name != name and space.name not in SPACES:
         SPACES.register(space.name, type(space))

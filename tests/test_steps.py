@@ -319,7 +319,7 @@ def test_darts_run_killed_with_sigkill_resumes_exactly(tmp_path):
     while time.time() < deadline and not (metrics.is_file() and metrics.read_text().count("\n") >= 1):
         time.sleep(0.01)
     killed.send_signal(signal.SIGKILL)
-    killed.wait()
+    killed.communicate()  # waits and closes its pipes
     assert straight.wait(timeout=240) == 0
     done = metrics.read_text().count("\n")
     assert 1 <= done < 6, "the kill must land mid-run"

@@ -32,7 +32,7 @@ STEP_DEST, SUPERNET_DEST, DATA_DEST = "step_option__", "supernet_option__", "dat
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("supernet", help="train a weight-sharing supernet and rank architectures with it")
-    commands = parser.add_subparsers(dest="supernet_command", metavar="{train,rank,select}", parser_class=type(parser))
+    commands = parser.add_subparsers(dest="supernet_command", metavar="{train,rank,select,histogram}", parser_class=type(parser))
     commands.required = True
 
     train = commands.add_parser("train", help="train a supernet into a run folder (SPOS, PA&DA, DARTS, sandwich, ...)")
@@ -162,6 +162,19 @@ def register(subparsers) -> None:
     add("--device", default="cpu")
     add("--format", choices=["text", "json"], default="text")
     select.set_defaults(func=run_select)
+
+    histogram = commands.add_parser("histogram", help="how uniform sampling fills the complexity bins of an elastic "
+                                    "space (the imbalance ShiftNAS corrects)")
+    add = histogram.add_argument
+    add("--space", default="mobilenet", help="an elastic space with a supernet that knows its costs (default mobilenet)")
+    add("--metric", choices=["flops", "params"], default="flops")
+    add("--bins", type=Int(minimum=1, maximum=1000), default=8, help="equal-width bins over the cost range (default 8)")
+    add("--bin-step", type=Float(above=0), help="fixed bin width in the cost's units (MFLOPs / M params) instead of --bins")
+    add("--samples", type=Int(minimum=1, maximum=10_000_000), default=10000, help="uniform children (default 10000)")
+    add("--seed", type=Int(minimum=0), default=0)
+    add("--plot", help="write a bar chart (PNG, PDF or SVG) here")
+    add("--format", choices=["text", "json"], default="text")
+    histogram.set_defaults(func=run_histogram)
 
 
 def _add_train_plugin_flags(parser, argv) -> None:
@@ -489,6 +502,32 @@ def run_rank(args) -> int:
     return 0
 
 
+def run_histogram(args) -> int:
+    """The uniform-sampling cost histogram over complexity bins (nastk.oneshot.complexity)."""
+    from nastk.oneshot.complexity import make_bins, plot_histogram, uniform_histogram
+    from nastk.paths import check_writable
+    from nastk.registry import get_space
+
+    space = get_space(args.space)
+    space.require("supernet")
+    if args.plot:
+        check_writable(Path(args.plot))
+    supernet = space.supernet()
+    bins = make_bins(supernet, args.metric, count=None if args.bin_step else args.bins, step=args.bin_step)
+    result = {"space": space.name, **uniform_histogram(supernet, bins, args.samples, args.seed)}
+    if args.plot:
+        plot_histogram(result, args.plot, f"{space.name}: {args.samples} uniformly sampled children")
+        result["plot"] = args.plot
+    if args.format == "json":
+        print_json(result)
+        return 0
+    print(f"{space.name}: {args.metric} of {args.samples} uniform children, range {bins.low:.4g}..{bins.high:.4g}, "
+          f"mean {result['mean']:.4g}")
+    for label, count, share in zip(bins.labels(), result["counts"], result["shares"]):
+        print(f"  {label:>15}  {count:>8}  {share * 100:6.2f}%  {'#' * round(share * 50)}")
+    return 0
+
+
 def run_select(args) -> int:
     from nastk.benchmarks.registry import benchmark_for, has_benchmark
     from nastk.errors import NastkError
@@ -525,6 +564,10 @@ def run_select(args) -> int:
         arch = selection.arch
     if hasattr(supernet.space, "genotype_str"):
         out["genotype"] = supernet.space.genotype_str(arch)
+    if isinstance(out.get("weights"), list) and len(out["weights"]) == len(supernet.decisions):
+        from nastk.runs import named_weights
+
+        out["named_weights"] = named_weights(supernet, out["weights"])  # each weight with its op's name
     if has_benchmark(config.space):
         try:
             accuracy, protocol = benchmark_for(config.space).truth([arch], truth_dataset)

@@ -64,6 +64,11 @@ class StepContext:
     def path_sampler(self):
         return self._trainer.path_sampler
 
+    @property
+    def train_size(self) -> int:
+        """How many training images the loop trains on (schedules per step, calibration sets)."""
+        return len(self._trainer.x)
+
     def rng(self, stream: int, epoch: Optional[int] = None) -> np.random.Generator:
         """A numpy generator seeded from (run seed, epoch, stream): identical on every rank, and
         the same after a resume. Streams 0-9 are the loop's; steps use 10 and up."""

@@ -17,9 +17,9 @@ Run folder: ``config.json`` (the :class:`OneShotConfig`), ``checkpoint.pt``, ``m
 from __future__ import annotations
 
 import json
-import sys
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -233,7 +233,12 @@ class OneShotTrainer:
         self.dist = dist or Distributed()
         self.device = self.dist.device(str(device))
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        #: what the epoch lines name first (a few-shot leaf, a stage), so a log says whose epoch it was
+        self.label = ""
         self.progress, self.callbacks = progress, list(callbacks)
+        board = tensorboard_callback(self.run_dir)  # training curves for TensorBoard, when it is installed
+        if board is not None:
+            self.callbacks.append(board)
         self.data_module = make_data_module(config.data, config.data_options)
         self.loss: Loss = loss or self.data_module.loss
         self.metrics: Dict[str, Metric] = dict(self.data_module.default_metrics() if metrics is None else metrics)
@@ -315,7 +320,7 @@ class OneShotTrainer:
         op_counts = np.zeros(self.supernet.allowed.shape[1], dtype=np.int64)
         totals = np.zeros(2 + len(self.metrics))  # loss sum, examples, metric sums (this rank)
         step_metrics: Dict[str, float] = {}  # sums over examples of the step's own metrics (this rank)
-        bar = _bar(len(batches), f"epoch {epoch + 1}/{config.epochs}", self.progress and self.dist.is_main)
+        bar = _bar(len(batches), f"{self.label}epoch {epoch + 1}/{config.epochs}", self.progress and self.dist.is_main)
         for batch, held in zip(batches, held_batches):
             augment = self.data_module.augment_params(len(batch), augment_rng) if config.augment else None
             held_augment = (self.data_module.augment_params(len(held), held_augment_rng)
@@ -434,7 +439,7 @@ class OneShotTrainer:
                 metrics = "".join(f"  {key.replace('_', ' ')} {record[key]:.2f}" for key in record
                                   if key.startswith(("train_", "test_")) and key != "train_loss" and record[key] is not None)
                 left = (end - epoch - 1) * record["epoch_s"]
-                _bar_write(f"epoch {epoch + 1}/{self.config.epochs}  loss {record['train_loss']:.4f}{metrics}  "
+                _bar_write(f"{self.label}epoch {epoch + 1}/{self.config.epochs}  loss {record['train_loss']:.4f}{metrics}  "
                            f"{record['epoch_s']:.1f} s" + (f", about {left:.0f} s left" if left else ""))
             for callback in self.callbacks:
                 callback(self, self.history[-1])
@@ -530,6 +535,12 @@ def train(config: OneShotConfig, run_dir, resume: bool = False, device="cpu", pr
     trainer = OneShotTrainer(config, run_dir, device, dist, data, progress, callbacks)
     run = Run(run_dir, config.to_dict(), resume=resume, upgrade=OneShotConfig.upgraded,
               upgrade_adds_fields=True) if dist.is_main else None
+    with run if run is not None else nullcontext():  # the folder's lock is released however training ends
+        return _train_in(trainer, run, config, run_dir, resume, dist)
+
+
+def _train_in(trainer: "OneShotTrainer", run: Optional[Run], config: OneShotConfig, run_dir, resume: bool,
+              dist: Distributed) -> Dict[str, Any]:
     dist.barrier()
     if resume:
         trainer.load_checkpoint()
@@ -561,6 +572,39 @@ def load_trained(run_dir, device="cpu"):
     return supernet, config, int(state["epoch"])
 
 
+#: where a run folder's TensorBoard event files go (``tensorboard --logdir RUN_DIR/tensorboard``)
+TENSORBOARD = "tensorboard"
+
+
+def tensorboard_callback(run_dir: Optional[Path]):
+    """An epoch callback writing every numeric metric of the epoch record (and PA&DA's op
+    probabilities) as TensorBoard scalars into ``<run_dir>/tensorboard``, or None when there is no run
+    folder, ``torch.utils.tensorboard`` is not importable (the optional ``tensorboard`` package) or
+    ``NASTK_TENSORBOARD=0``: never required, the run's truth stays ``metrics.jsonl``. Each epoch opens
+    and closes its writer (one small event file per epoch), so nothing stays open between epochs."""
+    import os
+
+    if run_dir is None or os.environ.get("NASTK_TENSORBOARD", "1") == "0":
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # ModuleNotFoundError (no tensorboard package) or a broken install: no event files
+        return None
+
+    def write(trainer: "OneShotTrainer", record: Dict[str, Any]) -> None:
+        if not trainer.dist.is_main:
+            return
+        step = int(record["epoch"]) + 1
+        with SummaryWriter(str(Path(run_dir) / TENSORBOARD)) as writer:
+            for key, value in record.items():
+                if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    writer.add_scalar(key, value, step)
+            for index, value in enumerate(record.get("op_probs") or []):
+                writer.add_scalar(f"op_probs/{index}", value, step)
+
+    return write
+
+
 def _bar(total: int, description: str, enabled: bool):
     if not enabled:
         return None
@@ -570,6 +614,6 @@ def _bar(total: int, description: str, enabled: bool):
 
 
 def _bar_write(line: str) -> None:
-    from tqdm import tqdm
+    from nastk.log import LOGGER
 
-    tqdm.write(line, file=sys.stderr)
+    LOGGER.info(line)
