@@ -149,6 +149,18 @@ def _per_channel_view(v: torch.Tensor, x: torch.Tensor, axis: int) -> torch.Tens
     return v.reshape(shape)
 
 
+class SwitchableBits:
+    """A ``bits`` attribute a supernet switches at run time, checked against ``bit_options`` on every switch."""
+
+    @property
+    def bits(self) -> int:
+        return self._bits
+
+    @bits.setter
+    def bits(self, value: int) -> None:
+        self._bits = check_bits(value, self.bit_options)
+
+
 class UniformQuantizer(nn.Module):
     """Min-max fake quantization from the tensor's own range, rounding straight through.
 
@@ -183,7 +195,7 @@ class UniformQuantizer(nn.Module):
         return f"bits={self.bits}, symmetric={self.symmetric}, per_channel={self.per_channel}"
 
 
-class LSQQuantizer(nn.Module):
+class LSQQuantizer(SwitchableBits, nn.Module):
     """LSQ fake quantizer with one learnable step (and offset) per bit option (EQ-Net's ``base_lsq``).
 
     ``bits`` is switchable at run time (``quantizer.bits = 4``); 32 is the identity. ``signed`` None means
@@ -220,13 +232,6 @@ class LSQQuantizer(nn.Module):
         self.calibrating = False
 
     # -- run-time switch ---------------------------------------------------------------------------
-    @property
-    def bits(self) -> int:
-        return self._bits
-
-    @bits.setter
-    def bits(self, value: int) -> None:
-        self._bits = check_bits(value, self.bit_options)
 
     def row(self, bits: Optional[int] = None) -> int:
         return self.bit_options.index(self.bits if bits is None else bits)
@@ -325,7 +330,7 @@ def form_key(per_channel: bool, symmetric: bool) -> str:
     return f"{'channel' if per_channel else 'tensor'}_{'sym' if symmetric else 'asym'}"
 
 
-class ElasticQuantizer(nn.Module):
+class ElasticQuantizer(SwitchableBits, nn.Module):
     """EQ-Net's elastic quantizer: bits, granularity and symmetry chosen at run time, one
     :class:`LSQQuantizer` table per (granularity, symmetry) form, the bit options being rows of each table."""
 
@@ -346,13 +351,6 @@ class ElasticQuantizer(nn.Module):
         self.per_channel, self.symmetric = self.forms[0]
         self.bits = bits
 
-    @property
-    def bits(self) -> int:
-        return self._bits
-
-    @bits.setter
-    def bits(self, value: int) -> None:
-        self._bits = check_bits(value, self.bit_options)
 
     def set_form(self, per_channel: bool, symmetric: bool) -> None:
         if (bool(per_channel), bool(symmetric)) not in self.forms:
