@@ -231,8 +231,7 @@ class LSQQuantizer(SwitchableBits, nn.Module):
         self.bits = check_bits(bits, self.bit_options)
         self.calibrating = False
 
-    # -- run-time switch ---------------------------------------------------------------------------
-
+    # -- run-time switch (bits: SwitchableBits) -----------------------------------------------------
     def row(self, bits: Optional[int] = None) -> int:
         return self.bit_options.index(self.bits if bits is None else bits)
 
@@ -350,7 +349,6 @@ class ElasticQuantizer(SwitchableBits, nn.Module):
         self.bit_options = tuple(bit_options)
         self.per_channel, self.symmetric = self.forms[0]
         self.bits = bits
-
 
     def set_form(self, per_channel: bool, symmetric: bool) -> None:
         if (bool(per_channel), bool(symmetric)) not in self.forms:
