@@ -21,7 +21,13 @@ class TqdmHandler(logging.StreamHandler):
         try:
             from tqdm import tqdm
 
-            tqdm.write(self.format(record), file=self.stream)
+            line = self.format(record)
+            if getattr(tqdm, "_instances", None):  # a bar is drawn in this process: write around it
+                # nolock: tqdm's write lock is shared with forked workers, and one killed while holding it
+                # (parallel searches SIGKILL workers) would block every later line forever
+                tqdm.write(line, file=self.stream, nolock=True)
+            else:
+                self.stream.write(line + "\n")
             self.flush()
         except Exception:  # logging must never take the command down
             self.handleError(record)
