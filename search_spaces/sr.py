@@ -58,8 +58,9 @@ def ops_of(layer: str) -> Sequence[str]:
 
 
 def check_network_options(scale: int, C: int) -> None:
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2:
-        raise ConfigError(f"the sr space's scale must be an integer of at least 2, got {scale!r}")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2 or scale % 2:
+        # the upsampling layer's 3 x scale^2 outputs must split into the grouped ops' 2 groups
+        raise ConfigError(f"the sr space's scale must be an even integer of at least 2 (x2, x4, ...), got {scale!r}")
     if isinstance(C, bool) or not isinstance(C, int) or C < 4 or C % 4:
         raise ConfigError(f"the sr space's C must be a multiple of 4 of at least 4, got {C!r}")
 

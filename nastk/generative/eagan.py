@@ -133,6 +133,7 @@ class EaganSearch:
         callbacks = [lambda trainer, record: self.stop_after_epoch(stage, trainer.epoch)] if self.stop_after_epoch else []
         trainer = OneShotTrainer(config, self.run_dir / stage, self.device, data=self.data, progress=self.progress,
                                  metrics={}, callbacks=callbacks)
+        trainer.label = f"{stage}: "  # the epoch lines say which stage (or final pair) they belong to
         trainer.load_checkpoint()
         return trainer
 

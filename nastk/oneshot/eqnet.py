@@ -86,11 +86,11 @@ class EQNetStep(TrainingStep):
 
     name = "eqnet"
     OPTIONS = (
-        Option("precision", Text(), "elastic (EQ-Net), float (the full-precision pretraining) or static (LSQ QAT of one "
+        Option("precision", Text(choices=MODES, nullable=False), "elastic (EQ-Net), float (the full-precision pretraining) or static (LSQ QAT of one "
                "uniform configuration at static_bits)"),
         Option("static_bits", Int(minimum=2, maximum=8), "bits of every free layer in static mode"),
         Option("pretrained", Text(), "a float run folder or checkpoint to start from (empty: the fresh weights)"),
-        Option("base_path", Text(), "the base architecture: largest (one network, EQ-Net) or random per configuration"),
+        Option("base_path", Text(choices=BASE_PATHS, nullable=False), "the base architecture: largest (one network, EQ-Net) or random per configuration"),
         Option("random_children", Int(minimum=0), "random configurations between the largest and the smallest"),
         Option("kd_weight", Float(minimum=0, maximum=1), "weight of KL(p_prev || p) beside (1 - kd_weight) x CE"),
         Option("chain", Bool(), "GPG's chain: each configuration learns the previous one's output (false: the largest's)"),
@@ -113,12 +113,7 @@ class EQNetStep(TrainingStep):
         if not isinstance(supernet, QuantizedSupernet):
             raise ConfigError(f"the eqnet step trains a quant:SPACE supernet (e.g. --space quant:mobilenet), "
                               f"not {context.config.space!r}")
-        mode = precision
-        if mode not in MODES:
-            raise ConfigError(f"eqnet precision must be one of {', '.join(MODES)}, got {mode!r}")
-        if base_path not in BASE_PATHS:
-            raise ConfigError(f"eqnet base_path must be one of {', '.join(BASE_PATHS)}, got {base_path!r}")
-        self.mode, self.base_path_rule = mode, base_path
+        self.mode, self.base_path_rule = precision, base_path  # values checked by their OPTIONS declarations
         self.random_children, self.kd_weight, self.chain = int(random_children), float(kd_weight), bool(chain)
         self.kurt_weight, self.skew_weight = float(kurt_weight), float(skew_weight)
         self.random_forms, self.grad_clip_value = bool(random_forms), float(grad_clip_value)
@@ -127,14 +122,14 @@ class EQNetStep(TrainingStep):
         bits = supernet.space.bits
         self.largest = uniform_path(supernet, self.base_largest, max(bits))
         self.smallest = uniform_path(supernet, self.base_largest, min(bits))
-        if mode == "static":
+        if self.mode == "static":
             self.largest = uniform_path(supernet, self.base_largest, static_bits)
             supernet.precision_override = int(static_bits)
-        elif mode == "float":
+        elif self.mode == "float":
             supernet.precision_override = 32
         if pretrained:
             load_weights(supernet, pretrained, context.device)
-        if mode != "float":
+        if self.mode != "float":
             count = min(int(calibration_size), context.train_size)
             x, _ = context.examples(torch.arange(count))
             supernet.set_active(self.largest)
@@ -234,8 +229,8 @@ def load_weights(supernet, source: str, device) -> None:
 
 
 @torch.no_grad()
-def evaluate_configuration(supernet, path: Sequence[int], calibration: Sequence[torch.Tensor], x_test: torch.Tensor,
-                           y_test: torch.Tensor, forms: Optional[list] = None, batch_size: int = 256) -> float:
+def evaluate_configuration(supernet, path: Sequence[int], calibration: Sequence[torch.Tensor], x: torch.Tensor,
+                           y: torch.Tensor, forms: Optional[list] = None, batch_size: int = 256) -> float:
     """Top-1 accuracy of one configuration after adaptive BN (running statistics re-estimated on
     ``calibration`` batches with the kit's recalibration), in EQ-Net's search form unless ``forms``."""
     from nastk.oneshot.recalibration import recalibrate_bn
@@ -245,6 +240,6 @@ def evaluate_configuration(supernet, path: Sequence[int], calibration: Sequence[
     recalibrate_bn(supernet, calibration, "cumulative")
     supernet.eval()
     correct = 0
-    for i in range(0, len(x_test), batch_size):
-        correct += int((supernet(x_test[i:i + batch_size]).argmax(1) == y_test[i:i + batch_size]).sum())
-    return correct / max(len(x_test), 1)
+    for i in range(0, len(x), batch_size):
+        correct += int((supernet(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+    return correct / max(len(x), 1)
