@@ -14,21 +14,27 @@ from typing import Optional, TextIO
 LOGGER = logging.getLogger("nastk")
 
 
-class TqdmHandler(logging.StreamHandler):
-    """A stderr handler that writes a line without tearing a progress bar drawn on the same terminal."""
+class TqdmHandler(logging.Handler):
+    """Writes each line to ``stream`` (None: whatever ``sys.stderr`` is at the time, so a test's or a user's
+    replaced stderr receives it) without tearing a progress bar drawn on the same terminal."""
+
+    def __init__(self, stream: Optional[TextIO] = None):
+        super().__init__()
+        self.target = stream
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             from tqdm import tqdm
 
+            stream = self.target or sys.stderr
             line = self.format(record)
             if getattr(tqdm, "_instances", None):  # a bar is drawn in this process: write around it
                 # nolock: tqdm's write lock is shared with forked workers, and one killed while holding it
                 # (parallel searches SIGKILL workers) would block every later line forever
-                tqdm.write(line, file=self.stream, nolock=True)
+                tqdm.write(line, file=stream, nolock=True)
             else:
-                self.stream.write(line + "\n")
-            self.flush()
+                stream.write(line + "\n")
+            stream.flush()
         except Exception:  # logging must never take the command down
             self.handleError(record)
 
@@ -37,29 +43,15 @@ _default_handler: Optional[logging.Handler] = None
 
 
 def configure(level: int = logging.INFO, stream: Optional[TextIO] = None) -> None:
-    """nastk's own stderr handler (installed on import) at ``level``, writing to ``stream`` (stderr)."""
+    """nastk's own handler (installed on import) at ``level``, writing to ``stream`` (default: stderr)."""
     global _default_handler
     if _default_handler is not None:
         LOGGER.removeHandler(_default_handler)
-    # sys.stderr looked up on each write, so a test's (or a user's) replaced stderr receives the lines
-    _default_handler = TqdmHandler(stream) if stream is not None else _StderrHandler()
+    _default_handler = TqdmHandler(stream)
     _default_handler.setFormatter(logging.Formatter("%(message)s"))
     LOGGER.addHandler(_default_handler)
     LOGGER.setLevel(level)
     LOGGER.propagate = False
-
-
-class _StderrHandler(TqdmHandler):
-    def __init__(self):
-        super().__init__(sys.stderr)
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):  # StreamHandler assigns it once; the property always answers sys.stderr
-        pass
 
 
 def level_from(quiet: int, verbose: int) -> int:
