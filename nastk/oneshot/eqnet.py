@@ -161,37 +161,32 @@ class EQNetStep(TrainingStep):
     def step(self, batch: Batch) -> StepOutput:
         context, supernet = self.context, self.context.supernet
         configurations = self.configurations()
-        pieces = context.config.accumulate
-        context.zero_grad()
-        outputs, targets, first_loss = [], [], 0.0
-        for x, y, last_piece in context.micro_batches(batch.indices, batch.augment):
-            previous = None
-            for i, (path, forms) in enumerate(configurations):
-                context.activate(path)
-                if forms is not None:
-                    supernet.set_forms(forms)
-                out = context.forward(x)
-                ce = F.cross_entropy(out, y)
-                if previous is None:
-                    loss = ce
-                else:
-                    kl = F.kl_div(F.log_softmax(out, dim=1), previous, reduction="batchmean")
-                    loss = self.kd_weight * kl + (1 - self.kd_weight) * ce
-                if i == 0 and self.mode == "elastic" and (self.kurt_weight or self.skew_weight):
-                    loss = loss + weight_distribution_loss(supernet, self.kurt_weight, self.skew_weight)
-                if previous is None or self.chain:
-                    previous = F.softmax(out.detach(), dim=1)
-                context.backward(loss / pieces, last=last_piece and i == len(configurations) - 1)
-                if i == 0:
-                    outputs.append(out.detach())
-                    targets.append(y)
-                    first_loss += float(ce.detach()) / pieces
+
+        def child_loss(i, configuration, x, y, state):
+            path, forms = configuration
+            context.activate(path)
+            if forms is not None:
+                supernet.set_forms(forms)
+            out = context.forward(x)
+            ce = F.cross_entropy(out, y)
+            previous = state.get("previous")
+            if previous is None:
+                loss = ce
+            else:
+                kl = F.kl_div(F.log_softmax(out, dim=1), previous, reduction="batchmean")
+                loss = self.kd_weight * kl + (1 - self.kd_weight) * ce
+            if i == 0 and self.mode == "elastic" and (self.kurt_weight or self.skew_weight):
+                loss = loss + weight_distribution_loss(supernet, self.kurt_weight, self.skew_weight)
+            if previous is None or self.chain:
+                state["previous"] = F.softmax(out.detach(), dim=1)
+            return loss, ce, out
+
+        first_loss, outputs, targets = self.train_children(batch, configurations, child_loss)
         supernet.set_forms(search_forms(supernet))
         if self.grad_clip_value:
             torch.nn.utils.clip_grad_value_(supernet.weights(), self.grad_clip_value)
         self.optimizer.step()
-        return StepOutput(torch.tensor(first_loss), torch.cat(outputs), torch.cat(targets),
-                          paths=[p for p, _ in configurations])
+        return StepOutput(torch.tensor(first_loss), outputs, targets, paths=[p for p, _ in configurations])
 
     def validation_path(self, rng: np.random.Generator):
         return self.largest

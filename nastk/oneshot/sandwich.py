@@ -99,35 +99,33 @@ class SandwichStep(TrainingStep):
     def step(self, batch: Batch) -> StepOutput:
         context = self.context
         children = self.children()
-        pieces = context.config.accumulate
-        context.zero_grad()
-        outputs, targets, first_loss = [], [], 0.0
-        for x, y, last_piece in context.micro_batches(batch.indices, batch.augment):
-            soft = None
-            if self.teacher is not None:
-                with torch.no_grad():
-                    soft = F.softmax(self.teacher(x), dim=1)
-            for i, child in enumerate(children):
-                teacher = self.include_extremes and i == 0
-                self._regularize(teacher)
-                out = context.forward(x, path=child)
-                distilled = soft is not None and (self.teacher is not None or not teacher)
-                loss = self.kd_ratio * soft_cross_entropy(out, soft) if distilled else 0.0
-                if not distilled or self.labels_with_kd:
-                    loss = loss + F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
-                if teacher and self.inplace_distillation:
-                    soft = F.softmax(out.detach(), dim=1)
-                context.backward(loss / pieces, last=last_piece and i == len(children) - 1)
-                if i == 0:
-                    outputs.append(out.detach())
-                    targets.append(y)
-                    first_loss += float(loss.detach()) / pieces
+
+        def teacher_labels(x):
+            if self.teacher is None:
+                return {"soft": None}
+            with torch.no_grad():
+                return {"soft": F.softmax(self.teacher(x), dim=1)}
+
+        def child_loss(i, child, x, y, state):
+            teacher = self.include_extremes and i == 0
+            self._regularize(teacher)
+            out = context.forward(x, path=child)
+            soft = state["soft"]
+            distilled = soft is not None and (self.teacher is not None or not teacher)
+            loss = self.kd_ratio * soft_cross_entropy(out, soft) if distilled else 0.0
+            if not distilled or self.labels_with_kd:
+                loss = loss + F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
+            if teacher and self.inplace_distillation:
+                state["soft"] = F.softmax(out.detach(), dim=1)
+            return loss, loss, out
+
+        first_loss, outputs, targets = self.train_children(batch, children, child_loss, teacher_labels)
         self._regularize(True)  # the supernet's own state between steps: as built
         if self.grad_clip_value:
             torch.nn.utils.clip_grad_value_(context.supernet.weights(), self.grad_clip_value)
         self.optimizer.step()
         # logits of the first child trained (the largest under the sandwich rule): what train_acc shows
-        return StepOutput(torch.tensor(first_loss), torch.cat(outputs), torch.cat(targets), paths=children)
+        return StepOutput(torch.tensor(first_loss), outputs, targets, paths=children)
 
     def end_epoch(self, epoch: int, epochs: int, gather) -> None:
         self.scheduler.step()

@@ -129,6 +129,26 @@ class TrainingStep:
     def step(self, batch: Batch) -> StepOutput:
         raise NotImplementedError(f"training step {self.name!r} must implement step(batch)")
 
+    def train_children(self, batch: Batch, children: Sequence, child_loss, before_batch=None):
+        """Gradients of several children on every micro-batch of ``batch``, for one optimizer step (the sandwich
+        rule and the steps built like it): ``before_batch(x)`` gives a micro-batch's shared state (a dict: a
+        teacher's soft labels, the previous child's), ``child_loss(i, child, x, y, state)`` the child's
+        ``(loss, logged loss, logits)``. Returns the first child's mean logged loss, logits and targets."""
+        context = self.context
+        pieces = context.config.accumulate
+        context.zero_grad()
+        outputs, targets, first_loss = [], [], 0.0
+        for x, y, last_piece in context.micro_batches(batch.indices, batch.augment):
+            state = before_batch(x) if before_batch is not None else {}
+            for i, child in enumerate(children):
+                loss, logged, out = child_loss(i, child, x, y, state)
+                context.backward(loss / pieces, last=last_piece and i == len(children) - 1)
+                if i == 0:
+                    outputs.append(out.detach())
+                    targets.append(y)
+                    first_loss += float(logged.detach()) / pieces
+        return first_loss, torch.cat(outputs), torch.cat(targets)
+
     def end_epoch(self, epoch: int, epochs: int, gather) -> None:
         """Called after the epoch's last step: step the schedulers, update sampling distributions."""
 
