@@ -69,7 +69,7 @@ def main():
     from nastk.evaluators.proxy import ProxyEvaluator
     from nastk.oneshot.selection import select
     from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer
-    from nastk.run import run_search
+    from nastk.run_folder import run_search
     from nastk.strategy import make_strategy
 
     torch.set_num_threads(1)

@@ -208,8 +208,8 @@ def main(argv=None):
     import tempfile
     from pathlib import Path
 
-    from nastk.oneshot.data import load_images
-    from nastk.oneshot.distributed import Distributed
+    from nastk.datasets import load_dataset
+    from nastk.oneshot.ddp import Distributed
     from nastk.oneshot.ranking import calibration_batches
     from nastk.oneshot.recalibration import recalibrate_bn
     from nastk.oneshot.steps import STEPS, register_step
@@ -245,7 +245,7 @@ def main(argv=None):
         if summary["world_size"] > 1:
             print(f"replica spread per epoch: {[record['replica_spread'] for record in history]}")
         supernet, config, _ = load_trained(run_dir)
-        data = load_images(config.dataset)
+        data = load_dataset(config.dataset)
         calibration = calibration_batches(config, data, 4)  # training images the weights were trained on
         for label, arch in (("largest", space.largest()), ("smallest", space.smallest())):
             supernet.set_active(arch)

@@ -1,18 +1,25 @@
-"""Small image datasets that need no download: scikit-learn's digits and the shared CIFAR-10 subset.
+"""Image datasets that need no download (scikit-learn's digits, the shared CIFAR-10 subset), and what
+every trainer does to them: a fixed class-mixed order, average-pooling to a smaller size, crop-and-flip.
 
 Every loader returns a :class:`ImageDataset` of float tensors in NCHW layout, normalised per channel,
 so networks of any space can consume them directly. CIFAR-100 and ImageNet16-120 images are not
 available offline; asking for them raises a clear error.
+
+The shared CIFAR-10 subset is stored sorted by class, so a "first N" subset would hold two
+classes and an evaluation batch would hold a few; with batch-statistics BatchNorm (PA&DA's
+supernet) that would change every accuracy. Subsets and evaluation sets therefore go through a
+fixed permutation (:func:`mixed`) that does not depend on the run's seed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
-from nastk.errors import CorruptDataError, MissingDataError, UnknownNameError
+from nastk.errors import ConfigError, CorruptDataError, MissingDataError, UnknownNameError
 from nastk.paths import data_file, verify_sha256
 from nastk.readers import ImageArrays, read_image_set
 
@@ -113,6 +120,58 @@ LOADERS: Dict[str, Callable[..., ImageDataset]] = {
 
 
 def load_dataset(name: str, **options) -> ImageDataset:
+    """A named dataset (:data:`LOADERS`), or an ``.npz`` in the CIFAR subset's layout (``x_train``/``x_test``
+    uint8 NHWC, ``y_train``/``y_test``), e.g. the full CIFAR-10 for ``--full`` runs."""
+    if name.endswith(".npz"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise MissingDataError(f"image file {path} not found")
+        return image_dataset(path.stem, read_image_set(path))  # archive, keys, dtypes, shapes and labels checked
     if name not in LOADERS:
         raise UnknownNameError(f"unknown dataset {name!r}; known: {', '.join(LOADERS)}")
     return LOADERS[name](**options)
+
+
+DATA_SEED = 0
+
+
+def downsample(data: ImageDataset, size: Optional[int]) -> ImageDataset:
+    """The images average-pooled to ``size`` x ``size`` (a cheaper stand-in, methods.md 0.5); ``None`` keeps them."""
+    if size is None or size == data.input_size:
+        return data
+    if size < 1 or data.input_size % size:
+        raise ConfigError(f"image_size must divide the images' size {data.input_size}, got {size}")
+    pool = lambda x: torch.nn.functional.adaptive_avg_pool2d(x, size)  # noqa: E731
+    return ImageDataset(f"{data.name}-{size}px", pool(data.x_train), data.y_train, pool(data.x_test), data.y_test,
+                        data.num_classes)
+
+
+def mixed(x: torch.Tensor, y: torch.Tensor, size: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The first ``size`` examples (all by default) of a fixed, seed-independent permutation."""
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(DATA_SEED))
+    if size is not None:
+        order = order[:size]
+    return x[order], y[order]
+
+
+def crop_flip_params(n: int, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """Random (dy, dx, flip) for ``n`` images, drawn for a whole global batch so that every rank
+    (and a single process) augments an image the same way."""
+    shifts = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
+    flips = (torch.rand(n, 1, generator=generator) < 0.5).long()
+    return torch.cat([shifts, flips], dim=1)
+
+
+def crop_flip(x: torch.Tensor, params: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """Crop each zero-padded image (zero = the dataset mean after normalisation) at its (dy, dx) and
+    flip it horizontally where asked; one gather, on any device."""
+    n, channels, height, width = x.shape
+    params = params.to(x.device)
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    rows = (params[:, 0:1] + torch.arange(height, device=x.device))[:, None, :, None]
+    cols = params[:, 1:2] + torch.arange(width, device=x.device)
+    cols = torch.where(params[:, 2:3].bool(), cols.flip(1), cols)[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channel = torch.arange(channels, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
+

@@ -2,9 +2,9 @@
 
 Where proposals come from and where trials are recorded is the back-end's business:
 
-* the run folder's journal (:class:`nastk.run.JournalBackend`): a strategy asks, each result is
+* the run folder's journal (:class:`nastk.run_folder.JournalBackend`): a strategy asks, each result is
   appended and fsynced to ``journal.jsonl`` before the strategy is told; resume replays the journal;
-* an optuna study (:class:`nastk.distributed.StudyBackend`): each worker process asks the shared
+* an optuna study (:class:`nastk.parallel.StudyBackend`): each worker process asks the shared
   study for a trial and records by telling it, so the study holds every result exactly once.
 
 Both produce the same typed :class:`~nastk.trial.Trial` records and stop by the same

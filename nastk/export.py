@@ -1,6 +1,6 @@
 """A search's winner, or a child of a trained supernet, as a model that runs where nastk is not installed.
 
-Every kind of run exports (:mod:`nastk.runs` reads them): a search its winner (``--top K``: its K best
+Every kind of run exports (:mod:`nastk.run_views` reads them): a search its winner (``--top K``: its K best
 distinct architectures, :func:`export_top`); a supernet, staged, few-shot or DARTS-PT folder what it
 selected (:func:`export_oneshot`), with the inherited weights of the supernet it was selected from.
 
@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from nastk.errors import ConfigError, NastkError, RunError
 from nastk.paths import atomic_write, check_writable
-from nastk.runs import OneShotView, RunView
+from nastk.run_views import OneShotView, RunView
 
 WINNER = "winner.pt"
 #: Input shape (channels, height, width) and classes of each dataset a run can name.
@@ -125,7 +125,7 @@ def supernet_child(run_dir, arch: str, bn_calibration: Optional[int] = None, bn_
     2000 images when the BatchNorm tracks statistics, else none); returns (model, description).
     ``space``: the space a search run searched (its winner must come from that supernet's space)."""
     from nastk.errors import ArchitectureError, CapabilityError
-    from nastk.oneshot.data import downsample, load_images
+    from nastk.datasets import downsample, load_dataset
     from nastk.oneshot.ranking import activate, calibration_batches, default_bn_calibration, tracks_bn_statistics
     from nastk.oneshot.recalibration import RECIPES
     from nastk.oneshot.trainer import load_trained
@@ -140,7 +140,7 @@ def supernet_child(run_dir, arch: str, bn_calibration: Optional[int] = None, bn_
     except ArchitectureError as error:
         what = "--arch" if space is None else "the run's best architecture"
         raise ConfigError(f"{what} is not an architecture of the supernet's space {supernet.space.name}: {error}") from None
-    data = downsample(load_images(config.dataset), config.image_size)
+    data = downsample(load_dataset(config.dataset), config.image_size)
     tracked = tracks_bn_statistics(supernet)
     batches = default_bn_calibration(supernet, config) if bn_calibration is None else int(bn_calibration)
     calibration = calibration_batches(config, data, batches) if tracked else []

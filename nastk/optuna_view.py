@@ -31,7 +31,7 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from nastk.errors import NastkError, RunError
-from nastk.runs import OneShotView, RunView, View, find_runs, load_study_journal
+from nastk.run_views import OneShotView, RunView, View, find_runs, load_study_journal
 
 #: the largest option list shown as a categorical param (a huge integer range is left to ``arch``)
 MAX_PARAM_OPTIONS = 1000
@@ -79,7 +79,7 @@ def _add_search(view: RunView, storage, name: str) -> optuna.Study:
     study.set_user_attr("nastk_config", view.config)
     study.set_user_attr("run_dir", str(view.directory))
     study.set_user_attr("source", f"nastk journal ({view.source}), read-only view")
-    _name_metrics(study, [o.name if o.name != "acc" else view.objective for o in objectives])
+    _name_metrics(study, [view.objective if o.name == "score" else o.name for o in objectives])
     params_of = _params_function(view.config.get("space"))
     trials = []
     for trial in view.trials:
@@ -112,7 +112,7 @@ def _copy_parallel(view: RunView, storage, name: str) -> optuna.Study:
     if source.metric_names:
         _name_metrics(study, source.metric_names)
     else:
-        _name_metrics(study, [o.name if o.name != "acc" else view.objective for o in _objectives(view.config)])
+        _name_metrics(study, [view.objective if o.name == "score" else o.name for o in _objectives(view.config)])
     study.add_trials(source.get_trials(deepcopy=False))
     return study
 

@@ -1,6 +1,6 @@
 """Search strategies compared on a space's benchmark (``nastk reproduce SPACE``).
 
-Every strategy runs on the one engine (:func:`nastk.run.run_search`) against the evaluator of the
+Every strategy runs on the one engine (:func:`nastk.run_folder.run_search`) against the evaluator of the
 space's benchmark (:func:`nastk.benchmarks.registry.benchmark_for`), under that benchmark's own
 protocols: each query returns the search objective (NB201: the 12-epoch validation accuracy, cifar10
 searches querying cifar10-valid; the DARTS 214-genotype table has no validation split, so its searches
@@ -229,7 +229,7 @@ class Trace:
 
 def search_trace(strategy: str, dataset: str, seed: int, stop: Union[int, Stop], space: str = "nb201") -> Trace:
     """Run one search of ``space`` on its benchmark until ``stop`` (a query budget or a :class:`~nastk.trial.Stop`)."""
-    from nastk.run import run_search
+    from nastk.run_folder import run_search
 
     trace = Trace(strategy, dataset, seed)
     started = time.perf_counter()

@@ -29,7 +29,8 @@ GENERAL: Tuple[Option, ...] = (
                                 "--benchmark is given, else train", None),
     Option("dataset", Text(), "the evaluator's dataset: a benchmark's (cifar10, cifar10-valid, cifar100, "
                               "ImageNet16-120), training images (digits, cifar10) or proxy images", None),
-    Option("objectives", Text(lists=True), "comma-separated objectives, acc first: acc,params,flops,latency,energy, "
+    Option("objectives", Text(lists=True), "comma-separated objectives, score (the evaluator's; acc is its older name) first: "
+                                           "score,params,flops,latency,energy, "
                                            "a HW-NAS-Bench column (e.g. raspi4_latency), a registered objective "
                                            "(entry points nastk.objectives) or metric:NAME[:min|max] for any metric "
                                            "the evaluator or the space's cost() returns (default min); "
@@ -136,7 +137,7 @@ def run_config(values: Mapping[str, Any]) -> Dict[str, Any]:
     if limits:
         config["stop"] = limits
     if values.get("workers", 1) != 1 or values.get("storage"):
-        config["engine"] = "study"  # the shared optuna study is the journal (nastk.distributed)
+        config["engine"] = "study"  # the shared optuna study is the journal (nastk.parallel)
     return config
 
 

@@ -2,8 +2,8 @@
 collects them (best so far, cost, anytime trajectory) and the :class:`Stop` rule that ends a search.
 
 The one search loop (:func:`nastk.engine.drive`) produces exactly these on both of its back-ends:
-the run folder's journal (:func:`nastk.run.run_search`) and an optuna storage shared by parallel
-workers (:mod:`nastk.distributed`). Summaries, Pareto fronts, ``nastk runs`` and reproduction reports
+the run folder's journal (:func:`nastk.run_folder.run_search`) and an optuna storage shared by parallel
+workers (:mod:`nastk.parallel`). Summaries, Pareto fronts, ``nastk runs`` and reproduction reports
 read them, never back-end-specific dicts.
 """
 from __future__ import annotations

@@ -33,7 +33,7 @@ def re_thousand(repeats: int):
     """Engine-only (in memory) and the full CLI (journal fsynced per query, summary) for 1,000 RE queries."""
     from nastk.benchmarks.nb201 import default_table
     from nastk.evaluators.benchmark import BenchmarkEvaluator
-    from nastk.run import run_search
+    from nastk.run_folder import run_search
     from nastk.space import get_space
     from nastk.strategy import make_strategy
 
@@ -62,7 +62,7 @@ def engine_overhead(repeats: int, queries: int = 1000):
     folder's journal (one fsynced line per query). Issue 12's target: <= 0.1 ms/query in memory."""
     from nastk.benchmarks.nb201 import default_table
     from nastk.evaluators.benchmark import BenchmarkEvaluator
-    from nastk.run import Run, run_search
+    from nastk.run_folder import Run, run_search
     from nastk.space import get_space
     from nastk.strategy import make_strategy
 
@@ -83,7 +83,7 @@ def engine_overhead(repeats: int, queries: int = 1000):
 def overhead(queries: int):
     """Wall time per query of each strategy on the table (the look-up itself is microseconds)."""
     from nastk.evaluators.benchmark import BenchmarkEvaluator
-    from nastk.run import run_search
+    from nastk.run_folder import run_search
     from nastk.space import get_space
     from nastk.strategy import make_strategy
 
@@ -135,8 +135,8 @@ def speedup(budget: int, repeats: int, kind: str):
     import functools
 
     from nastk.search_config import search_config
-    from nastk.distributed import run_study
-    from nastk.run import Run
+    from nastk.parallel import run_study
+    from nastk.run_folder import Run
 
     options = {"strategy": "bo-tpe", "budget": budget, "workers": 2}
     if kind == "train":
@@ -215,7 +215,7 @@ def markdown(report) -> str:
     lines += ["", "The look-up itself costs about 2 µs (docs/results/nb201_table_performance.md); the rest is the "
               "strategy's own proposal work (optuna's GP fits a Gaussian process and optimises log EI per query).", "",
               "## Parallel workers: 2 against 1 at equal budget", "",
-              "bo-tpe on the study engine (`nastk.distributed`, journal file storage, forkserver worker processes); "
+              "bo-tpe on the study engine (`nastk.parallel`, journal file storage, forkserver worker processes); "
               "wall time includes starting the workers. Two evaluators: **train** trains every candidate 2 epochs "
               "on digits (train evaluator, C=8, N=1, one torch thread per worker), so each worker needs a free "
               "core; **replayed** looks NB201 up and then takes 2e-3 x the simulated 12-epoch training time "

@@ -16,7 +16,7 @@ import numpy as np
 from nastk.benchmarks.nb201 import default_table
 from nastk.evaluators.benchmark import BenchmarkEvaluator
 from nastk.protocol import Protocol
-from nastk.run import run_search
+from nastk.run_folder import run_search
 from nastk.space import get_space
 from nastk.strategy import make_strategy
 

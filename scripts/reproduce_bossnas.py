@@ -101,13 +101,13 @@ def run_hytra(args) -> None:
     from nastk.datasets import ImageDataset
     from nastk.oneshot.block_rating import RatingOptions
     from nastk.oneshot.bossnas import search
-    from nastk.oneshot.data import load_images
+    from nastk.datasets import load_dataset
     from nastk.oneshot.trainer import OneShotConfig
     from nastk.space import get_space
     from search_spaces.hytra import BOSSNET_T0
 
     started = time.perf_counter()
-    cifar = load_images("cifar10")
+    cifar = load_dataset("cifar10")
     up = lambda x: F.interpolate(x, size=64, mode="bilinear", align_corners=False)  # noqa: E731
     data = ImageDataset("cifar10-64", up(cifar.x_train[:args.train_size * 2]), cifar.y_train[:args.train_size * 2],
                         up(cifar.x_test[:16]), cifar.y_test[:16], cifar.num_classes)
@@ -180,7 +180,8 @@ def run_seed(args, seed: int) -> dict:
     from nastk.benchmarks.nats_sss import default_table
     from nastk.oneshot.block_rating import RatingOptions, aggregate, channel_count, correlations
     from nastk.oneshot.bossnas import search
-    from nastk.oneshot.data import load_images, split_images
+    from nastk.oneshot.splits import split_images
+    from nastk.datasets import load_dataset
     from nastk.oneshot.ranking import calibration_batches, inherited_accuracies, sample_architectures
     from nastk.oneshot.trainer import load_trained, train
     from nastk.space import get_space
@@ -192,7 +193,7 @@ def run_seed(args, seed: int) -> dict:
         return json.loads(done.read_text())
     space = get_space("nats-sss")
     truth = default_table().test90
-    data = load_images("cifar10")
+    data = load_dataset("cifar10")
     networks = [space.channels(a) for a in space.enumerate()]
     sample = sample_architectures(space, args.sample, seed=1234)  # the same sample for every seed and scorer
     sample_index = [space.index(a) for a in sample]

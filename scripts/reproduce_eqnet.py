@@ -76,9 +76,10 @@ def trained(args, folder: Path, cfg):
 
 
 def eval_data(cfg, calibration):
-    from nastk.oneshot.data import downsample, load_images, mixed, split_images
+    from nastk.oneshot.splits import split_images
+    from nastk.datasets import downsample, load_dataset, mixed
 
-    data = downsample(load_images(cfg.dataset), cfg.image_size)
+    data = downsample(load_dataset(cfg.dataset), cfg.image_size)
     (x_train, _), (x_held, y_held) = split_images(cfg, data)
     batches, size = calibration
     return {"calibration": list(x_train[:batches * size].split(size)), "test": mixed(data.x_test, data.y_test),

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from nastk.oneshot.data import load_images, mixed
+from nastk.datasets import load_dataset, mixed
 from nastk.oneshot.ranking import benchmark_truth, rank, sample_architectures
 from nastk.oneshot.trainer import OneShotConfig, load_trained, train
 from nastk.oneshot.variance import gradient_variance
@@ -296,7 +296,7 @@ def main():
     space = get_space("nb201")
     archs = sample_architectures(space, args.archs, args.arch_seed)
     truth, protocol = benchmark_truth(space, archs, "cifar10")
-    data = load_images(args.dataset)
+    data = load_dataset(args.dataset)
     eval_data = mixed(data.x_test, data.y_test)
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "archs.txt").write_text("".join(a.to_str() + "\n" for a in archs))

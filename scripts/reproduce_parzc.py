@@ -11,7 +11,7 @@ proxy (sum over layers) and the parameter count on the same held-out archs.
 
 Usage: NASTK_DATA=../shared/benchmarks nice -n 10 .venv/bin/python scripts/reproduce_parzc.py \
            [--pool 1200] [--sizes 78 156 469 781] [--seeds 0 1 2] [--variants parzc parzc-mse mlp] \
-           [--epochs 300] [--max-steps 2400] [--config small] [--out docs/results/parzc_nb201]
+           [--epochs 300] [--max-steps 2400] [--model-size small] [--out docs/results/parzc_nb201]
 Results are saved after every run in OUT.json; a rerun skips what is there.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 
 from nastk.paths import atomic_write
 from nastk.predictors.experiment import fit_and_evaluate, nb201_data, proxy_baselines
-from nastk.predictors.trainer import TrainConfig
+from nastk.predictors.fitting import TrainConfig
 
 #: PINAT (ParZC's backbone) on NB201, recalled in methods.md 8.5 (not verified).
 DEFAULT_OUT = "docs/results/parzc_nb201"
@@ -46,7 +46,7 @@ def main():
     parser.add_argument("--variants", nargs="+", default=["parzc", "parzc-mse", "mlp"])
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--max-steps", type=int, default=2400)
-    parser.add_argument("--config", default="small")
+    parser.add_argument("--model-size", default="small")
     parser.add_argument("--out", default=DEFAULT_OUT)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -55,7 +55,7 @@ def main():
     data = nb201_data("cifar10", args.pool, log=lambda line: print(line, flush=True))
     train_config = TrainConfig(epochs=args.epochs, max_steps=args.max_steps)
     results["setup"] = {"pool": len(data), "protocols": data.protocols, "train": train_config.to_dict(),
-                        "config": args.config, "machine": f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread"}
+                        "config": args.model_size, "machine": f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread"}
     for seed in args.seeds:  # seed outermost: a partial run still has every method at every size
         for size in args.sizes:
             results["proxies"][f"{size}/{seed}"] = proxy_baselines(data, size, seed)
@@ -63,7 +63,7 @@ def main():
                 key = f"{variant}/{size}/{seed}"
                 if key in results["runs"]:
                     continue
-                run = fit_and_evaluate(data, size, seed, variant, args.config, train_config)
+                run = fit_and_evaluate(data, size, seed, variant, args.model_size, train_config)
                 results["runs"][key] = run
                 print(key, f"tau {run['kendall']:.4f} rho {run['spearman']:.4f} {run['wall_s']:.0f}s", flush=True)
                 with atomic_write(out, "w") as handle:
@@ -128,7 +128,7 @@ def write_markdown(results, args):
            "`--pool 2000 --sizes 1563 --out docs/results/parzc_nb201_k1563` runs it on 2,000 (437 held out)."
            if 1563 not in sizes else f"K=1563 leaves {setup['pool'] - 1563} held-out architectures."),
         "* **Model `small`** (CPU): d_model 128, 4 heads, 2 transformer layers, FFN 256, mixer width 128 with 2 blocks "
-        "(published: d_model 765, 6 heads, 4 layers, FFN 338, mixer width 512, 4 blocks; `--config full` builds that, "
+        "(published: d_model 765, 6 heads, 4 layers, FFN 338, mixer width 512, 4 blocks; `--model-size full` builds that, "
         "with d_model 768). The released mixer variant (both MLPs on the feature dimension) is used.",
         "* **Graph branch simplified**: op embedding + a linear map of the line graph's Laplacian rows + a transformer "
         "encoder; PINAT's GATConv (PITE) branch is omitted, and since every NB201 cell has all six edges the Laplacian "

@@ -42,7 +42,7 @@ from nastk.errors import ConfigError
 from nastk.evaluators.benchmark import BenchmarkEvaluator
 from nastk.paths import atomic_write
 from nastk.protocol import Protocol
-from nastk.run import run_search
+from nastk.run_folder import run_search
 from nastk.space import get_space
 from nastk.strategies.robot import DEFAULT_PROXIES, ProxyPool, RoBoT, load_proxy_pool
 from nastk.strategy import make_strategy

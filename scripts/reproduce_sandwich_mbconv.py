@@ -112,9 +112,10 @@ def negative_control(supernet, archs, data, device) -> dict:
 
 
 def eval_data(config):
-    from nastk.oneshot.data import downsample, load_images, mixed, split_images
+    from nastk.oneshot.splits import split_images
+    from nastk.datasets import downsample, load_dataset, mixed
 
-    data = downsample(load_images(config.dataset), config.image_size)
+    data = downsample(load_dataset(config.dataset), config.image_size)
     (x_train, _), held = split_images(config, data)
     return data, x_train, (mixed(data.x_test, data.y_test), held)
 
@@ -160,7 +161,7 @@ def run_standalone(args, arch_str: str) -> dict:
 
     from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer
     from nastk.space import get_space
-    from nastk.training import accuracy
+    from nastk.standalone_training import accuracy
 
     torch.set_num_threads(1)
     folder = Path(args.work) / "standalone" / hashlib.sha1(arch_str.encode()).hexdigest()[:12]

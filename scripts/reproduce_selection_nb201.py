@@ -36,7 +36,7 @@ import torch
 
 from nastk.benchmarks.registry import benchmark_for
 from nastk.metrics import kendall_tau
-from nastk.oneshot.data import load_images
+from nastk.datasets import load_dataset
 from nastk.oneshot.split_tree import SplitTree, node_dir
 from nastk.oneshot.perturbation import select_pt
 from nastk.oneshot.selection import parameter_free_share, select
@@ -97,7 +97,7 @@ def main():
     setting = FULL if args.full else SMOKE if args.smoke else REDUCED
     suffix = "_full" if args.full else "_smoke" if args.smoke else ""
     work = Path(args.work or f"runs/selection_nb201{suffix}/seed{args.seed}")
-    data = load_images(args.dataset)
+    data = load_dataset(args.dataset)
     bench = benchmark_for("nb201")
     space = get_space("nb201")
     sample = sample_architectures(space, 100, seed=0)

@@ -8,7 +8,7 @@
 2. Brief training: the found genotype, DARTS-V2 (the published second-order genotype), the best and
    the worst of the 214 benchmark genotypes (by their 600-epoch test accuracy) and one uniformly
    random genotype are each trained from scratch, identically (same seed, same images: the search's
-   2000 training images, 16x16), as C=16, 5-cell networks for 10 epochs (nastk.training: SGD
+   2000 training images, 16x16), as C=16, 5-cell networks for 10 epochs (nastk.standalone_training: SGD
    Nesterov lr 0.1 cosine, wd 5e-4, batch 64, no augmentation), then tested on the subset's 1,000
    test images (pooled the same way).
 3. The 214 benchmark genotypes through the DARTS benchmark evaluator: accuracy summary, Spearman
@@ -43,12 +43,12 @@ import torch
 from nastk.benchmarks.registry import benchmark_for
 from nastk.errors import NastkError
 from nastk.metrics import spearman_rho
-from nastk.oneshot.data import downsample, load_images, mixed
+from nastk.datasets import downsample, load_dataset, mixed
 from nastk.oneshot.selection import select
 from nastk.oneshot.trainer import OneShotConfig, load_trained, train
 from nastk.paths import atomic_write
 from nastk.space import get_space
-from nastk.training import TrainingConfig, accuracy, train_model
+from nastk.standalone_training import TrainingConfig, accuracy, train_model
 from search_spaces.darts import PUBLISHED as PUBLISHED_GENOTYPES
 
 #: the search (supernet) setting; ``image_size`` / ``train_size`` None: as stored / every image
@@ -58,7 +58,7 @@ RECIPE = {"lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3e-4, "
 #: the brief stand-alone training of every genotype (its images: the search's training images)
 TRAIN_REDUCED = {"C": 16, "layers": 5, "epochs": 10, "batch_size": 64}
 TRAIN_FULL = {"C": 16, "layers": 8, "epochs": 50, "batch_size": 64}
-#: nastk.training's recipe (SGD with Nesterov momentum, cosine per step), lr and wd at its defaults
+#: nastk.standalone_training's recipe (SGD with Nesterov momentum, cosine per step), lr and wd at its defaults
 TRAIN_RECIPE = {"lr": TrainingConfig.lr, "momentum": TrainingConfig.momentum, "weight_decay": TrainingConfig.weight_decay}
 #: DARTS' CIFAR-10 evaluation network, the one the benchmark's genotypes were trained as (params, FLOPs)
 EVAL_NETWORK = {"num_classes": 10, "input_size": 32, "C": 36, "layers": 20}
@@ -186,7 +186,7 @@ class TrainingData:
     """The search's training images and the subset's test images, pooled to the search's size (loaded once)."""
 
     def __init__(self, setting, args):
-        data = downsample(load_images(args.dataset), setting["image_size"])
+        data = downsample(load_dataset(args.dataset), setting["image_size"])
         self.x, self.y = mixed(data.x_train, data.y_train, setting["train_size"])
         self.x_test, self.y_test = data.x_test, data.y_test
         self.num_classes, self.input_size = data.num_classes, data.input_size
@@ -339,7 +339,7 @@ def write_report(out: Path, setting, training, args, state: Dict[str, Any]) -> N
              "",
              f"**Brief training.** Each genotype as a stand-alone network C={training['C']}, {training['layers']} cells "
              f"(no auxiliary head, no drop path), trained from scratch on the same {n_images} training images ({image}), "
-             f"{training['epochs']} epochs, batch {training['batch_size']}, nastk.training's loop (SGD Nesterov "
+             f"{training['epochs']} epochs, batch {training['batch_size']}, nastk.standalone_training's loop (SGD Nesterov "
              f"lr {TRAIN_RECIPE['lr']} cosine per step, momentum {TRAIN_RECIPE['momentum']}, wd {TRAIN_RECIPE['weight_decay']}, "
              f"no augmentation), identical seed {args.seed} (initialisation stream and batch order); test accuracy on the "
              f"subset's test images pooled the same way.",
@@ -430,7 +430,7 @@ def write_report(out: Path, setting, training, args, state: Dict[str, Any]) -> N
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     report = {"command": _command(), "machine": _machine(args), "setting": setting, "recipe": RECIPE,
               "order": args.order, "weighting": args.weighting, "seed": args.seed, "dataset": args.dataset,
-              "training": {**training, **TRAIN_RECIPE, "augment": False, "loop": "nastk.training.train_model"},
+              "training": {**training, **TRAIN_RECIPE, "augment": False, "loop": "nastk.standalone_training.train_model"},
               "eval_network_for_params": EVAL_NETWORK, "search": search, "trained": trained,
               "benchmark": benchmark_summary(bench) if bench else None, "published": PUBLISHED,
               "compute_s": round(_compute_s(state), 1), "invocations": state["invocations"]}
@@ -466,7 +466,7 @@ def main():
     space = get_space("darts")
     try:
         search_config(setting, args)  # bad settings fail here, before anything runs
-        downsample(load_images(args.dataset), setting["image_size"])
+        downsample(load_dataset(args.dataset), setting["image_size"])
         computed += [] if benchmark_path(work).is_file() else ["benchmark"]
         bench = benchmark_pass(work)
         state["benchmark"] = bench

@@ -6,7 +6,7 @@
 quantization unit of the base supernet (a layer; an NB201 cell). Every strategy gets the generic operators
 of the product choice model; ``cost`` adds ``bitops_m`` (multiply-adds x weight bits x activation bits,
 millions) and ``model_size_kb`` (weight bits, bias at 32 bits) to the base space's cost, so
-``--objectives acc,bitops`` and ``--constraint 'bitops<=200'`` work. The first and last units are 8 / 8.
+``--objectives score,bitops`` and ``--constraint 'bitops<=200'`` work. The first and last units are 8 / 8.
 """
 from __future__ import annotations
 

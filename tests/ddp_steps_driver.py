@@ -8,7 +8,7 @@ import torch
 
 import toy_steps  # noqa: F401 (registers the toy GAN and self-supervised steps)
 from nastk.datasets import load_dataset
-from nastk.oneshot.distributed import Distributed
+from nastk.oneshot.ddp import Distributed
 from nastk.oneshot.steps import STEPS
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer
 

@@ -12,7 +12,7 @@ from nastk.choices import Categorical, ChoiceModel, ChooseK, Condition, Integer,
 from nastk.errors import ArchitectureError, CapabilityError, ConfigError, NastkError
 from nastk.evaluator import Evaluator, Result
 from nastk.registry import SPACES, get_space
-from nastk.run import run_search
+from nastk.run_folder import run_search
 from nastk.space import SearchSpace
 from nastk.strategy import make_strategy
 

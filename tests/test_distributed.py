@@ -21,10 +21,10 @@ from optuna.trial import TrialState
 
 from nastk.cli import main
 from nastk.search_config import search_config
-from nastk.distributed import JOURNAL_FILE, StorageSpec, database_url, run_study, study_name
+from nastk.parallel import JOURNAL_FILE, StorageSpec, database_url, run_study, study_name
 from nastk.errors import ConfigError, RunError
 from nastk.evaluator import Evaluator
-from nastk.run import Run
+from nastk.run_folder import Run
 
 HEARTBEAT = (1, 2)  # seconds: beat interval, grace before a silent trial is failed
 
@@ -234,7 +234,7 @@ def test_workers_killed_at_random_moments_are_replaced_and_each_trial_recorded_o
 def test_a_trial_orphaned_before_its_worker_labelled_it_is_recovered(nastk_data, tmp_path, monkeypatch):
     """A worker that dies between asking a trial and labelling it leaves an unlabelled RUNNING trial that
     no heartbeat or owner check frees; the coordinator recovers it on its next polls, however young."""
-    import nastk.distributed as distributed
+    import nastk.parallel as distributed
 
     monkeypatch.setattr(distributed, "UNLABELLED_GRACE_S", 0.5)
     config = make_config(budget=6, seed=3)
@@ -258,8 +258,8 @@ def test_workers_do_not_outlive_a_killed_coordinator(nastk_data, tmp_path):
         "import functools, sys\n"
         "sys.path.insert(0, %r)\n"
         "from test_distributed import make_config, slow_factory\n"
-        "from nastk.distributed import run_study\n"
-        "from nastk.run import Run\n"
+        "from nastk.parallel import run_study\n"
+        "from nastk.run_folder import Run\n"
         "if __name__ == '__main__':\n"
         "    config = make_config(budget=200)\n"
         "    run_study(config, Run(%r, config), workers=2,\n"

@@ -138,7 +138,7 @@ DDP_STAGE2 = '''
 import json, sys
 import numpy as np, torch
 from nastk.generative.features import gan_images
-from nastk.oneshot.distributed import Distributed
+from nastk.oneshot.ddp import Distributed
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer
 from nastk.registry import get_space
 g = get_space("gan-g-digits").to_str(get_space("gan-g-digits").sample(np.random.default_rng(0)))

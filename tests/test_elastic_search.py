@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nastk.cli import main
-from nastk.oneshot.data import unseen_training_images
+from nastk.oneshot.splits import unseen_training_images
 from nastk.oneshot.trainer import load_trained
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -8,7 +8,7 @@ import torch
 
 from nastk.cli import main
 from nastk.datasets import load_digits
-from nastk.training import accuracy
+from nastk.standalone_training import accuracy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -8,7 +8,7 @@ import torch
 
 from nastk.paths import LOCK_FILE
 from nastk.errors import ArchitectureError, ConfigError, RunError
-from nastk.oneshot.data import load_images
+from nastk.datasets import load_dataset
 from nastk.oneshot.split_tree import (ROOT_STATE, TREE, FewShotSupernets, SplitTree, load_leaf, node_dir,
                                    route_and_load, split_supernet, sub_supernet, train_leaves)
 from nastk.oneshot.ranking import inherited_accuracies
@@ -31,7 +31,7 @@ def space():
 
 @pytest.fixture(scope="module")
 def digits():
-    return load_images("digits")
+    return load_dataset("digits")
 
 
 def tiny(space, seed=0):

@@ -266,8 +266,8 @@ def test_a_journal_that_is_a_folder_is_one_line_on_resume(capsys, finished_run, 
 
 
 def test_a_study_journal_that_is_a_folder_is_one_line_on_resume(nastk_data, tmp_path):
-    from nastk.distributed import JOURNAL_FILE, run_study
-    from nastk.run import Run
+    from nastk.parallel import JOURNAL_FILE, run_study
+    from nastk.run_folder import Run
     from nastk.search_config import search_config
 
     config = search_config(strategy="bo-tpe", budget=4, evaluator="benchmark", benchmark="nb201", dataset="cifar10",
@@ -424,8 +424,8 @@ def test_a_full_disk_during_a_parallel_run_leaves_a_whole_resumable_study_journa
     from optuna.storages.journal import JournalFileBackend, JournalStorage
     from optuna.trial import TrialState
 
-    from nastk.distributed import JOURNAL_FILE, run_study, study_name
-    from nastk.run import Run
+    from nastk.parallel import JOURNAL_FILE, run_study, study_name
+    from nastk.run_folder import Run
     from nastk.search_config import search_config
 
     config = search_config(strategy="bo-tpe", budget=8, evaluator="benchmark", benchmark="nb201", dataset="cifar10",

@@ -6,7 +6,7 @@ import pytest
 from nastk.cli import main
 from nastk.errors import ConfigError
 from nastk.evaluator import Evaluator, Result
-from nastk.run import run_search
+from nastk.run_folder import run_search
 from nastk.space import get_space
 from nastk.strategy import make_strategy
 

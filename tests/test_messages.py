@@ -65,7 +65,7 @@ def test_a_proxy_objective_is_named_and_printed_in_scientific_notation():
 
 
 def test_ctrl_c_names_the_run_folder_and_a_resume_command_that_works(tmp_path, capsys, monkeypatch):
-    from nastk.run import Run
+    from nastk.run_folder import Run
 
     folder = tmp_path / "killed"
     original = Run.write_summary
@@ -95,3 +95,14 @@ def test_double_quiet_is_errors_only(flags):
 
     argv, quiet, verbose = _verbosity(flags + ["search"])
     assert argv == ["search"] and level_from(quiet, verbose) == logging.ERROR
+
+
+def test_parzc_model_size_is_its_own_flag_and_config_its_deprecated_spelling(capsys):
+    """``--config`` means a configuration file everywhere else; ParZC's model size is ``--model-size``."""
+    fit = ["proxies", "fit", "parzc", "--train-size", "5"]
+    code, _, err = run_cli(capsys, *fit, "--model-size", "huge")
+    assert code != 0 and err.count("\n") == 1 and "unknown --model-size 'huge'" in err
+    code, _, err = run_cli(capsys, *fit, "--model-size", "small", "--config", "full")
+    assert code != 0 and err.count("\n") == 1 and "--model-size only" in err
+    code, _, err = run_cli(capsys, *fit, "--config", "huge")
+    assert code != 0 and "deprecated" in err and "unknown --model-size 'huge'" in err

@@ -110,7 +110,7 @@ def test_benchmark_look_ups_and_protocols(space, nats_data):
 
 def test_a_query_strategy_searches_the_space_on_its_benchmark(space, nats_data):
     from nastk.benchmarks.registry import benchmark_for
-    from nastk.run import run_search
+    from nastk.run_folder import run_search
     from nastk.strategy import make_strategy
 
     outcome = run_search(make_strategy("re", space, seed=0), benchmark_for("nats-sss").evaluator({"dataset": "cifar10"}), 40)

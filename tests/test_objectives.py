@@ -13,7 +13,7 @@ from nastk.evaluator import Evaluator, Result
 from nastk.evaluators.benchmark import BenchmarkEvaluator
 from nastk.evaluators.multi_objective import (OBJECTIVES, SKIPPED, Objective, ObjectivesEvaluator, get_objective,
                                               parse_constraints, parse_objectives, register_objective, violations)
-from nastk.run import run_search
+from nastk.run_folder import run_search
 from nastk.strategy import make_strategy
 from search_spaces.nb201 import NB201Space
 
@@ -72,7 +72,7 @@ def test_names_mean_what_they_meant_and_new_ones_register(bitops):
     assert (acc.metric, params.metric, flops.metric, latency.metric) == (None, "params_m", "flops_m", "edgegpu_latency")
     assert [o.direction for o in (acc, params, latency)] == ["maximize", "minimize", "minimize"]
     generic = parse_objectives("acc,gbitops,metric:latency_ms,metric:score:max")
-    assert [o.name for o in generic] == ["acc", "gbitops", "metric:latency_ms:min", "metric:score:max"]
+    assert [o.name for o in generic] == ["score", "gbitops", "metric:latency_ms:min", "metric:score:max"]
     assert [o.metric for o in generic[1:]] == ["bitops_g", "latency_ms", "score"]
     assert generic[3].direction == "maximize" and bitops.direction == "minimize"
     assert get_objective("test_objectives:BITOPS").metric == "bitops_g"  # as an entry point would name it
@@ -81,7 +81,7 @@ def test_names_mean_what_they_meant_and_new_ones_register(bitops):
     with pytest.raises(ConfigError, match="direction must be min or max"):
         register_objective("other", "x", "up")
     for bad, fragment in [("acc,bitopz", "unknown objective"), ("acc,metric:x:upward", "direction"),
-                          ("acc,metric:", "metric:NAME"), ("gbitops,acc", "start with acc")]:
+                          ("acc,metric:", "metric:NAME"), ("gbitops,acc", "start with score")]:
         with pytest.raises(ConfigError, match=fragment):
             parse_objectives(bad)
 
@@ -129,7 +129,7 @@ def test_nsga2_on_a_registered_and_a_metric_objective(capsys, nastk_data, tmp_pa
                                "--population-size", "6", "--budget", "18", "--seed", "1",
                                "--objectives", "acc,gbitops,metric:latency_ms", "--run-dir", str(run))
     assert code == 0 and summary["evaluations"] == 18
-    names = ["acc", "gbitops", "metric:latency_ms:min"]
+    names = ["score", "gbitops", "metric:latency_ms:min"]
     assert summary["strategy"]["objectives"] == names == json.loads((run / "config.json").read_text())["objectives"]
     points = {r["arch"]: (r["result"]["metrics"]["accuracy"], r["result"]["metrics"]["bitops_g"],
                           r["result"]["metrics"]["latency_ms"]) for r in journal(run)}

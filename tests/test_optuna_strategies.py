@@ -13,9 +13,9 @@ from nastk.errors import CapabilityError, ConfigError, RunError
 from nastk.evaluator import Evaluator, Result
 from nastk.evaluators.benchmark import BenchmarkEvaluator
 from nastk.evaluators.multi_objective import ObjectivesEvaluator, parse_objectives, pareto_front
-from nastk.run import JOURNAL, Run, run_search
+from nastk.run_folder import JOURNAL, Run, run_search
 from nastk.space import SPACES, SearchSpace, get_space
-from nastk.strategies.eagan_selection import EaganSelection, merged_fronts, select
+from nastk.survivor_selection import EaganSelection, merged_fronts, select
 from nastk.strategy import make_strategy
 
 FAST = {"bo-tpe": {}, "bo-gp": {"n_startup_trials": 4}, "nsga2": {"population_size": 6},
@@ -152,7 +152,7 @@ def test_bo_encoding_searches_a_space_optuna_cannot_express():
 def test_parse_objectives():
     assert [o.metric for o in parse_objectives("acc,params,latency")] == [None, "params_m", "edgegpu_latency"]
     assert [o.direction for o in parse_objectives(["acc", "fpga_energy"])] == ["maximize", "minimize"]
-    for bad, fragment in [("acc,weight", "unknown objective"), ("params,acc", "start with acc"), ("acc,acc", "once")]:
+    for bad, fragment in [("acc,weight", "unknown objective"), ("params,acc", "start with score"), ("acc,acc", "once")]:
         with pytest.raises(ConfigError, match=fragment):
             parse_objectives(bad)
 
@@ -193,7 +193,7 @@ def test_nsga2_pareto_front_is_the_non_dominated_set(nb201, evaluator):
         for arch, point in points.items():
             dominated = any(dominates(other, point, signs) for other in points.values())
             assert dominated == (arch not in on)
-        assert [row["acc"] for row in front] == sorted((row["acc"] for row in front), reverse=True)
+        assert [row["score"] for row in front] == sorted((row["score"] for row in front), reverse=True)
 
 
 def test_eagan_merged_fronts_and_selection():
@@ -223,8 +223,8 @@ def test_cli_multi_objective_search_reports_the_front(capsys, nastk_data, tmp_pa
                  "--format", "json", "--no-progress"])
     out, _ = capsys.readouterr()
     summary = json.loads(out)
-    assert code == 0 and summary["evaluations"] == 20 and summary["strategy"]["objectives"] == ["acc", "params", "latency"]
-    assert summary["pareto_front"] and {"acc", "params", "latency", "test_accuracy"} <= set(summary["pareto_front"][0])
+    assert code == 0 and summary["evaluations"] == 20 and summary["strategy"]["objectives"] == ["score", "params", "latency"]
+    assert summary["pareto_front"] and {"score", "params", "latency", "test_accuracy"} <= set(summary["pareto_front"][0])
     assert (tmp_path / "r" / "pareto.png").stat().st_size > 10_000
 
 

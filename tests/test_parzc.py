@@ -11,7 +11,7 @@ from nastk.predictors import layerwise_features as lw
 from nastk.predictors.experiment import PredictorData, fit_and_evaluate
 from nastk.predictors.losses import diffkendall, make_loss, mse_loss, pairwise_loss
 from nastk.predictors.parzc import RHO_INIT, BayesianLinear, ParZC, config
-from nastk.predictors.trainer import TrainConfig, predict
+from nastk.predictors.fitting import TrainConfig, predict
 
 TINY = dict(d_model=32, heads=2, layers=1, ffn=64, mixer_dim=32, mixer_blocks=1)
 

@@ -15,7 +15,7 @@ from nastk.cli import build_parser
 from nastk.errors import CorruptDataError
 from nastk.options import Value
 from nastk.paths import LOCK_FILE
-from nastk.run import Run
+from nastk.run_folder import Run
 from plugin_space import PluginSpace
 from cli_run import run_cli  # tests/ is on sys.path under pytest
 
@@ -100,7 +100,7 @@ def test_numpy_and_torch_values_in_a_result_are_journaled_as_numbers(tmp_path):
     import torch
 
     from nastk.evaluator import Evaluator, Result
-    from nastk.run import run_search
+    from nastk.run_folder import run_search
     from nastk.space import get_space
     from nastk.strategy import make_strategy
 

@@ -8,7 +8,7 @@ import pytest
 from nastk.benchmarks.proxy_tables import read_proxy_table
 from nastk.errors import ConfigError, CorruptDataError
 from nastk.evaluator import Evaluator, Result
-from nastk.run import JOURNAL, Run, run_search
+from nastk.run_folder import JOURNAL, Run, run_search
 from nastk.strategies.robot import ProxyPool, RoBoT
 from nastk.strategy import make_strategy
 

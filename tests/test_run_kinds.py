@@ -10,7 +10,7 @@ import torch
 from cli_run import run_cli
 from nastk.cli import main
 from nastk.optuna_view import add_run, view_storage
-from nastk.runs import find_runs, read_any, run_kind
+from nastk.run_views import find_runs, read_any, run_kind
 
 NB201_OPS = {"none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"}
 TINY = {"space": "nb201", "dataset": "digits", "epochs": 2, "train_size": 64, "batch_size": 32, "valid_size": 4,
@@ -177,8 +177,8 @@ def test_a_folder_that_is_no_run_is_one_line(kinds, capsys, tmp_path):
 
 @pytest.mark.slow
 def test_a_parallel_run_is_read_from_its_optuna_study(nastk_data, capsys, tmp_path):
-    from nastk.distributed import study_name
-    from nastk.runs import load_study_journal
+    from nastk.parallel import study_name
+    from nastk.run_views import load_study_journal
 
     run_dir = tmp_path / "tpe"
     assert main(["search", "--space", "nb201", "--strategy", "bo-tpe", "--benchmark", "nb201", "--dataset", "cifar10",

@@ -8,7 +8,7 @@ import pytest
 from nastk.errors import ConfigError, RunError
 from nastk.evaluator import Evaluator, Result
 from nastk.evaluators.benchmark import BenchmarkEvaluator
-from nastk.run import JOURNAL, Run, run_search
+from nastk.run_folder import JOURNAL, Run, run_search
 from nastk.strategy import make_strategy
 
 

@@ -14,7 +14,7 @@ from scipy import stats
 
 from nastk.cli import main
 from nastk.errors import ArchitectureError, ConfigError
-from nastk.oneshot.data import crop_flip, crop_flip_params
+from nastk.datasets import crop_flip, crop_flip_params
 from nastk.oneshot.ranking import rank
 from nastk.oneshot.recalibration import recalibrate_bn
 from nastk.oneshot.samplers import (PADADataSampler, PADAPathSampler, UniformPathSampler, draw_paths,

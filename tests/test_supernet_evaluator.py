@@ -9,7 +9,8 @@ import torch
 
 from nastk.cli import main
 from nastk.errors import ConfigError
-from nastk.oneshot.data import load_images, mixed, split_images, unseen_training_images
+from nastk.oneshot.splits import split_images, unseen_training_images
+from nastk.datasets import load_dataset, mixed
 from nastk.oneshot.trainer import OneShotConfig, load_trained
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -91,7 +92,7 @@ def as_rows(x):
 
 def test_held_out_images_are_disjoint_from_the_trained_ones(nastk_data, supernet_run):
     _, config, _ = load_trained(supernet_run)
-    data = load_images(config.dataset)
+    data = load_dataset(config.dataset)
     (x_train, _), (x_held, _) = split_images(config, data)
     assert len(x_train) == 64 and len(x_held) == 0  # the run held none out ...
     x_unseen, y_unseen = unseen_training_images(config, data)
@@ -105,7 +106,7 @@ def test_held_out_images_are_disjoint_from_the_trained_ones(nastk_data, supernet
 def test_the_split_is_the_trainers_and_held_out_part_comes_first(nastk_data):
     from nastk.oneshot.trainer import OneShotTrainer
 
-    data = load_images("digits")
+    data = load_dataset("digits")
     config = OneShotConfig(dataset="digits", train_size=200, held_out_fraction=0.25, supernet={"C": 4, "N": 1},
                            valid_size=0, epochs=1)
     trainer = OneShotTrainer(config, data=data, progress=False)
@@ -118,7 +119,7 @@ def test_the_split_is_the_trainers_and_held_out_part_comes_first(nastk_data):
 
 
 def test_a_run_that_trained_on_every_image_has_no_held_out_split(nastk_data):
-    data = load_images("digits")
+    data = load_dataset("digits")
     for config in (OneShotConfig(dataset="digits"), OneShotConfig(dataset="digits", train_size=len(data.x_train) + 10)):
         with pytest.raises(ConfigError, match="--held-out-fraction or a smaller --train-size") as error:
             unseen_training_images(config, data)

@@ -78,7 +78,7 @@ def run(args) -> int:
     from nastk.errors import ConfigError
     from nastk.export import export, export_child, export_oneshot, export_top
     from nastk.log import LOGGER
-    from nastk.runs import CHECKPOINT, ONESHOT_KINDS, read_any, run_kind
+    from nastk.run_views import CHECKPOINT, ONESHOT_KINDS, read_any, run_kind
 
     deprecated = _resolve_formats(args)
     folder = Path(args.run_dir)

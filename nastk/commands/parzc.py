@@ -7,6 +7,7 @@ The ``proxies`` command group belongs to :mod:`nastk.commands.proxies`; it hooks
 """
 from __future__ import annotations
 
+import argparse
 
 from nastk.commands import print_json
 from nastk.errors import ConfigError
@@ -27,7 +28,8 @@ def register_fit(commands) -> None:
     add("--variant", default="parzc",
         help="parzc (DiffKendall, Bayesian), parzc-mse, parzc-det (no Bayesian layers), mlp (plain MLP on x_zc)")
     add("--loss", help="override the variant's loss: diffkendall, mse, pw, or sums like mse+dk")
-    add("--config", default="small", help="model size: small (CPU, default) or full (published)")
+    add("--model-size", default=None, help="predictor size: small (CPU, default) or full (published)")
+    add("--config", dest="deprecated_config", help=argparse.SUPPRESS)  # the deprecated spelling of --model-size
     add("--token-mixing", action="store_true", help="mix across patches in the mixer (the paper's intent; the code does not)")
     add("--epochs", type=Int(minimum=1), default=300, help="training epochs (default 300, the ParZC runner's)")
     add("--batch-size", type=Int(minimum=1), default=10, help="training batch (default 10)")
@@ -63,11 +65,18 @@ def run_fit(args) -> int:
     from nastk.predictors.losses import make_loss
     from nastk.predictors.parzc import CONFIGS
     from nastk.predictors.saved import check_destination, save_predictor
-    from nastk.predictors.trainer import TrainConfig
+    from nastk.predictors.fitting import TrainConfig
     from nastk.progress import Progress
 
     # Everything a user can get wrong is refused here, before a cache is copied or grown or a file written.
-    for flag, value, known in (("--variant", args.variant, VARIANTS), ("--config", args.config, CONFIGS)):
+    if args.deprecated_config is not None:
+        if args.model_size is not None:
+            raise ConfigError("give --model-size only (--config is its deprecated spelling)")
+        LOGGER.warning("nastk: warning: 'proxies fit --config %s' is deprecated and will be removed in the next "
+                       "release; use --model-size %s ('--config' means a configuration file everywhere else)",
+                       args.deprecated_config, args.deprecated_config)
+    model_size = args.model_size or args.deprecated_config or "small"
+    for flag, value, known in (("--variant", args.variant, VARIANTS), ("--model-size", model_size, CONFIGS)):
         if value not in known:
             raise ConfigError(f"unknown {flag} {value!r}; known: {', '.join(sorted(known))}")
     if args.space != "nb201":
@@ -82,7 +91,7 @@ def run_fit(args) -> int:
     train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, max_steps=args.max_steps)
     with Progress(train_config.epochs_for(args.train_size), f"training {args.variant}", "epochs",
                   enabled=not args.no_progress) as bar:
-        fitted = fit_predictor(data, args.train_size, args.seed, args.variant, args.config, train_config,
+        fitted = fit_predictor(data, args.train_size, args.seed, args.variant, model_size, train_config,
                                args.mc_samples, loss=args.loss, progress=bar, token_mixing=args.token_mixing)
     result = fitted.report
     if save:

@@ -1,7 +1,7 @@
 """``nastk runs list|show|compare|plot|study``: every run under a folder (searches, parallel searches,
 supernets, staged and few-shot runs, DARTS-PT selections), one run in detail, several side by side
 (seeds of one configuration aggregated), their curves in one plot, and a run's optuna view as a
-journal file for optuna's own tools (see :mod:`nastk.runs` and :mod:`nastk.optuna_view`)."""
+journal file for optuna's own tools (see :mod:`nastk.run_views` and :mod:`nastk.optuna_view`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +13,7 @@ from nastk.log import LOGGER
 from nastk.options import Int
 from nastk.paths import check_writable, save_figure
 from nastk.progress import format_score
-from nastk.runs import OneShotView, RunView, View, find_runs, group_seeds, read_any, seed_aggregate
+from nastk.run_views import OneShotView, RunView, View, find_runs, group_seeds, read_any, seed_aggregate
 from nastk.trial import objective_key
 
 KINDS_TEXT = "search, parallel search, supernet, staged supernet, few-shot or DARTS-PT"

@@ -21,7 +21,7 @@ from nastk.log import LOGGER
 from nastk.options import Bool, Option, Seeds
 from nastk.progress import Progress, format_score
 from nastk.readers import MAX_CONFIG_BYTES, read_json
-from nastk.run import Run, check_journal, require_resumable, run_search
+from nastk.run_folder import Run, check_journal, require_resumable, run_search
 from nastk.search_config import GENERAL, option_owners, options_of_run_config, resolve, run_config
 from nastk.space import get_space
 from nastk.strategy import STRATEGIES, run_strategy
@@ -167,7 +167,7 @@ def prepare(config: Dict[str, Any], device: str = "cpu", workers: int = 1, stora
     space = get_space(config["space"])
     evaluator = run_evaluator(space, config, config["seed"], device)
     if config.get("engine") == "study":
-        from nastk.distributed import check_study
+        from nastk.parallel import check_study
 
         return Prepared(evaluator, check_study(config, workers, storage))
     if storage:
@@ -179,7 +179,7 @@ def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str =
             workers: int = 1, storage: Optional[str] = None, prepared: Optional[Prepared] = None):
     """Run a resolved config into ``run_dir``; returns the summary dict (also written to summary.json).
 
-    Configs with ``engine: study`` run on :mod:`nastk.distributed` (``workers`` processes on the run
+    Configs with ``engine: study`` run on :mod:`nastk.parallel` (``workers`` processes on the run
     folder's journal file, or on the ``storage`` database); all others on the sequential engine.
     ``prepared``: :func:`prepare`'s result for this config (default: prepared here).
     """
@@ -192,7 +192,7 @@ def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str =
     evaluator = prepared.evaluator
     bar = Progress(config["budget"], "search", "evaluations", enabled=progress)
     if config.get("engine") == "study":
-        from nastk.distributed import run_study
+        from nastk.parallel import run_study
 
         with Run(run_dir, config, resume=resume) as run:  # locked until its summary is written
             outcome, extra = run_study(config, run, workers=workers, storage=storage, device=device,
@@ -321,7 +321,7 @@ def run(args) -> int:
             print_json(summaries[0])
         return 0
     aggregate = {key: _mean_std([s[key] for s in summaries]) for key in ("best_objective", "test_accuracy")}
-    from nastk.runs import write_seed_aggregate
+    from nastk.run_views import write_seed_aggregate
 
     written = write_seed_aggregate(base, run_dirs)  # mean, std and the per-seed table, kept beside the seeds
     if args.format == "json":

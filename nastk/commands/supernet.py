@@ -374,7 +374,7 @@ def _int_list(text: str, flag: str):
 
 def run_train(args) -> int:
     from nastk.oneshot.trainer import train
-    from nastk.run import require_resumable
+    from nastk.run_folder import require_resumable
 
     if args.resume:
         require_resumable(args.run_dir, "supernet run")  # a mistyped folder is not a fresh run
@@ -439,7 +439,8 @@ def _is_main() -> bool:
 
 def run_rank(args) -> int:
     from nastk.benchmarks.registry import has_benchmark
-    from nastk.oneshot.data import downsample, load_images, mixed, unseen_training_images
+    from nastk.oneshot.splits import unseen_training_images
+    from nastk.datasets import downsample, load_dataset, mixed
     from nastk.oneshot.ranking import (benchmark_truth, calibration_batches, default_bn_calibration, rank,
                                        sample_architectures, tracks_bn_statistics)
     from nastk.oneshot.trainer import load_trained
@@ -458,7 +459,7 @@ def run_rank(args) -> int:
         archs = [space.from_str(line) for line in lines]
     else:
         archs = sample_architectures(space, args.sample, args.seed)
-    data = downsample(load_images(config.dataset), config.image_size)
+    data = downsample(load_dataset(config.dataset), config.image_size)
     if args.split == "test":
         x, y = mixed(data.x_test, data.y_test, args.eval_size)
     else:
@@ -565,7 +566,7 @@ def run_select(args) -> int:
     if hasattr(supernet.space, "genotype_str"):
         out["genotype"] = supernet.space.genotype_str(arch)
     if isinstance(out.get("weights"), list) and len(out["weights"]) == len(supernet.decisions):
-        from nastk.runs import named_weights
+        from nastk.run_views import named_weights
 
         out["named_weights"] = named_weights(supernet, out["weights"])  # each weight with its op's name
     if has_benchmark(config.space):

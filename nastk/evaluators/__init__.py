@@ -19,7 +19,7 @@ from nastk.space import SearchSpace
 #: Evaluator classes by kind; a user's package adds its own through the entry-point group ``nastk.evaluators``.
 EVALUATORS: Registry[type] = Registry("evaluator", group="nastk.evaluators", subclass_of=Evaluator)
 EVALUATORS.register("benchmark", "nastk.evaluators.benchmark:BenchmarkEvaluator")
-EVALUATORS.register("train", "nastk.evaluators.training:TrainingEvaluator")
+EVALUATORS.register("train", "nastk.evaluators.from_scratch:TrainingEvaluator")
 EVALUATORS.register("proxy", "nastk.evaluators.proxy:ProxyEvaluator")
 EVALUATORS.register("supernet", "nastk.evaluators.supernet:SupernetEvaluator")
 EVALUATORS.register("parzc", "nastk.evaluators.predictor:ParZCEvaluator")

@@ -1,10 +1,10 @@
-"""Objectives and constraints: accuracy plus the costs a deployment cares about, the Pareto front, and
+"""Objectives and constraints: the evaluator's score plus the costs a deployment cares about, the Pareto front, and
 constrained search.
 
 **Objectives** are looked up by name in :data:`OBJECTIVES` (a :class:`~nastk.registry.Registry`, so a
 package adds its own through the entry-point group ``nastk.objectives``; Python code calls
-:func:`register_objective`). Built in: ``acc`` (the result's own objective, maximised), ``params`` and
-``flops`` (``params_m``/``flops_m``, millions, from :meth:`SearchSpace.cost`), the HW-NAS-Bench
+:func:`register_objective`). Built in: ``score`` (the result's own objective, maximised; ``acc`` is
+its older name), ``params`` and ``flops`` (``params_m``/``flops_m``, millions, from :meth:`SearchSpace.cost`), the HW-NAS-Bench
 columns (``edgegpu_latency`` ...; ``latency``/``energy`` are EdgeGPU's). Any other metric, one an
 evaluator returns (a key of ``Result.metrics``) or one the space's ``cost()`` returns (NB201:
 ``params_m``, ``flops_m``; a space may add ``latency_ms``, ``bitops_g`` ...), is an objective without
@@ -70,7 +70,7 @@ class Objective:
     unit: str = ""
 
     def value(self, result: Result, raw: bool = False) -> float:
-        """The objective's value in ``result``; NaN when missing or not finite. ``acc`` of an infeasible
+        """The objective's value in ``result``; NaN when missing or not finite. ``score`` of an infeasible
         result is NaN too, unless ``raw`` (the measured value, for constraint checks and optuna)."""
         if self.metric is None:
             return result.raw_value if raw else result.value
@@ -98,7 +98,8 @@ def _register_built_ins() -> None:
     global _BUILT_IN
     from nastk.benchmarks.hw_nas_bench import COLUMNS, units
 
-    built_in = [Objective("acc", None, "maximize", "search objective (accuracy)"),
+    built_in = [Objective("score", None, "maximize",
+                          "the evaluator's own objective (an accuracy, a proxy's score, a PSNR, ...)"),
                 Objective("params", "params_m", "minimize", "parameters (M)", MILLIONS),
                 Objective("flops", "flops_m", "minimize", "FLOPs (M)", MILLIONS),
                 # mixed-precision spaces (quant:SPACE): multiply-adds x weight bits x activation bits, weight bits
@@ -116,12 +117,17 @@ def _register_built_ins() -> None:
     _BUILT_IN = tuple(o.name for o in built_in)
 
 
+#: Older spellings still read (configs of earlier runs, habits): ``acc`` was ``score``'s name while the
+#: evaluator's objective was always an accuracy.
+OLD_NAMES = {"acc": "score"}
+
+
 _register_built_ins()
 
 
 def register_objective(name: str, metric: Optional[str], direction: str, label: str = "", unit: str = "",
                        replace_existing: bool = False) -> Objective:
-    """Make ``--objectives acc,NAME`` and ``--constraint 'NAME<=X'`` read ``metric`` (a key of the
+    """Make ``--objectives score,NAME`` and ``--constraint 'NAME<=X'`` read ``metric`` (a key of the
     evaluator's ``Result.metrics`` or of the space's ``cost()``; None: the result's own objective)
     in ``direction`` (``maximize``/``minimize``, or ``max``/``min``). ``unit``: the metric's unit, for
     messages (``millions`` also refuses bounds of 100000 or more, the likely unit slip).
@@ -171,7 +177,7 @@ def _lookup(name: Any) -> Optional[Objective]:
     """``name``'s objective; None when no objective has that name (a malformed metric: form raises)."""
     if not isinstance(name, str) or not name.strip():
         return None
-    name = name.strip()
+    name = OLD_NAMES.get(name.strip(), name.strip())
     if name.startswith(METRIC_PREFIX):
         metric, _, direction = name[len(METRIC_PREFIX):].partition(":")
         if not _METRIC.match(metric):
@@ -200,18 +206,20 @@ def _unit_of(metric: str) -> str:
 
 
 def parse_objectives(spec: Union[None, str, Sequence[str]]) -> Tuple[Objective, ...]:
-    """``"acc,params,metric:bitops_g:min"`` (or a list of names) -> objectives; the first must be ``acc``.
+    """``"score,params,metric:bitops_g:min"`` (or a list of names) -> objectives; the first must be ``score``
+    (the evaluator's own objective; ``acc`` is its older name).
     Each keeps its canonical name (``metric:bitops_g`` -> ``metric:bitops_g:min``), which run configs record."""
     if spec is None:
-        return (OBJECTIVES.get("acc"),)
+        return (OBJECTIVES.get("score"),)
     names = [n.strip() for n in spec.split(",")] if isinstance(spec, str) else [str(n) for n in spec]
     found = [_lookup(name) for name in names]
     unknown = [name for name, objective in zip(names, found) if objective is None]
     if unknown or not names:
         raise _unknown("objective(s)", unknown)
     canonical = [o.name for o in found]
-    if canonical[0] != "acc" or len(set(canonical)) != len(canonical):
-        raise ConfigError(f"--objectives must start with acc and name each objective once, got {','.join(names)}")
+    if canonical[0] != "score" or len(set(canonical)) != len(canonical):
+        raise ConfigError(f"--objectives must start with score (the evaluator's objective; acc is its older name) "
+                          f"and name each objective once, got {','.join(names)}")
     return tuple(found)
 
 

@@ -2,7 +2,7 @@
 weights (``--evaluator supernet:RUN_DIR``).
 
 A search selects by this accuracy, so by default it is measured on training images of the run's
-dataset that the supernet's weights never trained on (:func:`nastk.oneshot.data.unseen_training_images`:
+dataset that the supernet's weights never trained on (:func:`nastk.oneshot.splits.unseen_training_images`:
 the run's held-out part, or the images beyond its ``train_size``), never on the test split. The
 winner's inherited-weight accuracy on the test images is reported beside (:meth:`final_metrics`), not
 optimised. ``split test`` scores the test images instead, said so in the protocol and description.
@@ -54,7 +54,8 @@ class SupernetEvaluator(Evaluator):
     def __init__(self, space, run_dir, eval_size: Optional[int] = 1000, eval_batch_size: int = 500,
                  split: str = "held_out", bn_calibration: Optional[int] = None, bn_recipe: str = "cumulative", seed: int = 0,
                  device="cpu"):
-        from nastk.oneshot.data import downsample, load_images, mixed, unseen_training_images
+        from nastk.oneshot.splits import unseen_training_images
+        from nastk.datasets import downsample, load_dataset, mixed
         from nastk.oneshot.ranking import calibration_batches, default_bn_calibration
         from nastk.oneshot.trainer import load_trained
 
@@ -71,7 +72,7 @@ class SupernetEvaluator(Evaluator):
         if self.config.space != space.name:
             raise ConfigError(f"the supernet in {self.run_dir} is over space {self.config.space!r}, "
                               f"not the searched space {space.name!r}")
-        data = downsample(load_images(self.config.dataset), self.config.image_size)
+        data = downsample(load_dataset(self.config.dataset), self.config.image_size)
         self.x_test, self.y_test = mixed(data.x_test, data.y_test, eval_size)
         if split == "test":
             self.x, self.y = self.x_test, self.y_test

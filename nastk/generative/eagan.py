@@ -6,7 +6,7 @@ EA epoch, offspring are made (half mutations, half one-element crossovers, dupli
 evaluated rejected unless ``dedup random_only``), parents + offspring are scored with the shared
 weights (IS and FID of ``eval_samples`` images in the in-project feature net, and the stand-alone
 G's parameters) and the population is cut back by non-dominated sorting over (1/IS, FID, params):
-EAGAN's merged-front selection (``selection eagan``, :mod:`nastk.strategies.eagan_selection`) or
+EAGAN's merged-front selection (``selection eagan``, :mod:`nastk.survivor_selection`) or
 textbook NSGA-II with crowding (``selection nsga2``, optuna's elite selection).
 
 Stage 2 ("one-to-one"): a fresh step trains the D supernet against the stand-alone G of the stage-1
@@ -46,13 +46,13 @@ from nastk.readers import read_json
 # --- selection ------------------------------------------------------------------------------------------
 def select_survivors(losses: np.ndarray, size: int, method: str, seed: Sequence[int]) -> List[int]:
     """Indices of ``size`` survivors of a (candidates x objectives) loss matrix (lower is better): EAGAN's
-    merged fronts (:class:`~nastk.strategies.eagan_selection.EaganSelection`) or optuna's NSGA-II elite
+    merged fronts (:class:`~nastk.survivor_selection.EaganSelection`) or optuna's NSGA-II elite
     selection (fronts, then descending crowding distance), both on the same trial records."""
     import optuna
     from optuna.samplers.nsgaii._elite_population_selection_strategy import NSGAIIElitePopulationSelectionStrategy
     from optuna.trial import FrozenTrial, TrialState
 
-    from nastk.strategies.eagan_selection import EaganSelection
+    from nastk.survivor_selection import EaganSelection
 
     losses = np.asarray(losses, dtype=float)
     trials = [FrozenTrial(number=i, trial_id=i, state=TrialState.COMPLETE, value=None, values=list(row),
@@ -104,7 +104,7 @@ class EaganSearch:
 
     def __init__(self, config: EaganConfig, run_dir, resume: bool = False, device="cpu", progress: bool = False,
                  metrics: Optional[GenerativeMetrics] = None, stop_after_epoch: Optional[Callable] = None):
-        from nastk.run import Run
+        from nastk.run_folder import Run
 
         self.config, self.run_dir, self.device, self.progress = config, Path(run_dir), device, progress
         self.images = gan_images(config.dataset)

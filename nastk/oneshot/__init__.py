@@ -4,6 +4,6 @@
 * :mod:`nastk.oneshot.samplers`    path and data sampler plug-ins: uniform (SPOS) and PA&DA
 * :mod:`nastk.oneshot.ranking`     rank architectures with inherited weights against a benchmark
 * :mod:`nastk.oneshot.variance`    the supernet gradient variance at fixed weights
-* :mod:`nastk.oneshot.data`        fixed subsets, evaluation order, tensor augmentation
-* :mod:`nastk.oneshot.distributed` torchrun / DDP plumbing
+* :mod:`nastk.oneshot.splits`        the trained, held-out and unseen parts of a run's training images
+* :mod:`nastk.oneshot.ddp` torchrun / DDP plumbing
 """

@@ -150,7 +150,7 @@ def _views(x, seed: int):
     """Two crop + flip views of ``x``, drawn once from ``seed`` (cached augmentation, as BossNAS rates)."""
     import torch
 
-    from nastk.oneshot.data import crop_flip, crop_flip_params
+    from nastk.datasets import crop_flip, crop_flip_params
 
     generator = torch.Generator().manual_seed(seed)
     return crop_flip(x, crop_flip_params(len(x), generator)), crop_flip(x, crop_flip_params(len(x), generator))

@@ -385,7 +385,7 @@ def search(config, run_dir, epochs_per_block: int, resume: bool = False, device=
     per block and ``<run>/bossnas.json`` (ratings, choice, summed ranking). Resumes inside a block and
     skips finished blocks and ratings."""
     from nastk.oneshot.block_rating import RatingOptions, rate_stage
-    from nastk.oneshot.data import load_images
+    from nastk.datasets import load_dataset
     from nastk.oneshot.stages import stage_folder, train_stages
     from nastk.oneshot.trainer import build_supernet
     from nastk.paths import atomic_write
@@ -396,7 +396,7 @@ def search(config, run_dir, epochs_per_block: int, resume: bool = False, device=
     rating = rating or RatingOptions()
     if config.step != "bossnas":
         raise ConfigError(f"a BossNAS search trains with the bossnas step, not {config.step!r}")
-    data = data if data is not None else load_images(config.dataset)
+    data = data if data is not None else load_dataset(config.dataset)
     supernet = build_supernet(config, data.num_classes)
     blocks = len(supernet.blocks)
     chosen: List[Dict[str, List[str]]] = []

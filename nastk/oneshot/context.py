@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nastk.oneshot.distributed import Distributed
+from nastk.oneshot.ddp import Distributed
 
 
 def contiguous_part(batch, part: int, parts: int):

@@ -1,7 +1,7 @@
 """What a one-shot step's examples are: labelled images (default), two augmented views, image pairs.
 
 The loop keeps one indexable training set (images and labels, split into trained / held-out parts by
-:func:`~nastk.oneshot.data.split_images`) and draws augmentation parameters for each global batch
+:func:`~nastk.oneshot.splits.split_images`) and draws augmentation parameters for each global batch
 from the run's seeded stream; a data module turns the images at some indices (and those parameters)
 into what a step trains on, and says what monitoring and held-out selection feed the network:
 
@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from nastk.errors import ConfigError
-from nastk.oneshot.data import crop_flip, crop_flip_params
+from nastk.datasets import crop_flip, crop_flip_params
 from nastk.options import Int, Option, Text
 from nastk.registry import Registry
 

@@ -42,7 +42,7 @@ from nastk.oneshot.split_tree import TREE, SplitNode, SplitTree, _seeded, node_d
 from nastk.oneshot.gradient_matching import MODES, RULES, choose_split
 from nastk.oneshot.trainer import CHECKPOINT, OneShotConfig, OneShotTrainer, build_supernet
 from nastk.paths import atomic_write
-from nastk.run import Run
+from nastk.run_folder import Run
 
 SELECTION = "selection.json"
 METHODS = ("gm", "exhaustive")
@@ -117,9 +117,9 @@ class FewShotRun:
         self.leaf_config = (replace(config, epochs=schedule.epochs_after, step_options=restarted)
                             if schedule.restart else self.config)
         if data is None:
-            from nastk.oneshot.data import load_images
+            from nastk.datasets import load_dataset
 
-            data = load_images(config.dataset)
+            data = load_dataset(config.dataset)
         self.data = data
         root = self._trainer(None, None)  # builds (and so validates) the root before the folder is made
         self.tree = SplitTree.of(root.supernet)

@@ -45,7 +45,7 @@ from nastk.errors import CapabilityError, ConfigError, RunError
 from nastk.log import LOGGER
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer, load_trained
 from nastk.paths import LOCK_FILE, atomic_write, folder_in_use
-from nastk.run import Run, require_resumable
+from nastk.run_folder import Run, require_resumable
 from nastk.supernet import PerturbationSelectable, Supernet, require_hooks
 
 SELECTION = "selection.json"

@@ -97,8 +97,8 @@ def default_bn_calibration(supernet, config) -> int:
 
 def calibration_batches(config, data, batches: int) -> List[torch.Tensor]:
     """The first ``batches`` batches (the run's ``batch_size``) of the images a supernet run trained its
-    weights on (:func:`nastk.oneshot.data.split_images`): what a child's BatchNorm is recalibrated on."""
-    from nastk.oneshot.data import split_images
+    weights on (:func:`nastk.oneshot.splits.split_images`): what a child's BatchNorm is recalibrated on."""
+    from nastk.oneshot.splits import split_images
 
     if not batches:
         return []

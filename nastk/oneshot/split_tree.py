@@ -43,11 +43,11 @@ import torch
 
 from nastk.architecture import Architecture
 from nastk.errors import ArchitectureError, ConfigError, RunError
-from nastk.oneshot.distributed import Distributed
+from nastk.oneshot.ddp import Distributed
 from nastk.oneshot.trainer import CHECKPOINT, METRICS, OneShotConfig, OneShotTrainer, build_supernet, read_checkpoint
 from nastk.paths import atomic_write
 from nastk.plain_data import plain
-from nastk.run import Run
+from nastk.run_folder import Run
 from nastk.supernet import Supernet
 
 TREE, ROOT_STATE, SUMMARY = "tree.json", "root.pt", "summary.json"
@@ -500,9 +500,9 @@ def train_leaves(config: OneShotConfig, tree: Optional[SplitTree], run_dir, supe
         dist.barrier()
         tree = _run_tree(run_dir, tree, dist)
         if data is None:
-            from nastk.oneshot.data import load_images
+            from nastk.datasets import load_dataset
 
-            data = load_images(config.dataset)
+            data = load_dataset(config.dataset)
         root = _run_root(config, tree, run_dir, supernet, data.num_classes, dist)
 
         leaves, entries = tree.leaves(), []

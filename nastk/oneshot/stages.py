@@ -139,15 +139,15 @@ def _with_teacher(config: OneShotConfig, at: int, stages: Sequence[Stage], run_d
 def train_stages(config: OneShotConfig, stages: Sequence[Stage], run_dir, resume: bool = False, device="cpu",
                  progress: bool = True, dist=None, data=None, callbacks=()) -> Dict[str, Any]:
     """Train ``stages`` in order into ``run_dir`` (see the module docstring); returns the summary."""
-    from nastk.oneshot.distributed import Distributed
+    from nastk.oneshot.ddp import Distributed
     from nastk.oneshot.trainer import build_supernet
-    from nastk.oneshot.data import load_images
-    from nastk.run import Run
+    from nastk.datasets import load_dataset
+    from nastk.run_folder import Run
 
     run_dir = Path(run_dir)
     dist = dist or Distributed.from_env(str(device))
     configs = [stage.config(config) for stage in stages]  # every stage's config checked before anything is written
-    data = data if data is not None else load_images(config.dataset)
+    data = data if data is not None else load_dataset(config.dataset)
     configs = [_with_teacher(c, i, stages, run_dir) for i, c in enumerate(configs)]
     built: Dict[str, Any] = {}
     for stage, stage_config in zip(stages, configs):  # masks and supernet options, before anything is written

@@ -30,16 +30,17 @@ import torch
 from nastk.datasets import ImageDataset
 from nastk.errors import ConfigError, RunError
 from nastk.oneshot.context import StepContext, contiguous_part, seed_of
-from nastk.oneshot.data import downsample, load_images, mixed, split_images
+from nastk.oneshot.splits import split_images
+from nastk.datasets import downsample, load_dataset, mixed
 from nastk.oneshot.datamodules import correct_percent, make_data_module  # noqa: F401 (correct_percent re-exported)
-from nastk.oneshot.distributed import Distributed
+from nastk.oneshot.ddp import Distributed
 from nastk.oneshot.recalibration import recalibrate_bn
 from nastk.oneshot.samplers import make_samplers, sampler_pair
 from nastk.oneshot.steps import LR_SCHEDULES, STEPS, Batch, TrainingStep, make_step
 from nastk.paths import append_lines, atomic_write
 from nastk.options import Bool, Float, Int, Items, Mapping as MappingValue, Text, declared
 from nastk.plain_data import plain
-from nastk.run import Run
+from nastk.run_folder import Run
 from nastk.space import get_space
 from nastk.supernet import Supernet
 
@@ -242,7 +243,7 @@ class OneShotTrainer:
         self.data_module = make_data_module(config.data, config.data_options)
         self.loss: Loss = loss or self.data_module.loss
         self.metrics: Dict[str, Metric] = dict(self.data_module.default_metrics() if metrics is None else metrics)
-        data = downsample(data if data is not None else load_images(config.dataset), config.image_size)
+        data = downsample(data if data is not None else load_dataset(config.dataset), config.image_size)
         (x, y), (x_held, y_held) = split_images(config, data)
         self.x, self.y = x.to(self.device), y.to(self.device)
         self.x_held, self.y_held = x_held.to(self.device), y_held.to(self.device)

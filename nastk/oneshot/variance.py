@@ -12,7 +12,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import torch
 
-from nastk.oneshot.data import crop_flip_params
+from nastk.datasets import crop_flip_params
 from nastk.oneshot.samplers import draw_paths
 
 

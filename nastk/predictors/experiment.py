@@ -19,7 +19,7 @@ from nastk.metrics import kendall_tau, spearman_rho
 from nastk.paths import write_cache, write_file
 from nastk.predictors import layerwise_features
 from nastk.predictors.parzc import ParZC, ZCMLP, config, op_indices
-from nastk.predictors.trainer import FeatureScaler, TrainConfig, predict, train
+from nastk.predictors.fitting import FeatureScaler, TrainConfig, predict, train
 from nastk.protocol import Protocol
 
 #: The ablations of methods.md 8.6: loss, Bayesian layers, architecture.

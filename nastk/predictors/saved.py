@@ -37,7 +37,7 @@ from nastk.paths import atomic_write
 from nastk.plain_data import plain
 from nastk.predictors.experiment import FittedPredictor, build_model
 from nastk.predictors.layerwise_features import EXTRACTION_KEYS
-from nastk.predictors.trainer import FeatureScaler, predict
+from nastk.predictors.fitting import FeatureScaler, predict
 
 KIND = "parzc-predictor"
 FORMAT_VERSION = 1

@@ -10,7 +10,7 @@ reproduction report counts how often this happens).
 
 Nothing is hand-written: TPE, the GP (``GPSampler``, torch + scipy) and NSGA-II's non-dominated
 sorting and crowding are optuna's. EAGAN's selection replaces NSGA-II's through optuna's
-``elite_population_selection_strategy`` hook (:mod:`nastk.strategies.eagan_selection`).
+``elite_population_selection_strategy`` hook (:mod:`nastk.survivor_selection`).
 
 Resume. A sampler's only state besides the study is its seeded RNG (and GPSampler's kernel cache,
 which is a function of the told history), so the same seed and the same told results give the same
@@ -18,7 +18,7 @@ proposals: the engine's journal replay works unchanged. ``state_dict`` keeps the
 ``load_state_dict`` replays it through a fresh study instead of pickling library objects.
 
 Parallel workers use the same sampler factory, :meth:`OptunaStrategy.start` and
-:meth:`OptunaStrategy.complete` against a shared storage (:mod:`nastk.distributed`).
+:meth:`OptunaStrategy.complete` against a shared storage (:mod:`nastk.parallel`).
 """
 from __future__ import annotations
 
@@ -259,7 +259,7 @@ class NSGA2Search(OptunaStrategy):
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         elite = None
         if self.selection == "eagan":
-            from nastk.strategies.eagan_selection import EaganSelection
+            from nastk.survivor_selection import EaganSelection
 
             elite = EaganSelection(self.population_size, seed=seed)
         return optuna.samplers.NSGAIISampler(population_size=self.population_size, seed=seed,

@@ -17,7 +17,7 @@ from nastk.space import SearchSpace
 
 if TYPE_CHECKING:  # torch loads when an evaluator is made, not when the CLI reads the options below
     from nastk.datasets import ImageDataset
-    from nastk.training import TrainingConfig
+    from nastk.standalone_training import TrainingConfig
 
 
 class TrainingEvaluator(Evaluator):
@@ -36,7 +36,7 @@ class TrainingEvaluator(Evaluator):
                  batch_size: int = 64, lr: float = 0.1, valid_fraction: float = 0.2, seed: int = 0,
                  device="cpu", build_options: Optional[Dict[str, Any]] = None):
         from nastk.datasets import load_dataset
-        from nastk.training import TrainingConfig
+        from nastk.standalone_training import TrainingConfig
 
         space.require("build")
         self.space, self.seed, self.device = space, seed, device
@@ -56,7 +56,7 @@ class TrainingEvaluator(Evaluator):
     def _trained(self, arch: Architecture, x, y, config: TrainingConfig):
         import torch
 
-        from nastk.training import train_model
+        from nastk.standalone_training import train_model
 
         seed = self._seed_for(arch)
         torch.manual_seed(seed)
@@ -65,7 +65,7 @@ class TrainingEvaluator(Evaluator):
         return model, loss
 
     def evaluate(self, arch: Architecture) -> Result:
-        from nastk.training import accuracy
+        from nastk.standalone_training import accuracy
 
         started = time.perf_counter()
         model, loss = self._trained(arch, self.x_fit, self.y_fit, self.config)
@@ -74,7 +74,7 @@ class TrainingEvaluator(Evaluator):
                       protocol={"dataset": self.data.name, "split": "valid", "epochs": self.config.epochs})
 
     def final_metrics(self, arch: Architecture) -> Dict[str, float]:
-        from nastk.training import accuracy
+        from nastk.standalone_training import accuracy
 
         model, _ = self._trained(arch, self.data.x_train, self.data.y_train, self.final_config)
         self._final_model = model

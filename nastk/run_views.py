@@ -29,11 +29,11 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from nastk.errors import RunError
 from nastk.paths import folder_in_use
-from nastk.run import CONFIG, JOURNAL, SUMMARY, TORN_LAST_LINE, journal_lines
+from nastk.run_folder import CONFIG, JOURNAL, SUMMARY, TORN_LAST_LINE, journal_lines
 from nastk.readers import MAX_CONFIG_BYTES, MAX_DOCUMENT_BYTES, read_json
 from nastk.trial import Trial, objective_key
 
-#: The optuna journal file of a parallel search (nastk.distributed writes it; named here to keep
+#: The optuna journal file of a parallel search (nastk.parallel writes it; named here to keep
 #: the reader free of the parallel engine's imports).
 STUDY_JOURNAL = "optuna_journal.log"
 METRICS, CHECKPOINT, SELECTION = "metrics.jsonl", "checkpoint.pt", "selection.json"
@@ -365,7 +365,7 @@ def load_study_journal(directory, config: Dict[str, Any]):
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    from nastk.distributed import study_name
+    from nastk.parallel import study_name
 
     path = Path(directory) / STUDY_JOURNAL
     try:

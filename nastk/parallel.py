@@ -50,7 +50,7 @@ from nastk.errors import ConfigError, RunError, WriteError
 from nastk.evaluator import Evaluator, Result
 from nastk.evaluators import run_evaluator
 from nastk.redaction import hide_password, redact
-from nastk.run import Run
+from nastk.run_folder import Run
 from nastk.space import get_space
 from nastk.strategy import run_strategy
 from nastk.trial import SearchOutcome, Stop, Trial
@@ -373,7 +373,7 @@ def run_study(config: Dict[str, Any], run: Run, workers: int = 1, storage: Optio
     before = _complete(study)
     stop, started = Stop.from_config(config), time.monotonic()
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["nastk.distributed", "nastk.strategies.optuna_search", "nastk.evaluators.benchmark"])
+    context.set_forkserver_preload(["nastk.parallel", "nastk.strategies.optuna_search", "nastk.evaluators.benchmark"])
     errors = context.Queue()
 
     def spawn(index: int):
