@@ -150,7 +150,7 @@ def run_supernet(args, method: str, seed: int, children) -> dict:
     folder = Path(args.work) / f"{method}-seed{seed}"
     result_path = folder / "result.json"
     if result_path.is_file():
-        return json.loads(result_path.read_text())
+        return score_missing_children(args, folder, json.loads(result_path.read_text()), children)
     config = config_for(args, method, seed)
     train(config, folder, resume=(folder / "config.json").is_file(), device=args.device, progress=False)
     supernet, config, _ = load_trained(folder, args.device)
@@ -190,6 +190,31 @@ def run_supernet(args, method: str, seed: int, children) -> dict:
             torch.save({"arch": arch.to_str(), "cost_mflops": cost, "state_dict": child.state_dict()},
                        folder / f"generated_{budget:g}.pt")
     result_path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def score_missing_children(args, folder: Path, result: dict, children) -> dict:
+    """A finished run's result with the fixed children it has not scored yet (a larger ``--children``)
+    scored on its trained supernet, exactly as :func:`run_supernet` scores them, and saved."""
+    missing = [a for archs in children for a in archs if a not in result["children"]]
+    if not missing:
+        return result
+    import torch
+
+    from nastk.oneshot.ranking import inherited_accuracies
+    from nastk.oneshot.trainer import load_trained
+    import reproduce_sandwich_mbconv as sandwich
+
+    torch.set_num_threads(1)
+    supernet, config, _ = load_trained(folder, args.device)
+    _, x_train, ((x_test, y_test), (x_held, y_held)) = sandwich.eval_data(config)
+    batches, size = args.calibration
+    common = dict(device=args.device, batch_size=500, calibration=list(x_train[:batches * size].split(size)))
+    parsed = [supernet.space.from_str(a) for a in missing]
+    held = inherited_accuracies(supernet, parsed, x_held, y_held, **common).tolist()
+    test = inherited_accuracies(supernet, parsed, x_test, y_test, **common).tolist()
+    result["children"].update({a: {"held_out": h, "test": t} for a, h, t in zip(missing, held, test)})
+    (folder / "result.json").write_text(json.dumps(result, indent=1))
     return result
 
 
