@@ -10,6 +10,8 @@ from typing import Dict
 import torch
 from torch import nn
 
+from nastk.devices import model_device, resolve_device
+
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
@@ -33,7 +35,7 @@ def count_flops(model: nn.Module, input_size: int = 32, channels: int = 3) -> in
             handles.append(module.register_forward_hook(conv_hook))
         elif isinstance(module, nn.Linear):
             handles.append(module.register_forward_hook(linear_hook))
-    device = next(model.parameters(), torch.empty(0)).device
+    device = model_device(model)
     was_training = model.training
     try:
         model.eval()
@@ -51,16 +53,16 @@ def model_cost(model: nn.Module, input_size: int = 32) -> Dict[str, float]:
     return {"params_m": count_parameters(model) / 1e6, "flops_m": count_flops(model, input_size) / 1e6}
 
 
-def measure_latency(model: nn.Module, input_shape, device="cpu", repeats: int = 20, warmup: int = 5) -> float:
-    """Median wall time (ms) of one eval-mode forward pass of ``input_shape`` on ``device``, after
-    ``warmup`` passes (the first passes of a new shape pay one-off kernel selection); CUDA work is
-    synchronised before each clock read, so the time is the device's, not the launch's."""
+def measure_latency(model: nn.Module, input_shape, device=None, repeats: int = 20, warmup: int = 5) -> float:
+    """Median wall time (ms) of one eval-mode forward pass of ``input_shape`` on ``device`` (None: where the
+    model is), after ``warmup`` passes (the first passes of a new shape pay one-off kernel selection); CUDA
+    work is synchronised before each clock read, so the time is the device's, not the launch's."""
     import statistics
     import time
 
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
-    device = torch.device(device)
+    device = resolve_device(device, model)
     model = model.to(device).eval()
     x = torch.zeros(*input_shape, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

@@ -19,6 +19,7 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from nastk.devices import HOST
 from nastk.errors import ConfigError, CorruptDataError, MissingDataError, UnknownNameError
 from nastk.paths import data_file, verify_sha256
 from nastk.readers import ImageArrays, read_image_set
@@ -47,14 +48,14 @@ class ImageDataset:
         """A fixed random batch (for zero-cost proxies): the same for the same seed."""
         x, y = (self.x_train, self.y_train) if split == "train" else (self.x_test, self.y_test)
         generator = torch.Generator().manual_seed(seed)
-        index = torch.randperm(len(x), generator=generator)[:size]
+        index = torch.randperm(len(x), generator=generator, device=HOST)[:size]
         return x[index], y[index]
 
 
 def _normalise(x: np.ndarray, mean, std) -> torch.Tensor:
     tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    mean = torch.tensor(mean, dtype=torch.float32, device=tensor.device).view(1, -1, 1, 1)
+    std = torch.tensor(std, dtype=torch.float32, device=tensor.device).view(1, -1, 1, 1)
     return (tensor - mean) / std
 
 
@@ -148,7 +149,7 @@ def downsample(data: ImageDataset, size: Optional[int]) -> ImageDataset:
 
 def mixed(x: torch.Tensor, y: torch.Tensor, size: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """The first ``size`` examples (all by default) of a fixed, seed-independent permutation."""
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(DATA_SEED))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(DATA_SEED), device=HOST)
     if size is not None:
         order = order[:size]
     return x[order], y[order]
@@ -157,8 +158,8 @@ def mixed(x: torch.Tensor, y: torch.Tensor, size: Optional[int] = None) -> Tuple
 def crop_flip_params(n: int, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
     """Random (dy, dx, flip) for ``n`` images, drawn for a whole global batch so that every rank
     (and a single process) augments an image the same way."""
-    shifts = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
-    flips = (torch.rand(n, 1, generator=generator) < 0.5).long()
+    shifts = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator, device=generator.device)
+    flips = (torch.rand(n, 1, generator=generator, device=generator.device) < 0.5).long()
     return torch.cat([shifts, flips], dim=1)
 
 

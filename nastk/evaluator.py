@@ -124,9 +124,9 @@ class Evaluator(abc.ABC):
     UNRECORDED_DEFAULTS: Dict[str, Any] = {}
 
     @classmethod
-    def from_config(cls, space, config: Dict[str, Any], seed: int = 0, device: str = "cpu") -> "Evaluator":
+    def from_config(cls, space, config: Dict[str, Any], seed: int = 0, *, device) -> "Evaluator":
         """The evaluator a run config's ``evaluator`` mapping describes (keys: ``target``, the declared
-        options, ``build``)."""
+        options, ``build``), running its networks on ``device`` (required: the run's ``--device``)."""
         kwargs = {option.name: config[option.name] for option in cls.OPTIONS if option.name in config}
         if cls.target:
             kwargs[cls.target] = config[cls.target]

@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from nastk.devices import HOST
 from nastk.errors import ConfigError, NastkError, RunError
 from nastk.paths import atomic_write, check_writable
 from nastk.run_views import OneShotView, RunView
@@ -66,7 +67,7 @@ def winner_model(run: RunView, arch_text: Optional[str] = None, objective: Optio
     evaluator = run.config["evaluator"]
     if evaluator.get("kind") == "supernet":  # the weights it was scored with, as it scored them
         model, info = supernet_child(evaluator["run_dir"], arch_text, evaluator.get("bn_calibration", 0),
-                                     evaluator.get("bn_recipe") or "cumulative", space=run.config["space"])
+                                     evaluator.get("bn_recipe") or "cumulative", device=HOST, space=run.config["space"])
         return model, {**info, "objective": objective, "run": str(run.directory)}
     space = get_space(run.config["space"])
     space.require("build")  # a space without networks has nothing to export
@@ -92,7 +93,7 @@ def winner_model(run: RunView, arch_text: Optional[str] = None, objective: Optio
                        f"search into a new --run-dir)")
     if saved.is_file():
         try:
-            held = torch.load(saved, map_location="cpu", weights_only=True)
+            held = torch.load(saved, map_location=HOST, weights_only=True)
             if held.get("arch") != run.best_arch:
                 raise RunError(f"{saved} holds {held.get('arch')}, not the run's best architecture")
             model.load_state_dict(held["state_dict"])
@@ -118,12 +119,13 @@ def _retrains_winner(kind) -> bool:
 
 
 def supernet_child(run_dir, arch: str, bn_calibration: Optional[int] = None, bn_recipe: str = "cumulative",
-                   device="cpu", space: Optional[str] = None):
+                   *, device, space: Optional[str] = None):
     """The child ``arch`` (an architecture string) of the supernet run in ``run_dir`` as a stand-alone
     network with its inherited weights, BatchNorm statistics recalibrated on ``bn_calibration`` batches
     of the run's training images (None: :func:`~nastk.oneshot.ranking.default_bn_calibration`, OFA's
     2000 images when the BatchNorm tracks statistics, else none); returns (model, description).
-    ``space``: the space a search run searched (its winner must come from that supernet's space)."""
+    ``space``: the space a search run searched (its winner must come from that supernet's space).
+    ``device``: where the supernet is loaded and recalibrated (exports pass :data:`nastk.devices.HOST`)."""
     from nastk.errors import ArchitectureError, CapabilityError
     from nastk.datasets import downsample, load_dataset
     from nastk.oneshot.ranking import activate, calibration_batches, default_bn_calibration, tracks_bn_statistics
@@ -179,7 +181,7 @@ def export_child(run_dir, arch: str, out, fmt: str = "torchscript", bn_calibrati
                  bn_recipe: str = "cumulative") -> Dict[str, Any]:
     """Write the child ``arch`` of the supernet run in ``run_dir`` to ``out`` (:func:`supernet_child`)."""
     _check_target(out, fmt)
-    model, info = supernet_child(run_dir, arch, bn_calibration, bn_recipe)
+    model, info = supernet_child(run_dir, arch, bn_calibration, bn_recipe, device=HOST)
     return write_model(model, info, out, fmt)
 
 
@@ -226,7 +228,7 @@ def export_oneshot(view: OneShotView, out, fmt: str = "torchscript", top: Option
         _check_target(target, fmt)
     written = []
     for candidate, target in zip(candidates, targets):
-        model, info = supernet_child(candidate["folder"], candidate["arch"], bn_calibration, bn_recipe)
+        model, info = supernet_child(candidate["folder"], candidate["arch"], bn_calibration, bn_recipe, device=HOST)
         written.append(write_model(model, {**info, "selected": candidate["selected"], "run": str(view.directory)},
                                    target, fmt))
     return written
@@ -275,7 +277,7 @@ def write_model(model, info: Dict[str, Any], out, fmt: str = "torchscript") -> D
         with atomic_write(out, "wb") as handle:
             torch.save({**info, "state_dict": model.state_dict()}, handle)
         return {**info, "file": str(out), "format": fmt}
-    example = torch.randn(2, *info["input_shape"], generator=torch.Generator().manual_seed(0))
+    example = torch.randn(2, *info["input_shape"], generator=torch.Generator(HOST).manual_seed(0), device=HOST)
     with torch.no_grad(), warnings.catch_warnings():
         # torch >= 2.10 marks TorchScript deprecated in favour of torch.export; it is still the format
         # that loads with a bare `torch.jit.load`, so it stays the default while torch ships it.
@@ -283,7 +285,7 @@ def write_model(model, info: Dict[str, Any], out, fmt: str = "torchscript") -> D
         traced = torch.jit.trace(model, example)
         with atomic_write(out, "wb") as handle:
             torch.jit.save(traced, handle, _extra_files={"nastk.json": json.dumps(info)})
-        loaded = torch.jit.load(str(out), map_location="cpu")
+        loaded = torch.jit.load(str(out), map_location=HOST)
         difference = float((loaded(example) - model(example)).abs().max())
     return {**info, "file": str(out), "format": fmt, "check_max_abs_difference": difference}
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nastk.devices import HOST, resolve_device
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -24,19 +26,20 @@ class TrainingConfig:
 
 
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainingConfig,
-                device="cpu", seed: int = 0) -> float:
-    """Train in place; returns the last epoch's mean training loss."""
-    device = torch.device(device)
+                device=None, seed: int = 0) -> float:
+    """Train in place on ``device`` (None: where the model is); returns the last epoch's mean training loss.
+    Batch order is drawn on the host from ``seed``, so it is the same on every device."""
+    device = resolve_device(device, model)
     model.to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=True)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.epochs * steps_per_epoch))
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(HOST).manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
     last_loss = math.nan
     for _ in range(config.epochs):
-        order = torch.randperm(len(x), generator=generator)
+        order = torch.randperm(len(x), generator=generator, device=HOST)
         total = 0.0
         for start in range(0, len(x), config.batch_size):
             batch = order[start:start + config.batch_size]
@@ -52,9 +55,9 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Trai
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device="cpu", batch_size: int = 512) -> float:
-    """Top-1 accuracy in percent."""
-    device = torch.device(device)
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device=None, batch_size: int = 512) -> float:
+    """Top-1 accuracy in percent, computed on ``device`` (None: where the model is)."""
+    device = resolve_device(device, model)
     model.to(device).eval()
     correct = 0
     for start in range(0, len(x), batch_size):

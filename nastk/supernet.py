@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from nastk.architecture import Architecture
+from nastk.devices import HOST
 from nastk.errors import ArchitectureError, CapabilityError, ConfigError
 
 Choices = Tuple[int, ...]
@@ -270,7 +271,7 @@ class Supernet(nn.Module):
     def init_arch_parameters(self, std: float = 1e-3, generator: Optional[torch.Generator] = None) -> nn.Parameter:
         """DARTS' alpha: one logit per (decision, option), drawn from N(0, std^2) (std 0 = uniform)."""
         device = next(self.parameters()).device if any(True for _ in self.parameters()) else None
-        logits = torch.randn(self.allowed.shape, generator=generator) * std
+        logits = torch.randn(self.allowed.shape, generator=generator, device=generator.device if generator else HOST) * std
         self.arch_logits = nn.Parameter(logits.to(device))
         return self.arch_logits
 
@@ -296,7 +297,7 @@ class Supernet(nn.Module):
         Spaces whose architectures are not one option per decision (DARTS cells keep two inputs per
         node) override this with their own rule.
         """
-        masked = weights.detach().cpu().masked_fill(~torch.as_tensor(self.allowed), float("-inf"))
+        masked = weights.detach().cpu().masked_fill(~torch.as_tensor(self.allowed, device=HOST), float("-inf"))
         return tuple(int(i) for i in masked.argmax(dim=1))
 
     def export(self, weights: Optional[torch.Tensor] = None) -> Architecture:

@@ -310,12 +310,15 @@ class MobileNetSpace(SearchSpace):
         resolution = self.resolution_of(arch) if arch is not None else None
         return self.DEFAULT_SIZE if resolution is None else resolution
 
-    def latency(self, arch: Architecture, device="cpu", batch_size: int = 1, num_classes: int = 10,
+    def latency(self, arch: Architecture, device=None, batch_size: int = 1, num_classes: int = 10,
                 input_size: Optional[int] = None, repeats: int = 20) -> float:
         """Measured median latency (ms) of the child's stand-alone network (fresh weights: latency does not
-        depend on their values) for a batch of ``batch_size`` on ``device`` (the run's device)."""
+        depend on their values) for a batch of ``batch_size`` on ``device`` (the run's device; None: torch's
+        default device)."""
         from nastk.cost import measure_latency
+        from nastk.devices import resolve_device
 
+        device = resolve_device(device)
         size = self.input_size(arch, input_size)
         return measure_latency(self.build(arch, num_classes, device=device), (batch_size, 3, size, size), device,
                                repeats=repeats)

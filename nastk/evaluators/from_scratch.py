@@ -34,12 +34,14 @@ class TrainingEvaluator(Evaluator):
 
     def __init__(self, space: SearchSpace, dataset: str = "digits", epochs: int = 3, final_epochs: int = 12,
                  batch_size: int = 64, lr: float = 0.1, valid_fraction: float = 0.2, seed: int = 0,
-                 device="cpu", build_options: Optional[Dict[str, Any]] = None):
+                 device=None, build_options: Optional[Dict[str, Any]] = None):
+        """``device`` None: torch's default device (:func:`nastk.devices.resolve_device`)."""
         from nastk.datasets import load_dataset
+        from nastk.devices import resolve_device
         from nastk.standalone_training import TrainingConfig
 
         space.require("build")
-        self.space, self.seed, self.device = space, seed, device
+        self.space, self.seed, self.device = space, seed, resolve_device(device)
         self.config = TrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr)
         self.final_config = TrainingConfig(epochs=final_epochs, batch_size=batch_size, lr=lr)
         self.build_options = dict(build_options or {})

@@ -32,15 +32,17 @@ class ParZCEvaluator(Evaluator):
     reports_benchmark = True
     OPTIONS = (Option("mc_samples", Int(minimum=1), "forward passes averaged per prediction"),)
 
-    def __init__(self, space, path, seed: int = 0, device: str = "cpu", mc_samples: int = 20):
-        from nastk.devices import check_device
+    def __init__(self, space, path, seed: int = 0, device=None, mc_samples: int = 20):
+        """``device`` runs the predictor; None: torch's default device (:func:`nastk.devices.resolve_device`)."""
+        from nastk.devices import check_device, resolve_device
         from nastk.predictors import layerwise_features
         from nastk.predictors.saved import load_predictor
 
         if space.name != "nb201":
             raise ConfigError(f"the parzc evaluator scores NB201 architectures (its layer-wise statistics exist for "
                               f"nb201 only), not architectures of space {space.name!r}")
-        check_device(device)
+        device = resolve_device(device)
+        check_device(str(device))
         self.space, self.path, self.seed, self.device = space, Path(path), seed, device
         # checked here too: an API caller's mc_samples=0 is one line, not a silent single pass
         self.mc_samples = 20 if mc_samples is None else self.OPTIONS[0].check(mc_samples)

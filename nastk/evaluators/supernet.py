@@ -53,7 +53,9 @@ class SupernetEvaluator(Evaluator):
 
     def __init__(self, space, run_dir, eval_size: Optional[int] = 1000, eval_batch_size: int = 500,
                  split: str = "held_out", bn_calibration: Optional[int] = None, bn_recipe: str = "cumulative", seed: int = 0,
-                 device="cpu"):
+                 device=None):
+        """``device`` None: torch's default device (:func:`nastk.devices.resolve_device`)."""
+        from nastk.devices import resolve_device
         from nastk.oneshot.splits import unseen_training_images
         from nastk.datasets import downsample, load_dataset, mixed
         from nastk.oneshot.ranking import calibration_batches, default_bn_calibration
@@ -61,7 +63,7 @@ class SupernetEvaluator(Evaluator):
 
         if split not in SPLITS:
             raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-        self.run_dir, self.device, self.batch_size, self.split = Path(run_dir), device, eval_batch_size, split
+        self.run_dir, self.device, self.batch_size, self.split = Path(run_dir), resolve_device(device), eval_batch_size, split
         self.supernet, self.config, self.epoch = load_trained(self.run_dir, device)
         from nastk.oneshot.datamodules import make_data_module
 
@@ -87,13 +89,14 @@ class SupernetEvaluator(Evaluator):
     def settle_config(cls, space, config: Dict[str, Any]) -> None:
         """``bn_calibration`` left at its default becomes the number of batches it stands for with this
         supernet, so the run config records what every evaluation (and ``nastk export``) uses."""
+        from nastk.devices import HOST
         from nastk.oneshot.trainer import CHECKPOINT, load_trained
 
         # a folder without a checkpoint is refused when the evaluator is built, with its own one-line message
         if config.get("bn_calibration") is None and (Path(config[cls.target]) / CHECKPOINT).is_file():
             from nastk.oneshot.ranking import default_bn_calibration
 
-            supernet, trained, _ = load_trained(config[cls.target])
+            supernet, trained, _ = load_trained(config[cls.target], HOST)  # read for its BatchNorm kind only
             config["bn_calibration"] = default_bn_calibration(supernet, trained)
 
     @classmethod
@@ -106,7 +109,7 @@ class SupernetEvaluator(Evaluator):
         return f"sha256:{sha256_of(path)}" if path.is_file() else None
 
     @classmethod
-    def from_config(cls, space, config: Dict[str, Any], seed: int = 0, device: str = "cpu") -> Evaluator:
+    def from_config(cls, space, config: Dict[str, Any], seed: int = 0, *, device) -> Evaluator:
         return super().from_config(space, {**cls.UNRECORDED_DEFAULTS, **config}, seed=seed, device=device)
 
     def _accuracy(self, arch: Architecture, x, y) -> float:

@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from nastk.devices import resolve_device
 from nastk.errors import ConfigError, RunError
 from nastk.generative.config import SELECTIONS, EaganConfig
 from nastk.generative.features import feature_extractor, gan_images
@@ -102,11 +103,12 @@ class EaganSearch:
     """A two-stage EAGAN run in ``run_dir`` (``config.json``, ``stage1/``, ``stage2/``, ``final/`` trainer
     folders, ``stage1.json`` / ``stage2.json`` / ``final.json`` journals, ``summary.json``, Pareto plots)."""
 
-    def __init__(self, config: EaganConfig, run_dir, resume: bool = False, device="cpu", progress: bool = False,
+    def __init__(self, config: EaganConfig, run_dir, resume: bool = False, device=None, progress: bool = False,
                  metrics: Optional[GenerativeMetrics] = None, stop_after_epoch: Optional[Callable] = None):
         from nastk.run_folder import Run
 
-        self.config, self.run_dir, self.device, self.progress = config, Path(run_dir), device, progress
+        # None: torch's default device (nastk.devices.resolve_device)
+        self.config, self.run_dir, self.device, self.progress = config, Path(run_dir), resolve_device(device), progress
         self.images = gan_images(config.dataset)
         self.data = self.images.as_dataset()
         self.metrics = metrics or GenerativeMetrics(feature_extractor(config.dataset, device), self.images.x_train)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nastk.devices import HOST, resolve_device
 from nastk.errors import ConfigError, CorruptDataError, MissingDataError, UnknownNameError
 from nastk.paths import atomic_write, cache_root, note, sha256_of, write_cache
 
@@ -65,8 +66,8 @@ def gan_images(name: str) -> GanImages:
         scale = lambda x: (x[:, :1] - low) / (high - low) * 2 - 1  # noqa: E731 (the 0..16 pixel range)
     else:
         data = load_dataset("cifar10")
-        mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+        mean = torch.tensor(CIFAR10_MEAN, device=HOST).view(1, 3, 1, 1)  # where load_dataset's images are
+        std = torch.tensor(CIFAR10_STD, device=HOST).view(1, 3, 1, 1)
         scale = lambda x: ((x * std + mean) * 2 - 1).clamp(-1, 1)  # noqa: E731
     return GanImages(name, scale(data.x_train).contiguous(), data.y_train, scale(data.x_test).contiguous(), data.y_test)
 
@@ -103,9 +104,9 @@ class FeatureExtractor:
     """
 
     def __init__(self, name: str, network: nn.Module, sha256: str, test_accuracy: Optional[float] = None,
-                 device="cpu", batch_size: int = 500):
+                 device=None, batch_size: int = 500):
         self.name, self.sha256, self.test_accuracy = name, sha256, test_accuracy
-        self.device = torch.device(device)
+        self.device = resolve_device(device, network)  # None: where the network is
         self.network = network.to(self.device).eval()
         for parameter in self.network.parameters():
             parameter.requires_grad_(False)
@@ -135,20 +136,22 @@ def _shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Te
         return x
     size = x.shape[-1]
     padded = F.pad(x, (pixels,) * 4, value=-1.0)
-    dx, dy = torch.randint(0, 2 * pixels + 1, (2,), generator=generator).tolist()
+    dx, dy = torch.randint(0, 2 * pixels + 1, (2,), generator=generator, device=HOST).tolist()
     return padded[..., dy:dy + size, dx:dx + size]
 
 
-def train_feature_net(images: GanImages, recipe: dict, device="cpu") -> Tuple[FeatureCNN, float]:
-    """Train the classifier on the training split (Adam, random shifts); returns it and its test accuracy (%)."""
+def train_feature_net(images: GanImages, recipe: dict, device=None) -> Tuple[FeatureCNN, float]:
+    """Train the classifier on the training split (Adam, random shifts) on ``device`` (None: torch's default
+    device); returns it and its test accuracy (%)."""
+    device = resolve_device(device)
     torch.manual_seed(recipe["seed"])
     channels, size = images.shape[0], images.shape[1]
     net = FeatureCNN(channels, size, width=recipe["width"], features=recipe["features"]).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe["lr"])
-    generator = torch.Generator().manual_seed(recipe["seed"])
+    generator = torch.Generator(HOST).manual_seed(recipe["seed"])  # shifts and batch order: the same on every device
     x, y = images.x_train.to(device), images.y_train.to(device)
     for _ in range(recipe["epochs"]):
-        order = torch.randperm(len(x), generator=generator)
+        order = torch.randperm(len(x), generator=generator, device=HOST).to(device)
         for start in range(0, len(x), recipe["batch"]):
             index = order[start:start + recipe["batch"]]
             loss = F.cross_entropy(net(_shift(x[index], recipe["shift"], generator)), y[index])
@@ -165,9 +168,11 @@ def _recipe_key(dataset: str, recipe: dict) -> str:
     return hashlib.sha256(json.dumps({"dataset": dataset, **recipe}, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def feature_extractor(dataset: str, device="cpu", cache: Optional[Path] = None) -> FeatureExtractor:
+def feature_extractor(dataset: str, device=None, cache: Optional[Path] = None) -> FeatureExtractor:
     """The data set's in-project feature net (``digits-cnn``, ``cifar10-cnn``): loaded from the cache when
-    its sha256 matches the record beside it, else trained (seconds for digits) and cached."""
+    its sha256 matches the record beside it, else trained (seconds for digits) and cached; on ``device``
+    (None: torch's default device, :func:`nastk.devices.resolve_device`)."""
+    device = resolve_device(device)
     if dataset not in RECIPES:
         raise UnknownNameError(f"no in-project feature network for {dataset!r}; known: {', '.join(RECIPES)}")
     recipe = RECIPES[dataset]
@@ -181,7 +186,7 @@ def feature_extractor(dataset: str, device="cpu", cache: Optional[Path] = None) 
             saved = json.loads(record.read_text())
             if sha256_of(weights) != saved.get("sha256"):
                 raise CorruptDataError(f"feature network cache {weights} fails its sha256")
-            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            net.load_state_dict(torch.load(weights, map_location=HOST, weights_only=True))
             return FeatureExtractor(f"{dataset}-cnn", net, saved["sha256"], saved.get("test_accuracy"), device)
         except (CorruptDataError, OSError, ValueError, RuntimeError, KeyError) as error:
             note(f"retraining the {dataset} feature network ({error})")
@@ -206,7 +211,7 @@ class ScriptedFeatures(FeatureExtractor):
     ``forward`` methods): images are resized to ``input_size`` and repeated to 3 channels if needed.
     Nothing is downloaded; without the file there are no Inception metrics."""
 
-    def __init__(self, path, name: str = "inception", input_size: int = 299, device="cpu", batch_size: int = 100):
+    def __init__(self, path, name: str = "inception", input_size: int = 299, device=None, batch_size: int = 100):
         path = Path(path)
         if not path.is_file():
             raise MissingDataError(f"feature network weights {path} not found (Inception metrics need a "
@@ -216,7 +221,7 @@ class ScriptedFeatures(FeatureExtractor):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is what such files are
-                network = torch.jit.load(str(path), map_location="cpu")
+                network = torch.jit.load(str(path), map_location=resolve_device(device))
         except Exception as error:
             raise CorruptDataError(f"cannot load feature network {path}: {type(error).__name__}") from None
         if not hasattr(network, "features"):

@@ -149,10 +149,15 @@ class GenerativeMetrics:
 
 
 def sample_images(generator: Callable[[torch.Tensor], torch.Tensor], n: int, latent_dim: int, seed: int,
-                  device="cpu", batch_size: int = 500) -> torch.Tensor:
-    """``n`` images of a generator (eval mode, no gradients) from seeded standard-normal latents, on the CPU."""
-    torch_generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, latent_dim, generator=torch_generator)
+                  device=None, batch_size: int = 500) -> torch.Tensor:
+    """``n`` images of a generator (eval mode, no gradients) from seeded standard-normal latents, on the CPU;
+    the generator runs on ``device`` (None: where it is, when it is a module; else torch's default device).
+    The latents are drawn on the host, so they are the same on every device."""
+    from nastk.devices import HOST, resolve_device
+
+    device = resolve_device(device, generator if isinstance(generator, torch.nn.Module) else None)
+    torch_generator = torch.Generator(HOST).manual_seed(seed)
+    z = torch.randn(n, latent_dim, generator=torch_generator, device=HOST)
     out = []
     with torch.no_grad():
         for start in range(0, n, batch_size):

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nastk.devices import HOST
 from nastk.errors import ConfigError
 from nastk.oneshot.samplers import PathSampler
 from nastk.oneshot.steps import Batch, StepOutput, TrainingStep
@@ -312,7 +313,7 @@ class BossNASStep(TrainingStep):
         self.iteration += 1
         if will_update:
             self._update()
-        return StepOutput(torch.tensor(total / len(paths)), paths=paths,
+        return StepOutput(torch.tensor(total / len(paths), device=HOST), paths=paths,  # a logged number
                           metrics={"path_loss": total / len(paths), "ema_momentum": self.momentum_now()})
 
     def _update(self) -> None:
@@ -377,7 +378,7 @@ def block_stage(config, block: int, epochs: int, chosen: Sequence[Dict[str, List
     return Stage(name=f"block{block}", epochs=epochs, overrides={"step_options": options}, allowed=allowed)
 
 
-def search(config, run_dir, epochs_per_block: int, resume: bool = False, device="cpu", progress: bool = True,
+def search(config, run_dir, epochs_per_block: int, resume: bool = False, device=None, progress: bool = True,
            rating=None, data=None) -> Dict[str, Any]:
     """BossNAS on ``config``'s space: every block trained (a stage each), rated and fixed in turn.
 

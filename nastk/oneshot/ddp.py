@@ -15,6 +15,8 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
+from nastk.devices import Device, model_device, resolve_device
+
 
 @dataclass
 class Distributed:
@@ -23,24 +25,27 @@ class Distributed:
     local_rank: int = 0
 
     @classmethod
-    def from_env(cls, device: str = "cpu") -> "Distributed":
-        """Join the process group ``torchrun`` describes (gloo on CPU, nccl on CUDA)."""
+    def from_env(cls, device: Device = None) -> "Distributed":
+        """Join the process group ``torchrun`` describes (gloo on CPU, nccl on CUDA; ``None``: torch's
+        default device decides, see :func:`nastk.devices.resolve_device`)."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return cls()
         if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if str(device).startswith("cuda") else "gloo")
+            dist.init_process_group(backend="nccl" if resolve_device(device).type == "cuda" else "gloo")
         return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def device(self, requested: str) -> torch.device:
-        """One GPU per process under torchrun (``cuda`` becomes ``cuda:LOCAL_RANK``)."""
-        if self.world > 1 and requested == "cuda":
+    def device(self, requested: Device) -> torch.device:
+        """One GPU per process under torchrun (``cuda`` becomes ``cuda:LOCAL_RANK``); ``None``: torch's
+        default device (:func:`nastk.devices.resolve_device`)."""
+        device = resolve_device(requested)
+        if self.world > 1 and device.type == "cuda" and device.index is None:
             return torch.device("cuda", self.local_rank)
-        return torch.device(requested)
+        return device
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         if self.world <= 1:
@@ -96,6 +101,3 @@ class Distributed:
         if self.world > 1:
             dist.barrier()
 
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from nastk.devices import HOST
 from nastk.errors import ConfigError, RunError
 from nastk.oneshot.steps import Batch, StepOutput, TrainingStep
 from nastk.options import Bool, Float, Int, Option, Text
@@ -131,7 +132,7 @@ class EQNetStep(TrainingStep):
             load_weights(supernet, pretrained, context.device)
         if self.mode != "float":
             count = min(int(calibration_size), context.train_size)
-            x, _ = context.examples(torch.arange(count))
+            x, _ = context.examples(torch.arange(count, device=HOST))  # examples() moves the indices
             supernet.set_active(self.largest)
             supernet.calibrate(x)
         supernet.set_forms(search_forms(supernet))
@@ -186,7 +187,8 @@ class EQNetStep(TrainingStep):
         if self.grad_clip_value:
             torch.nn.utils.clip_grad_value_(supernet.weights(), self.grad_clip_value)
         self.optimizer.step()
-        return StepOutput(torch.tensor(first_loss), outputs, targets, paths=[p for p, _ in configurations])
+        return StepOutput(torch.tensor(first_loss, device=HOST), outputs, targets,  # a logged number
+                          paths=[p for p, _ in configurations])
 
     def validation_path(self, rng: np.random.Generator):
         return self.largest

@@ -106,7 +106,7 @@ class FewShotRun:
     """One GM-NAS / exhaustive few-shot run into ``run_dir`` (train with :meth:`run`)."""
 
     def __init__(self, config: OneShotConfig, schedule: SplitSchedule, run_dir, resume: bool = False,
-                 device="cpu", progress: bool = True, data=None):
+                 device=None, progress: bool = True, data=None):
         self.schedule, self.run_dir = schedule, Path(run_dir)
         self.device, self.progress = device, progress
         warmup = dict(config.step_options)
@@ -270,7 +270,7 @@ def best_of_leaf(trainer: OneShotTrainer, archs: int = 200, seed: int = 0) -> Di
             "held_out_loss": loss, "rule": f"best of {len(seen)} random architectures"}
 
 
-def train_fewshot(config: OneShotConfig, schedule: SplitSchedule, run_dir, resume: bool = False, device="cpu",
+def train_fewshot(config: OneShotConfig, schedule: SplitSchedule, run_dir, resume: bool = False, device=None,
                   progress: bool = True, data=None) -> Dict[str, Any]:
     fewshot = FewShotRun(config, schedule, run_dir, resume, device, progress, data)
     with fewshot.folder:  # the folder's lock is released however the run ends

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nastk.devices import HOST
 from nastk.elastic import DynamicConv2d, ElasticMBConv, hidden_channels
 from nastk.errors import CapabilityError, ConfigError
 
@@ -41,7 +42,7 @@ def gumbel_softmax(logits: torch.Tensor, tau: float = 1.0, generator: Optional[t
     argmax. Entries at ``-inf`` are never drawn.
     """
     if noise:
-        u = torch.rand(logits.shape, generator=generator, dtype=torch.float64).clamp_(1e-12, 1 - 1e-12)
+        u = torch.rand(logits.shape, generator=generator, dtype=torch.float64, device=HOST).clamp_(1e-12, 1 - 1e-12)
         logits = logits + (-torch.log(-torch.log(u))).to(logits)
     soft = torch.softmax(logits / tau, dim=-1)
     index = soft.argmax(dim=-1)
@@ -109,7 +110,7 @@ class ArchitectureGenerator(nn.Module):
     @torch.no_grad()
     def argmax_path(self, target: float) -> Tuple[int, ...]:
         """The most probable child for a normalised target (deployment: no noise)."""
-        _, index = self.forward(torch.tensor([float(target)]), noise=False)
+        _, index = self.forward(torch.tensor([float(target)], device=self.target_in.weight.device), noise=False)
         return tuple(int(i) for i in index[0])
 
 
@@ -132,7 +133,7 @@ def fit_resource(generator: ArchitectureGenerator, supernet, low: float, high: f
     device = generator.target_in.weight.device
     history = []
     for _ in range(int(steps)):
-        u = torch.rand(batch, generator=noise, dtype=torch.float64)
+        u = torch.rand(batch, generator=noise, dtype=torch.float64, device=HOST)
         rows, _ = generator(u.to(device), generator=noise)
         loss = resource_loss(supernet, rows, (low + u * (high - low)).to(device), metric).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -239,7 +240,7 @@ class MaskMapping:
 
     def _depth_gate(self, block: ElasticMBConv, decision: int):
         """``x + g * branch(x)`` with ``g = sum_d y_d [d > index]``: the block runs iff the stage is deep enough."""
-        runs = torch.tensor([float(int(d) > block.index) for d in block.options["depth"]])
+        runs = torch.tensor([float(int(d) > block.index) for d in block.options["depth"]], device=HOST)  # moved in the hook
 
         def hook(module, inputs, output):
             x = inputs[0]

@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from nastk.devices import HOST
 from nastk.errors import ConfigError
 from nastk.supernet import GradientMatchable, require_hooks
 
@@ -72,7 +73,7 @@ def gradient_distances(trainer, decision: int, batches: int = 10, mode: str = "h
     total = np.zeros((len(options), len(options)))
     supernet.train()
     for _ in range(int(batches)):
-        indices = torch.randperm(len(trainer.x), generator=generator)[:trainer.config.batch_size]
+        indices = torch.randperm(len(trainer.x), generator=generator, device=HOST)[:trainer.config.batch_size]
         x, y = trainer.examples(indices)
         if mixture:
             base = supernet.mixture_weights().detach()

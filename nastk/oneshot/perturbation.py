@@ -118,7 +118,7 @@ class PerturbationSelection:
     """One DARTS-PT selection into ``out_dir`` from the trained supernet of ``run_dir``."""
 
     def __init__(self, run_dir, out_dir=None, options: Optional[PTOptions] = None, resume: bool = False,
-                 device="cpu", progress: bool = True, data=None):
+                 device=None, progress: bool = True, data=None):
         self.run_dir = Path(run_dir)
         self.options = options or PTOptions()
         if in_use_elsewhere(self.run_dir):  # its checkpoint changes under the selection
@@ -318,7 +318,7 @@ def _holder(directory: Path) -> str:
         return "another process"
 
 
-def select_pt(run_dir, out_dir=None, resume: bool = False, device="cpu", progress: bool = True, data=None,
+def select_pt(run_dir, out_dir=None, resume: bool = False, device=None, progress: bool = True, data=None,
               **options) -> Dict[str, Any]:
     """DARTS-PT on a trained supernet run; ``options`` are :class:`PTOptions` fields."""
     selection = PerturbationSelection(run_dir, out_dir, PTOptions(**options), resume, device, progress, data)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from nastk.architecture import Architecture
+from nastk.devices import resolve_device
 from nastk.errors import ConfigError
 from nastk.metrics import kendall_tau, precision_at_k, spearman_rho
 from nastk.oneshot.recalibration import recalibrate_bn, tracked_norms
@@ -120,7 +121,7 @@ def activate(supernet, arch, calibration: Optional[Sequence[torch.Tensor]] = Non
 
 
 @torch.no_grad()
-def inherited_accuracies(supernet, archs: Sequence[Architecture], x: torch.Tensor, y: torch.Tensor, device="cpu",
+def inherited_accuracies(supernet, archs: Sequence[Architecture], x: torch.Tensor, y: torch.Tensor, device=None,
                          batch_size: int = 500, calibration: Optional[Sequence[torch.Tensor]] = None,
                          recipe: str = "cumulative", progress: bool = False,
                          score: Optional[Callable[[torch.Tensor, torch.Tensor], float]] = None) -> np.ndarray:
@@ -129,11 +130,11 @@ def inherited_accuracies(supernet, archs: Sequence[Architecture], x: torch.Tenso
 
     With ``calibration`` (training batches), each path's tracked BatchNorm statistics are first
     re-estimated on them by ``recipe`` (:func:`nastk.oneshot.recalibration.recalibrate_bn`: ``cumulative``,
-    BigNAS', or ``exact``, OFA's).
+    BigNAS', or ``exact``, OFA's). ``device`` None: where ``supernet`` is.
     """
     if score is None:
         from nastk.oneshot.datamodules import correct_percent as score
-    device = torch.device(device)
+    device = resolve_device(device, supernet)
     supernet.to(device)
     batches = [(x[s:s + batch_size].to(device), y[s:s + batch_size].to(device)) for s in range(0, len(x), batch_size)]
     calibration = [b.to(device) for b in calibration] if calibration else None

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Sequence
 import torch
 from torch.nn import functional as F
 
+from nastk.devices import HOST
 from nastk.errors import ConfigError
 from nastk.oneshot.steps import Batch, StepOutput, TrainingStep, weight_optimizer
 from nastk.options import Bool, Float, Int, Option, Text
@@ -125,7 +126,7 @@ class SandwichStep(TrainingStep):
             torch.nn.utils.clip_grad_value_(context.supernet.weights(), self.grad_clip_value)
         self.optimizer.step()
         # logits of the first child trained (the largest under the sandwich rule): what train_acc shows
-        return StepOutput(torch.tensor(first_loss), outputs, targets, paths=children)
+        return StepOutput(torch.tensor(first_loss, device=HOST), outputs, targets, paths=children)  # a logged number
 
     def end_epoch(self, epoch: int, epochs: int, gather) -> None:
         self.scheduler.step()

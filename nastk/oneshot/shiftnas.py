@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from nastk.devices import model_device
 from nastk.errors import CapabilityError, ConfigError
 from nastk.oneshot.complexity import ComplexityBins, make_bins, path_cost
 from nastk.oneshot.generator import ArchitectureGenerator, MaskMapping, fit_resource, gumbel_softmax, resource_loss
@@ -210,7 +211,8 @@ class ShiftNASStep(TrainingStep):
         """(path, straight-through one-hots or None) of a child for target cost ``target``."""
         if self.generator is None:
             return self.sampler.path_in_bin(self.bins.index(target), self.path_rng), None
-        rows, index = self.generator(torch.tensor([self.bins.normalise(target)]), self.tau, self.noise, noise)
+        target_in = torch.tensor([self.bins.normalise(target)], device=model_device(self.generator))
+        rows, index = self.generator(target_in, self.tau, self.noise, noise)
         return tuple(int(i) for i in index[0]), rows[0]
 
     def generate(self, target: float) -> Tuple[int, ...]:
@@ -249,7 +251,7 @@ class ShiftNASStep(TrainingStep):
             with self.mapping.applied(leaf):
                 logits, targets, loss = context.forward_backward(batch.indices, batch.augment,
                                                                  path=self.mapping.execution_path(path), last=False)
-            penalty = self.resource_weight * resource_loss(context.supernet, leaf, torch.tensor(target), self.metric).sum()
+            penalty = self.resource_weight * resource_loss(context.supernet, leaf, torch.tensor(target, device=leaf.device), self.metric).sum()
             penalty.backward()
             rows.backward(leaf.grad.to(rows.device))  # the task and resource gradients, into the generator
             context.sync_gradients()
@@ -323,15 +325,17 @@ class ShiftNASStep(TrainingStep):
 
 
 # --- deployment ----------------------------------------------------------------------------------------------
-def load_generator(run_dir, device="cpu"):
+def load_generator(run_dir, device=None):
     """(supernet, generator, bins) of a finished ``shiftnas`` run folder: the trained weights, the generator and
-    the run's complexity bins, ready for :func:`generated_child`."""
+    the run's complexity bins, ready for :func:`generated_child`, on ``device`` (``None``: torch's default device)."""
     from pathlib import Path
 
+    from nastk.devices import resolve_device
     from nastk.errors import RunError
     from nastk.oneshot.complexity import ComplexityBins
     from nastk.oneshot.trainer import CHECKPOINT, load_trained, read_checkpoint
 
+    device = resolve_device(device)
     supernet, config, _ = load_trained(run_dir, device)
     state = read_checkpoint(Path(run_dir) / CHECKPOINT, device)["step"]
     if config.step != "shiftnas" or "generator" not in state:

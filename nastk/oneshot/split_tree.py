@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from nastk.architecture import Architecture
+from nastk.devices import resolve_device
 from nastk.errors import ArchitectureError, ConfigError, RunError
 from nastk.oneshot.ddp import Distributed
 from nastk.oneshot.trainer import CHECKPOINT, METRICS, OneShotConfig, OneShotTrainer, build_supernet, read_checkpoint
@@ -452,9 +453,9 @@ def _save_root(path: Path, supernet: Supernet) -> None:
         torch.save(state, handle)
 
 
-def _read_root(path: Path, device="cpu") -> Dict[str, Any]:
+def _read_root(path: Path, device=None) -> Dict[str, Any]:
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=resolve_device(device), weights_only=True)
     except Exception as error:  # torn or foreign file
         raise RunError(f"cannot read the root supernet {path}: {error}") from None
     if not isinstance(state, dict) or state.get("format") != ROOT_FORMAT or "model" not in state:
@@ -480,7 +481,7 @@ def _same_weights(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> boo
 
 # --- training the leaves ------------------------------------------------------------------------------------
 def train_leaves(config: OneShotConfig, tree: Optional[SplitTree], run_dir, supernet: Optional[Supernet] = None,
-                 resume: bool = False, device="cpu", data=None, progress: bool = True, callbacks=(),
+                 resume: bool = False, device=None, data=None, progress: bool = True, callbacks=(),
                  loss=None, metrics=None) -> Dict[str, Any]:
     """Train every leaf of ``tree`` with the ordinary one-shot loop, one folder per leaf; returns the summary.
 
@@ -494,7 +495,7 @@ def train_leaves(config: OneShotConfig, tree: Optional[SplitTree], run_dir, supe
     (``trainer.run_dir`` tells which leaf).
     """
     run_dir = Path(run_dir)
-    dist = Distributed.from_env(str(device))
+    dist = Distributed.from_env(device)
     folder_run = Run(run_dir, config.to_dict(), resume=resume) if dist.is_main else None  # refuses a used folder unless resuming
     try:
         dist.barrier()
@@ -618,12 +619,13 @@ def _write(line: str) -> None:
 
 
 # --- the trained sub-supernets ------------------------------------------------------------------------------
-def load_leaf(run_dir, node_id: NodeRef, device="cpu", supernet: Optional[Supernet] = None,
+def load_leaf(run_dir, node_id: NodeRef, device=None, supernet: Optional[Supernet] = None,
               finished: bool = True) -> Supernet:
     """The trained sub-supernet of a node of a few-shot run folder (in eval mode).
 
     ``supernet``: a supernet of the same kind to load the weights into (a copy is made; default: one
     built from the checkpoint's config). ``finished``: refuse a leaf trained for fewer than its epochs.
+    ``device`` None: torch's default device (:func:`nastk.devices.resolve_device`).
     """
     run_dir = Path(run_dir)
     return _load_node(run_dir, SplitTree.load(run_dir / TREE), node_id, device, supernet, finished)
@@ -636,6 +638,7 @@ def _load_node(run_dir: Path, tree: SplitTree, node_id: NodeRef, device, templat
     if not path.is_file():
         raise RunError(f"{path.parent} holds no sub-supernet checkpoint of node {node.id}; "
                        f"train the leaves with train_leaves(..., resume=True)")
+    device = resolve_device(device)
     state = read_checkpoint(path, device)
     allowed = np.array(state["allowed"], dtype=bool)
     if allowed.shape != node.allowed.shape or not np.array_equal(allowed, node.allowed):
@@ -656,10 +659,10 @@ class FewShotSupernets:
     ``supernet`` (optional) is a supernet of the run's kind to load weights into (see :func:`load_leaf`).
     """
 
-    def __init__(self, run_dir, device="cpu", supernet: Optional[Supernet] = None, finished: bool = True):
+    def __init__(self, run_dir, device=None, supernet: Optional[Supernet] = None, finished: bool = True):
         self.run_dir = Path(run_dir)
         self.tree = SplitTree.load(self.run_dir / TREE)
-        self.device, self.template, self.finished = device, supernet, finished
+        self.device, self.template, self.finished = resolve_device(device), supernet, finished
         self._loaded: Dict[str, Supernet] = {}
 
     def leaf(self, node_id: NodeRef) -> Supernet:
@@ -700,7 +703,7 @@ class FewShotSupernets:
         return scores
 
 
-def route_and_load(run_dir, arch: Union[Architecture, Sequence[int]], device="cpu",
+def route_and_load(run_dir, arch: Union[Architecture, Sequence[int]], device=None,
                    supernet: Optional[Supernet] = None) -> Tuple[SplitNode, Supernet]:
     """The leaf of a few-shot run that contains ``arch`` and its trained sub-supernet (``arch`` set active).
 

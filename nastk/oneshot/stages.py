@@ -136,16 +136,18 @@ def _with_teacher(config: OneShotConfig, at: int, stages: Sequence[Stage], run_d
     return OneShotConfig.from_dict({**config.to_dict(), "step_options": {**config.step_options, "teacher": str(path)}})
 
 
-def train_stages(config: OneShotConfig, stages: Sequence[Stage], run_dir, resume: bool = False, device="cpu",
+def train_stages(config: OneShotConfig, stages: Sequence[Stage], run_dir, resume: bool = False, device=None,
                  progress: bool = True, dist=None, data=None, callbacks=()) -> Dict[str, Any]:
-    """Train ``stages`` in order into ``run_dir`` (see the module docstring); returns the summary."""
+    """Train ``stages`` in order into ``run_dir`` (see the module docstring) on ``device`` (``None``: torch's
+    default device, :func:`nastk.devices.resolve_device`); returns the summary."""
+    from nastk.devices import resolve_device
     from nastk.oneshot.ddp import Distributed
     from nastk.oneshot.trainer import build_supernet
     from nastk.datasets import load_dataset
     from nastk.run_folder import Run
 
-    run_dir = Path(run_dir)
-    dist = dist or Distributed.from_env(str(device))
+    run_dir, device = Path(run_dir), resolve_device(device)
+    dist = dist or Distributed.from_env(device)
     configs = [stage.config(config) for stage in stages]  # every stage's config checked before anything is written
     data = data if data is not None else load_dataset(config.dataset)
     configs = [_with_teacher(c, i, stages, run_dir) for i, c in enumerate(configs)]

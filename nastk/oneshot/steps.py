@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from nastk.devices import HOST
 from nastk.errors import ConfigError
 from nastk.options import Bool, Float, Int, Option, Text
 from nastk.oneshot.samplers import sampler_pair, tau_schedule
@@ -288,7 +289,7 @@ class DartsStep(TrainingStep):
             raise ConfigError(f"the darts step trains a mixture and draws no paths; sampler {context.config.sampler!r} "
                               f"samples paths (use uniform, or da for PA&DA's data sampling alone)")
         supernet = context.supernet
-        supernet.mixture_weights(torch.zeros(supernet.allowed.shape), weighting)  # checks the weighting name
+        supernet.mixture_weights(torch.zeros(supernet.allowed.shape, device=HOST), weighting)  # checks the weighting name
         self.order, self.weighting, self.fix_alpha = int(order), weighting, bool(fix_alpha)
         self.arch_warmup_epochs = int(arch_warmup_epochs)
         if supernet.arch_logits is None:  # a given sub-supernet keeps its inherited alpha

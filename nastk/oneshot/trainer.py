@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from nastk.datasets import ImageDataset
+from nastk.devices import HOST, Device, model_device, resolve_device
 from nastk.errors import ConfigError, RunError
 from nastk.oneshot.context import StepContext, contiguous_part, seed_of
 from nastk.oneshot.splits import split_images
@@ -222,17 +223,18 @@ class OneShotTrainer:
     ``callbacks`` are called as ``callback(trainer, record)`` after each epoch's checkpoint (e.g. to
     measure gradient variance). ``config.batch_size`` is the global batch over all ranks. A given
     ``supernet`` (e.g. a few-shot sub-supernet from :meth:`Supernet.split`) is trained instead of a
-    new one.
+    new one. ``device`` None: the given supernet's device, else torch's default device.
     """
 
-    def __init__(self, config: OneShotConfig, run_dir=None, device="cpu", dist: Optional[Distributed] = None,
+    def __init__(self, config: OneShotConfig, run_dir=None, device: Device = None, dist: Optional[Distributed] = None,
                  data: Optional[ImageDataset] = None, progress: bool = True,
                  callbacks: Sequence[Callable[["OneShotTrainer", Dict[str, Any]], None]] = (),
                  supernet: Optional[Supernet] = None, loss: Optional[Loss] = None,
                  metrics: Optional[Mapping[str, Metric]] = None):
         self.config = config
         self.dist = dist or Distributed()
-        self.device = self.dist.device(str(device))
+        # None: where a given supernet is, else where a new one is built (nastk.devices)
+        self.device = self.dist.device(model_device(supernet) if device is None and supernet is not None else device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         #: what the epoch lines name first (a few-shot leaf, a stage), so a log says whose epoch it was
         self.label = ""
@@ -289,8 +291,11 @@ class OneShotTrainer:
 
     # --- one epoch ------------------------------------------------------------------------------
     def _global_batches(self, epoch: int) -> List[torch.Tensor]:
-        order = torch.as_tensor(self.data_sampler.epoch_indices(), dtype=torch.long)
-        order = order[torch.randperm(len(order), generator=torch.Generator().manual_seed(seed_of(self.config.seed, epoch, 3)))]
+        """The epoch's batches of example indices, drawn on the host (the same on every device; examples()
+        moves each to the data's device)."""
+        order = torch.as_tensor(self.data_sampler.epoch_indices(), dtype=torch.long, device=HOST)
+        generator = torch.Generator(HOST).manual_seed(seed_of(self.config.seed, epoch, 3))
+        order = order[torch.randperm(len(order), generator=generator, device=HOST)]
         batches = list(order.split(self.config.batch_size))
         # every micro-batch of every rank needs at least one example
         return [b for b in batches if len(b) >= self.dist.world * self.config.accumulate]
@@ -302,7 +307,7 @@ class OneShotTrainer:
         size = min(self.config.batch_size, len(self.x_held))
         generator = torch.Generator().manual_seed(seed_of(self.config.seed, epoch, 5))
         passes = -(-count * size // len(self.x_held))
-        order = torch.cat([torch.randperm(len(self.x_held), generator=generator) for _ in range(passes)])
+        order = torch.cat([torch.randperm(len(self.x_held), generator=generator, device=HOST) for _ in range(passes)])
         return [order[i * size:(i + 1) * size] for i in range(count)]
 
     def _shard(self, batch: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -512,9 +517,10 @@ def _no_epochs_without_checkpoint(run_dir: Path) -> None:
                        f"or train into a new --run-dir)")
 
 
-def read_checkpoint(path: Path, device="cpu") -> Dict[str, Any]:
+def read_checkpoint(path: Path, device: Device = None) -> Dict[str, Any]:
+    """A supernet checkpoint's state, its tensors on ``device`` (``None``: torch's default device)."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=resolve_device(device), weights_only=True)
     except Exception as error:  # torn or foreign file
         raise RunError(f"cannot read supernet checkpoint {path}: {error}") from None
     if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
@@ -524,10 +530,10 @@ def read_checkpoint(path: Path, device="cpu") -> Dict[str, Any]:
     return state
 
 
-def train(config: OneShotConfig, run_dir, resume: bool = False, device="cpu", progress: bool = True,
+def train(config: OneShotConfig, run_dir, resume: bool = False, device: Device = None, progress: bool = True,
           data: Optional[ImageDataset] = None, callbacks=()) -> Dict[str, Any]:
     """Train (or resume) a supernet into ``run_dir``; works as is under ``torchrun``. Returns the summary."""
-    dist = Distributed.from_env(str(device))
+    dist = Distributed.from_env(device)
     if config.stages:
         from nastk.oneshot.stages import stages_from, train_stages
 
@@ -558,9 +564,10 @@ def _train_in(trainer: "OneShotTrainer", run: Optional[Run], config: OneShotConf
     return summary
 
 
-def load_trained(run_dir, device="cpu"):
-    """The supernet of a run folder with its latest weights, and the run's config and epoch."""
-    run_dir = Path(run_dir)
+def load_trained(run_dir, device: Device = None):
+    """The supernet of a run folder with its latest weights on ``device`` (``None``: torch's default
+    device), and the run's config and epoch."""
+    run_dir, device = Path(run_dir), resolve_device(device)
     if not (run_dir / CHECKPOINT).is_file():
         raise RunError(f"{run_dir} holds no supernet checkpoint ({CHECKPOINT}); train one with 'nastk supernet train'")
     state = read_checkpoint(run_dir / CHECKPOINT, device)

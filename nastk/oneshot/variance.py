@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from nastk.datasets import crop_flip_params
+from nastk.devices import HOST
 from nastk.oneshot.samplers import draw_paths
 
 
@@ -38,7 +39,7 @@ def gradient_variance(trainer, path_probabilities: np.ndarray, data_indices: np.
     gradients = []
     for path in draw_paths(path_probabilities, rng, batches):
         positions = rng.choice(len(data_indices), size=min(batch_size, len(data_indices)), replace=False)
-        indices = torch.as_tensor(data_indices[positions], dtype=torch.long)
+        indices = torch.as_tensor(data_indices[positions], dtype=torch.long, device=HOST)  # examples() moves them
         augment = crop_flip_params(len(indices), augment_rng) if trainer.config.augment else None
         trainer.activate(path)
         trainer.forward_backward(indices, augment)

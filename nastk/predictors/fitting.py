@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from nastk.devices import HOST, model_device
 from nastk.errors import ConfigError
 from nastk.predictors.losses import make_loss
 
@@ -72,23 +73,26 @@ def train(model: torch.nn.Module, x: np.ndarray, ops: np.ndarray, y: np.ndarray,
     """Fit ``model(x, ops) -> score`` to ``y``; returns the mean training loss of every epoch.
 
     ``progress`` (a :class:`nastk.progress.Progress` over :meth:`TrainConfig.epochs_for` epochs) is
-    updated after each epoch with the lowest epoch loss so far; None trains silently.
+    updated after each epoch with the lowest epoch loss so far; None trains silently. It trains where the
+    model is; the batch order is drawn on the host, so it is the same on every device.
     """
     if len(y) < 2:
         raise ConfigError(f"training a predictor needs at least 2 labelled architectures, got {len(y)}")
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(HOST).manual_seed(seed)
     loss_fn = make_loss(cfg.loss, cfg.alpha, cfg.scale)
-    x_t, ops_t = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(ops, dtype=torch.long)
+    device = model_device(model)
+    x_t = torch.as_tensor(x, dtype=torch.float32, device=device)
+    ops_t = torch.as_tensor(ops, dtype=torch.long, device=device)
     y = np.asarray(y, dtype=np.float64)
-    y_t = torch.as_tensor((y - y.mean()) / (y.std() or 1.0), dtype=torch.float32)
+    y_t = torch.as_tensor((y - y.mean()) / (y.std() or 1.0), dtype=torch.float32, device=device)
     epochs = cfg.epochs_for(len(y))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     history = []
     model.train()
     for _ in range(epochs):
-        order, losses = torch.randperm(len(y_t), generator=generator), []
+        order, losses = torch.randperm(len(y_t), generator=generator, device=HOST).to(device), []
         for start in range(0, len(order), cfg.batch_size):
             batch = order[start:start + cfg.batch_size]
             if len(batch) < 2:  # a ranking loss needs a pair
@@ -115,13 +119,14 @@ def predict(model: torch.nn.Module, x: np.ndarray, ops: np.ndarray, samples: int
     alone or among others (the global torch generator is left as it was).
     """
     model.eval()
-    device = next(model.parameters()).device
-    x_t, ops_t = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(ops, dtype=torch.long)
+    device = model_device(model)
+    x_t = torch.as_tensor(x, dtype=torch.float32, device=device)
+    ops_t = torch.as_tensor(ops, dtype=torch.long, device=device)
 
     def forward(sample: int, start: int) -> np.ndarray:
         if seed is not None:
             torch.manual_seed(int(np.random.SeedSequence([seed, sample]).generate_state(1)[0]))
-        return model(x_t[start:start + batch_size].to(device), ops_t[start:start + batch_size].to(device)).cpu().numpy()
+        return model(x_t[start:start + batch_size], ops_t[start:start + batch_size]).cpu().numpy()
 
     gpus = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=gpus) if seed is not None else nullcontext():

@@ -31,6 +31,7 @@ from typing import Dict, Tuple, Union
 import numpy as np
 import torch
 
+from nastk.devices import HOST, resolve_device
 from nastk.errors import ConfigError, CorruptDataError, DataError, MissingDataError
 from nastk.integrity import content_sha256
 from nastk.paths import atomic_write
@@ -116,14 +117,15 @@ def save_predictor(path: Union[str, Path], fitted: FittedPredictor) -> Path:
     return path
 
 
-def load_predictor(path: Union[str, Path], device: str = "cpu") -> SavedPredictor:
-    """The predictor :func:`save_predictor` wrote, checked whole, its model in eval mode on ``device``."""
+def load_predictor(path: Union[str, Path], device=None) -> SavedPredictor:
+    """The predictor :func:`save_predictor` wrote, checked whole (on the host), its model in eval mode on
+    ``device`` (None: torch's default device, :func:`nastk.devices.resolve_device`)."""
     path = Path(path)
     if not path.is_file():
         raise MissingDataError(f"no saved predictor at {path} "
                                "(write one with `nastk proxies fit parzc ... --save PATH`)")
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        content = torch.load(path, map_location=HOST, weights_only=True)
     except Exception as error:  # zip, pickle and tensor errors all mean a file torch cannot read safely
         raise CorruptDataError(f"cannot read saved predictor {path} ({type(error).__name__}): it is damaged or not "
                                "a file written by `nastk proxies fit parzc --save`") from None
@@ -152,7 +154,7 @@ def load_predictor(path: Union[str, Path], device: str = "cpu") -> SavedPredicto
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
         raise CorruptDataError(f"saved predictor {path} is incomplete or inconsistent "
                                f"({type(error).__name__})") from None
-    model.to(device).eval()
+    model.to(resolve_device(device)).eval()
     return SavedPredictor(path, meta["variant"], model_config, model, features_scaler, meta["features"], meta["fit"],
                           content["content_sha256"])
 

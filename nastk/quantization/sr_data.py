@@ -130,9 +130,13 @@ def load_sr_patches(patch: int = PATCH, stride: int = STRIDE, test_stride: int =
 
 @torch.no_grad()
 def score_whole_images(model: torch.nn.Module, images: List[Tuple[str, torch.Tensor]], data_module,
-                       device="cpu") -> Dict[str, float]:
+                       device=None) -> Dict[str, float]:
     """Per image, the data module's score (Y-channel PSNR for ``image_pairs`` with ``psnr y``) of ``model``'s
-    super-resolved low-resolution copy (the data module's own pair)."""
+    super-resolved low-resolution copy (the data module's own pair), computed on ``device`` (None: where the
+    model is)."""
+    from nastk.devices import resolve_device
+
+    device = resolve_device(device, model)
     model.eval()
     scores = {}
     for name, image in images:
