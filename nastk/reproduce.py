@@ -36,6 +36,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from nastk.errors import CapabilityError, ConfigError
+from nastk.evaluators.benchmark import BenchmarkEvaluator
 from nastk.trial import Stop
 
 #: What a report compares by default on a complete benchmark (those whose ``requires`` the space meets).
@@ -108,7 +109,7 @@ def default_datasets(space_name: str) -> Tuple[str, ...]:
     """The benchmark's datasets, less those that only stand in for another during search (NB201's
     cifar10-valid, the search split of cifar10)."""
     _, benchmark = space_benchmark(space_name)
-    searched = {d: benchmark.evaluator({"dataset": d}).search_protocol.dataset for d in benchmark.datasets}
+    searched = {d: BenchmarkEvaluator(benchmark, d).search_protocol.dataset for d in benchmark.datasets}
     stand_ins = {used for dataset, used in searched.items() if used != dataset}
     return tuple(d for d in benchmark.datasets if d not in stand_ins)
 
@@ -147,7 +148,7 @@ def resolve(settings: Settings) -> Settings:
         raise ConfigError(f"benchmark {benchmark.name!r} has no dataset {', '.join(map(repr, unknown))}; "
                           f"it has: {', '.join(benchmark.datasets)}")
     for dataset in datasets:
-        benchmark.evaluator({"dataset": dataset})  # a benchmark lacking its protocols says which it has
+        BenchmarkEvaluator(benchmark, dataset)  # a benchmark lacking its protocols says which it has
     return replace(settings, strategies=strategies, datasets=datasets, seeds=_distinct(settings.seeds))
 
 
@@ -235,7 +236,7 @@ def search_trace(strategy: str, dataset: str, seed: int, stop: Union[int, Stop],
     started = time.perf_counter()
     searched, benchmark = space_benchmark(space)
     outcome = run_search(search_strategy(strategy, searched, seed, benchmark),
-                         benchmark.evaluator({"dataset": dataset}), stop)
+                         BenchmarkEvaluator(benchmark, dataset), stop)
     for trial in outcome.trials:
         trace.objective.append(float(trial.result.metrics["accuracy"]))
         trace.test.append(float(trial.result.metrics["test_accuracy"]))
@@ -272,7 +273,7 @@ def benchmark_facts(settings: Settings) -> Dict[str, Any]:
     archs = benchmark.archs()
     protocols, optimum = {}, {}
     for dataset in settings.datasets:
-        evaluator = benchmark.evaluator({"dataset": dataset})
+        evaluator = BenchmarkEvaluator(benchmark, dataset)
         cost = evaluator.evaluate(archs[0]).protocol.get("cost", "not stated")
         protocols[dataset] = {"search": evaluator.search_protocol.key, "report": evaluator.report_protocol.key,
                               "cost": cost}

@@ -32,7 +32,7 @@ from nastk.datasets import ImageDataset
 from nastk.oneshot.steps import Batch
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer
 from nastk.space import get_space
-from search_spaces.nb201_net import NB201Network
+from search_spaces.nb201.network import NB201Network
 
 ARCHS = {
     "best (3x conv3x3, conv1x1, skip)": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|",

@@ -14,6 +14,7 @@ import platform
 import numpy as np
 
 from nastk.benchmarks.nb201 import default_table
+from nastk.benchmarks.registry import benchmark_for
 from nastk.evaluators.benchmark import BenchmarkEvaluator
 from nastk.protocol import Protocol
 from nastk.run_folder import run_search
@@ -22,7 +23,7 @@ from nastk.strategy import make_strategy
 
 
 def best_test_accuracies(strategy: str, dataset: str, seeds: int, budget: int, objective: str):
-    evaluator = BenchmarkEvaluator(dataset, objective, default_table())
+    evaluator = BenchmarkEvaluator(benchmark_for("nb201"), dataset, objective, default_table())
     space = get_space("nb201")
     outcomes = [run_search(make_strategy(strategy, space, seed=seed), evaluator, budget) for seed in range(seeds)]
     return [o.best_result.metrics["test_accuracy"] for o in outcomes], evaluator.search_protocol.key

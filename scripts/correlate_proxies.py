@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nastk.benchmarks.proxy_tables import default_table_path, read_proxy_table  # noqa: E402
+from nastk.benchmarks.registry import benchmark_for  # noqa: E402
 from nastk.commands.proxies import _ground_truth, correlations, parse_proxies, sample_architectures  # noqa: E402
 from nastk.evaluators.proxy import score_architectures  # noqa: E402
 from nastk.metrics import spearman_rho  # noqa: E402
@@ -141,7 +142,7 @@ def write_csv(path, arch_strs, truth, scores, space):
     names = list(scores)
     writer.writerow(["nb201_index", "arch_str", "cifar10_test_200"] + names)
     for i, text in enumerate(arch_strs):
-        writer.writerow([space.index(space.from_str(text)), text, f"{truth[i]:.4f}"]
+        writer.writerow([benchmark_for("nb201").index(space.from_str(text)), text, f"{truth[i]:.4f}"]
                         + [repr(float(scores[n][i])) for n in names])
     with atomic_write(path, "w") as handle:
         handle.write(buffer.getvalue())

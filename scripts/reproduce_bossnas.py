@@ -177,7 +177,7 @@ def run_seed(args, seed: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from nastk.benchmarks.nats_sss import default_table
+    from nastk.benchmarks.nats_sss import default_table, index_of
     from nastk.oneshot.block_rating import RatingOptions, aggregate, channel_count, correlations
     from nastk.oneshot.bossnas import search
     from nastk.oneshot.splits import split_images
@@ -196,7 +196,7 @@ def run_seed(args, seed: int) -> dict:
     data = load_dataset("cifar10")
     networks = [space.channels(a) for a in space.enumerate()]
     sample = sample_architectures(space, args.sample, seed=1234)  # the same sample for every seed and scorer
-    sample_index = [space.index(a) for a in sample]
+    sample_index = [index_of(a) for a in sample]
     # BossNAS
     config = base_config(args, seed, lr=args.lr, step_options={"paths": 8, "update_interval": args.update_interval,
                                                                "warmup_epochs": 0.2, "optimizer": args.optimizer})
@@ -224,12 +224,12 @@ def run_seed(args, seed: int) -> dict:
     result = {
         "seed": seed,
         "bossnas": {"all": correlations(-rating, truth), "sample": correlations(-rating[sample_index], sample_truth),
-                    "chosen": summary["arch"], "chosen_test90": float(truth[space.index(chosen)]),
+                    "chosen": summary["arch"], "chosen_test90": float(truth[index_of(chosen)]),
                     "wall_s": round(boss_wall, 1),
                     "block_taus": [correlations(-aggregate([r], networks, [b], decimals=None), truth)["kendall_tau"]
                                    for r, b in zip(summary["ratings"], BOSSNAS_BLOCKS)]},
         "spos": {"sample": correlations(spos_scores, sample_truth), "epochs": spos_epochs,
-                 "best_of_sample": space.to_str(spos_best), "best_test90": float(truth[space.index(spos_best)]),
+                 "best_of_sample": space.to_str(spos_best), "best_test90": float(truth[index_of(spos_best)]),
                  "wall_s": round(spos_wall, 1)},
         "channel_count": {"all": correlations(channel_count(networks), truth),
                           "sample": correlations(channel_count([networks[i] for i in sample_index]), sample_truth)},

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from nastk.benchmarks.proxy_tables import read_proxy_table
+from nastk.benchmarks.registry import benchmark_for
 from nastk.errors import ConfigError
 from nastk.evaluators.benchmark import BenchmarkEvaluator
 from nastk.paths import atomic_write
@@ -155,7 +156,7 @@ def main():
             pool = load_proxy_pool(space, dataset, proxies=DEFAULT_PROXIES)
             values, info = pool.normalised, {}
         signature = pool_signature(pool, values)
-        evaluator = BenchmarkEvaluator(dataset, OBJECTIVE)
+        evaluator = BenchmarkEvaluator(benchmark_for("nb201"), dataset, OBJECTIVE)
         entry = results.get(dataset, {})
         known = entry.get("pool", {})
         if known.get("signature", signature) != signature or known.get("size", len(pool)) != len(pool):
@@ -188,7 +189,7 @@ def main():
             entry["greedy"][name] = greedy(pool, evaluator, np.eye(len(DEFAULT_PROXIES))[i], args.budget)
         entry["greedy"]["average"] = greedy(pool, evaluator, np.ones(len(DEFAULT_PROXIES)), args.budget)
         save()
-    results_meta = {"published_match": published_match(BenchmarkEvaluator("cifar10", OBJECTIVE))}
+    results_meta = {"published_match": published_match(BenchmarkEvaluator(benchmark_for("nb201"), "cifar10", OBJECTIVE))}
     write_markdown({d: e for d, e in results.items() if not d.startswith("_")}, results_meta, args)
 
 

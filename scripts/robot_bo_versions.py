@@ -44,6 +44,7 @@ OBJECTIVE = "cifar10-valid/valid/12"
 
 # --- export (project venv) -------------------------------------------------------------------------
 def export(args):
+    from nastk.benchmarks.registry import benchmark_for
     from nastk.evaluators.benchmark import BenchmarkEvaluator
     from nastk.space import get_space
     from nastk.strategies.robot import load_proxy_pool
@@ -64,7 +65,7 @@ def export(args):
             pool = ProxyPool([space.from_str(text) for text in table.arch_strs], values, list(PROXIES))
             name = f"pool_{dataset}_nosentinel.npz"
             label = f"{dataset}, values <= {args.sentinel_as_missing:g} read as missing"
-        evaluator = BenchmarkEvaluator(dataset, OBJECTIVE)
+        evaluator = BenchmarkEvaluator(benchmark_for("nb201"), dataset, OBJECTIVE)
         results = [evaluator.evaluate(arch) for arch in pool.archs]
         np.savez(out / name, normalised=pool.normalised, names=np.array(PROXIES),
                  objective=np.array([r.value for r in results]), cost=np.array([r.cost_s for r in results]),

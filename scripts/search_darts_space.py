@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from nastk.benchmarks.registry import benchmark_for
+from nastk.evaluators.benchmark import BenchmarkEvaluator
 from nastk.errors import NastkError
 from nastk.metrics import spearman_rho
 from nastk.datasets import downsample, load_dataset, mixed
@@ -244,7 +245,7 @@ def benchmark_pass(work: Path) -> Dict[str, Any]:
         return json.loads(path.read_text())
     started = time.perf_counter()
     benchmark = benchmark_for("darts")
-    evaluator = benchmark.evaluator({"dataset": "cifar10", "objective": "test600"})
+    evaluator = BenchmarkEvaluator(benchmark, "cifar10", "test600")
     space = get_space("darts")
     rows = []
     for index, arch in enumerate(benchmark.table.archs()):
@@ -398,7 +399,7 @@ def write_report(out: Path, setting, training, args, state: Dict[str, Any]) -> N
     if bench:
         s = benchmark_summary(bench)
         lines += ["## The 214 benchmark genotypes", "",
-                  f"Evaluated through `benchmark_for(\"darts\").evaluator({{\"dataset\": \"cifar10\", \"objective\": \"test600\"}})` "
+                  f"Evaluated through `BenchmarkEvaluator(benchmark_for(\"darts\"), \"cifar10\", \"test600\")` "
                   f"({s['evaluator']['table']}, protocol {s['protocol']}): {s['count']} genotypes, test accuracy mean "
                   f"{s['mean']:.2f} ± {s['std']:.2f} (std), min {s['min']:.2f}, max {s['max']:.2f}. Spearman of accuracy "
                   f"with params (DARTS' C=36, 20-cell network, {s['params_m_range'][0]:.2f}-{s['params_m_range'][1]:.2f} M): "

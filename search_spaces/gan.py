@@ -197,6 +197,12 @@ class GeneratorSpace(_GanSpace):
 
         return {"params_m": count_parameters(self.build(arch, **options)) / 1e6}
 
+    def fixed_discriminator(self):
+        """EAGAN's fixed stage-1 discriminator for this variant's images (what a generator search trains against)."""
+        from search_spaces.gan_supernet import FixedDiscriminator
+
+        return FixedDiscriminator(self.config["channels"], self.config["image_size"])
+
 
 class DiscriminatorSpace(_GanSpace):
     SUPERNET_OPTIONS = (Option("width", Int(minimum=0), "channels of every discriminator cell (0: the variant's)"),)

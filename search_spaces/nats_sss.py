@@ -8,30 +8,20 @@ the stem has c0 channels. Each ci is one of 8, 16, ..., 64: 8^5 = 32,768 network
 An architecture's string is NATS-Bench's ``c0:c1:c2:c3:c4`` (``64:40:48:64:56``). Its NATS-Bench index
 is the position in ``itertools.product([8..64 step 8], repeat=5)`` (idx 0 = ``8:8:8:8:8``, idx 32767 =
 ``64:64:64:64:64``), which is also the product order of the choice model, so ``enumerate()`` yields the
-benchmark's index order and the index needs no data.
+benchmark's index order; the benchmark owns it (``benchmark_for("nats-sss").index(arch)`` / ``.arch_at(i)``,
+:mod:`nastk.benchmarks.nats_sss`), and the channel choices and layer names with it.
 """
 from __future__ import annotations
 
 from typing import Dict, Tuple
 
 from nastk.architecture import Architecture
+from nastk.benchmarks.nats_sss import (  # noqa: F401 (the benchmark's networks' facts, re-exported)
+    BOSSNAS_BLOCKS, CELL, CELL_LAYERS, CELL_STR, CHANNELS, LAYERS, SIZE)
 from nastk.choices import ChoiceModel, Ordered
 from nastk.errors import ArchitectureError
 from nastk.options import Option, Text
 from nastk.space import SearchSpace
-
-#: The channel counts every layer chooses from.
-CHANNELS: Tuple[int, ...] = (8, 16, 24, 32, 40, 48, 56, 64)
-#: The five layers' choice names, in NATS-Bench's string order.
-LAYERS: Tuple[str, ...] = ("c0", "c1", "c2", "c3", "c4")
-#: Which layers are cells (the others are stride-2 residual reductions).
-CELL_LAYERS: Tuple[int, ...] = (0, 2, 4)
-#: The fixed cell (NB201's best CIFAR-10 topology), as NB201 edge ops in NB201's edge order.
-CELL: Tuple[str, ...] = ("nor_conv_3x3", "nor_conv_3x3", "nor_conv_3x3", "skip_connect", "nor_conv_3x3", "nor_conv_3x3")
-CELL_STR = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
-SIZE = len(CHANNELS) ** len(LAYERS)
-#: BossNAS' CIFAR-10 blocks (methods.md 10.3): [cell c0, reduction c1], [cell c2, reduction c3], [cell c4].
-BOSSNAS_BLOCKS: Tuple[Tuple[int, ...], ...] = ((0, 1), (2, 3), (4,))
 
 
 class NATSSizeSpace(SearchSpace):
@@ -71,22 +61,6 @@ class NATSSizeSpace(SearchSpace):
     def channels(self, arch: Architecture) -> Tuple[int, ...]:
         """The five channel counts of ``arch`` (validated)."""
         return tuple(int(c) for c in self._values(arch))
-
-    # --- the benchmark index (product order; no data needed) ----------------------------------------
-    def index(self, arch: Architecture) -> int:
-        value = 0
-        for c in self.channels(arch):
-            value = value * len(CHANNELS) + CHANNELS.index(c)
-        return value
-
-    def from_index(self, index: int) -> Architecture:
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < SIZE:
-            raise ArchitectureError(f"NATS size index {index!r} out of range 0..{SIZE - 1}")
-        values = []
-        for _ in LAYERS:
-            index, position = divmod(index, len(CHANNELS))
-            values.append(CHANNELS[position])
-        return Architecture(self.name, tuple(reversed(values)))
 
     # --- networks ---------------------------------------------------------------------------------
     def build(self, arch: Architecture, num_classes: int = 10, **options):

@@ -2,7 +2,7 @@
 
 Layout (NATS-Bench's tiny size network, N = 1 cell per stage): stem Conv3x3(3 -> c0) + BN; cell (c0),
 ResNet basic block stride 2 (c1), cell (c2), basic block (c3), cell (c4); BN, ReLU, global average
-pool, linear. A cell is NB201's best cell with NB201's ops (:mod:`search_spaces.nb201_net`); a cell whose
+pool, linear. A cell is NB201's best cell with NB201's ops (:mod:`search_spaces.nb201.network`); a cell whose
 input width differs from its own width maps the input inside the edges leaving node 0 (the convs take
 ``c_in -> c_out``; the ``skip_connect`` becomes a 1x1 conv + BN, NATS-Bench's stride-1 "factorized
 reduce" [R: no ReLU before it]). Parameter counts equal NATS-Bench's records (tests).
@@ -12,7 +12,7 @@ narrower child shares the first channels of every wider one. BatchNorm is **swit
 private BN per width, as BossNAS' NATS supernet has it) or **shared** (one BN whose first ``c`` entries a
 ``c``-wide child uses; its statistics must be re-estimated per child, :mod:`nastk.oneshot.recalibration`).
 Each layer is a :class:`~nastk.supernet.ChoicePoint` on its channel decision; ``forward(x, block=k)``
-stops after BossNAS block ``k`` (:data:`~search_spaces.nats_sss.BOSSNAS_BLOCKS`) and returns its feature
+stops after BossNAS block ``k`` (:data:`~nastk.benchmarks.nats_sss.BOSSNAS_BLOCKS`) and returns its feature
 map, the backbone of the block-wise self-supervised training (:mod:`nastk.oneshot.bossnas`).
 """
 from __future__ import annotations
@@ -23,12 +23,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nastk.benchmarks.nats_sss import BOSSNAS_BLOCKS, CELL, CELL_LAYERS, CHANNELS, LAYERS
 from nastk.elastic import DynamicBatchNorm2d, DynamicConv2d
 from nastk.errors import ConfigError
 from nastk.supernet import ChoicePoint, Supernet, decisions_of
-from search_spaces.nats_sss import BOSSNAS_BLOCKS, CELL, CELL_LAYERS, CHANNELS, LAYERS
-from search_spaces.nb201 import EDGES, NUM_NODES
-from search_spaces.nb201_net import ReLUConvBN, ResidualReduction
+from search_spaces.nb201.constants import EDGES, NUM_NODES
+from search_spaces.nb201.network import ReLUConvBN, ResidualReduction
 
 MAX_CHANNELS = max(CHANNELS)
 BN_KINDS = ("switchable", "shared")

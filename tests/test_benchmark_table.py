@@ -4,9 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from nastk.benchmarks.nb201 import NB201Table, convert_compact_csv, load_table, MANIFEST
+from nastk.benchmarks.nb201 import NB201Table, convert_compact_csv, load_table, objective_protocol, MANIFEST
+from nastk.benchmarks.registry import benchmark_for
 from nastk.errors import ArchitectureError, ConfigError, CorruptDataError, MissingDataError
-from nastk.evaluators.benchmark import BenchmarkEvaluator, objective_protocol
+from nastk.evaluators.benchmark import BenchmarkEvaluator
 from nastk.protocol import Protocol
 
 
@@ -19,7 +20,7 @@ def test_known_optima(nb201_table, dataset, optimum, index):
 
 
 def test_cifar10_valid_arch0_matches_the_api_docstring(nb201_table, nb201):
-    assert nb201_table.accuracy(nb201.from_index(0), Protocol("cifar10-valid", "valid", 200)) == pytest.approx(81.98266665690103)
+    assert nb201_table.accuracy(benchmark_for("nb201").arch_at(0), Protocol("cifar10-valid", "valid", 200)) == pytest.approx(81.98266665690103)
 
 
 def test_protocol_rules():
@@ -61,8 +62,8 @@ def test_default_objectives_follow_nb201_search_protocol():
 
 
 def test_benchmark_evaluator_charges_simulated_time(nb201_table, nb201):
-    evaluator = BenchmarkEvaluator("cifar10", table=nb201_table)
-    arch = nb201.from_index(6111)
+    evaluator = BenchmarkEvaluator(benchmark_for("nb201"), "cifar10", table=nb201_table)
+    arch = benchmark_for("nb201").arch_at(6111)
     result = evaluator.evaluate(arch)
     assert result.metrics["test_accuracy"] == pytest.approx(94.3733, abs=1e-4)
     assert result.metrics["accuracy"] == nb201_table.accuracy(arch, Protocol("cifar10-valid", "valid", 12))

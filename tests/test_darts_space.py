@@ -13,7 +13,7 @@ from nastk.architecture import Architecture
 from nastk.errors import ArchitectureError, ConfigError, CorruptDataError, MissingDataError, NastkError, UnknownOpError
 from nastk.space import get_space
 from search_spaces.darts import CELLS, NODES, OPS, Genotype
-from search_spaces.darts_ops import PRIMITIVES, make_op
+from search_spaces.darts.ops import PRIMITIVES, make_op
 
 DARTS_V2 = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "
             "('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], "
@@ -195,7 +195,7 @@ def test_op_shapes_and_strides(op, size):
 
 
 def test_cells_in_normal_and_reduce_mode(darts):
-    from search_spaces.darts_net import Cell
+    from search_spaces.darts.network import Cell
 
     cells = darts._cells(darts.from_str(SMALL))
     s0, s1 = torch.randn(2, 12, 8, 8), torch.randn(2, 10, 8, 8)
@@ -233,7 +233,7 @@ def test_small_network_forward_backward(darts, device):
 
 
 def test_drop_path_is_settable_and_drops_whole_examples(darts):
-    from search_spaces.darts_ops import drop_path
+    from search_spaces.darts.ops import drop_path
 
     torch.manual_seed(0)
     x = torch.ones(64, 3, 4, 4)
@@ -278,7 +278,7 @@ def test_table_and_evaluator_return_the_files_accuracies(darts, darts_rows):
     table = default_table()
     assert len(table) == 214
     evaluator = make_evaluator(darts, {"kind": "benchmark", "benchmark": "darts", "dataset": "cifar10",
-                                       "objective": "test600"})
+                                       "objective": "test600"}, device="cpu")
     for number in (0, 1, 107, 213):
         row = darts_rows[number]
         arch = darts.from_str(row["genotype"])
@@ -291,7 +291,7 @@ def test_table_and_evaluator_return_the_files_accuracies(darts, darts_rows):
         assert metrics["cifar10/test/600/max"] == pytest.approx(float(row["test_acc_max"]))
         assert metrics["cifar10/test/300/last"] == pytest.approx(float(row["test_acc_ep300"]))
     by_max = make_evaluator(darts, {"kind": "benchmark", "benchmark": "darts", "dataset": "cifar10",
-                                    "objective": "testmax"})
+                                    "objective": "testmax"}, device="cpu")
     assert by_max.evaluate(darts.from_str(darts_rows[5]["genotype"])).value == pytest.approx(float(darts_rows[5]["test_acc_max"]))
     accuracies = table.accuracies(table.archs(), by_max.search_protocol)
     assert 96.0 < accuracies.min() < accuracies.max() < 97.6
@@ -308,15 +308,15 @@ def test_benchmark_errors(darts, darts_rows, tmp_path, monkeypatch):
     from nastk.evaluators import make_evaluator
 
     config = {"kind": "benchmark", "benchmark": "darts", "dataset": "cifar10", "objective": "test600"}
-    evaluator = make_evaluator(darts, config)
+    evaluator = make_evaluator(darts, config, device="cpu")
     with pytest.raises(NastkError, match="not among the 214 trained genotypes"):
         evaluator.evaluate(darts.from_str(SMALL))
     with pytest.raises(ConfigError, match="no validation split"):
-        make_evaluator(darts, {**config, "objective": "valid12"})
+        make_evaluator(darts, {**config, "objective": "valid12"}, device="cpu")
     with pytest.raises(ConfigError, match="cifar10 only"):
-        make_evaluator(darts, {**config, "dataset": "cifar100"})
+        make_evaluator(darts, {**config, "dataset": "cifar100"}, device="cpu")
     with pytest.raises(ConfigError, match="cannot evaluate architectures of space 'nb201'"):
-        make_evaluator(get_space("nb201"), config)
+        make_evaluator(get_space("nb201"), config, device="cpu")
     with pytest.raises(MissingDataError, match="not found"):
         bench.load_table(str(tmp_path / "nope.csv.gz"))
     (tmp_path / "darts").mkdir()

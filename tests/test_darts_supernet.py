@@ -7,8 +7,8 @@ from nastk.errors import ArchitectureError, ConfigError
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer
 from nastk.space import get_space
 from search_spaces.darts import CELLS, NODES
-from search_spaces.darts_ops import PRIMITIVES
-from search_spaces.darts_supernet import EDGES, edge_decision
+from search_spaces.darts.ops import PRIMITIVES
+from search_spaces.darts.supernet import EDGES, edge_decision
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

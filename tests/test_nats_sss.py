@@ -24,26 +24,31 @@ def nats_data(nastk_data):
 
 
 def test_index_is_the_product_order_and_the_codec_round_trips(space):
+    from nastk.benchmarks.registry import benchmark_for
+
+    benchmark = benchmark_for("nats-sss")  # it owns the index order (no data needed)
     archs = list(space.enumerate())
     expected = list(itertools.product(range(8, 65, 8), repeat=5))
     assert len(archs) == 32768 and [space.channels(a) for a in archs[:20]] == expected[:20]
-    assert [space.index(archs[i]) for i in (0, 11, 284, 31102, 32767)] == [0, 11, 284, 31102, 32767]
-    assert space.to_str(space.from_index(31102)) == "64:40:48:64:56"
-    assert space.from_str("c0=8,c1=8,c2=40,c3=32,c4=40") == space.from_index(284)
+    assert [benchmark.index(archs[i]) for i in (0, 11, 284, 31102, 32767)] == [0, 11, 284, 31102, 32767]
+    assert space.to_str(benchmark.arch_at(31102)) == "64:40:48:64:56"
+    assert space.from_str("c0=8,c1=8,c2=40,c3=32,c4=40") == benchmark.arch_at(284)
     for bad in ("8:8:8:8", "8:8:8:8:9", "8:8:8:8:72", "a:8:8:8:8", "８:8:8:8:8"):
         with pytest.raises(ArchitectureError):
             space.from_str(bad)
     with pytest.raises(ArchitectureError):
-        space.from_index(32768)
+        benchmark.arch_at(32768)
+    assert not hasattr(space, "index") and not hasattr(space, "from_index")
 
 
 def test_networks_have_the_official_parameter_and_flop_counts(space, nats_data):
     from nastk.benchmarks.nats_sss import official_records
+    from nastk.benchmarks.registry import benchmark_for
 
     records = {r["idx"]: r for r in official_records() if r["dataset"] == "cifar10" and r["hp"] == 90}
     assert sorted(records) == [0, 11, 284]
     for idx, record in records.items():
-        cost = space.cost(space.from_index(idx))
+        cost = space.cost(benchmark_for("nats-sss").arch_at(idx))
         assert cost["params_m"] == pytest.approx(record["params_m"], abs=1e-6)
         assert cost["flops_m"] == pytest.approx(record["flops_m"], abs=1e-6)
 
@@ -96,16 +101,21 @@ def test_supernet_child_computes_the_stand_alone_network_with_its_weight_slices(
 def test_benchmark_look_ups_and_protocols(space, nats_data):
     from nastk.benchmarks.registry import benchmark_for
 
+    from nastk.evaluators.benchmark import BenchmarkEvaluator, benchmark_evaluator
+
     benchmark = benchmark_for("nats-sss")
-    truth, protocol = benchmark.truth([space.from_index(i) for i in (0, 11, 284)], "cifar10")
+    truth, protocol = benchmark.truth([benchmark.arch_at(i) for i in (0, 11, 284)], "cifar10")
     assert protocol == "cifar10/test/90" and truth.tolist() == [79.79, 85.77, 89.51]  # = NATS' own records
     assert benchmark.optimum("cifar10") == 93.65 and benchmark.complete
-    result = benchmark.evaluator({"dataset": "cifar10", "objective": "test90"}).evaluate(space.from_str("64:64:64:64:64"))
+    result = BenchmarkEvaluator(benchmark, "cifar10", "test90").evaluate(space.from_str("64:64:64:64:64"))
     assert result.metrics["test_accuracy"] == 93.40 and result.cost_s == 0.0
+    assert BenchmarkEvaluator(benchmark).search_protocol.key == "cifar10/test/90"  # the benchmark's defaults
     with pytest.raises(ConfigError, match="valid12"):
-        benchmark.evaluator({"dataset": "cifar10", "objective": "valid12"})
+        BenchmarkEvaluator(benchmark, "cifar10", "valid12")
     with pytest.raises(ConfigError, match="cifar10 only"):
-        benchmark.evaluator({"dataset": "cifar100"})
+        BenchmarkEvaluator(benchmark, "cifar100")
+    with pytest.raises(ConfigError, match="no --table file"):
+        benchmark_evaluator(benchmark, {"dataset": "cifar10", "table": "x.csv"})
 
 
 def test_a_query_strategy_searches_the_space_on_its_benchmark(space, nats_data):
@@ -113,7 +123,9 @@ def test_a_query_strategy_searches_the_space_on_its_benchmark(space, nats_data):
     from nastk.run_folder import run_search
     from nastk.strategy import make_strategy
 
-    outcome = run_search(make_strategy("re", space, seed=0), benchmark_for("nats-sss").evaluator({"dataset": "cifar10"}), 40)
+    from nastk.evaluators.benchmark import BenchmarkEvaluator
+
+    outcome = run_search(make_strategy("re", space, seed=0), BenchmarkEvaluator(benchmark_for("nats-sss"), "cifar10"), 40)
     assert len(outcome.trials) == 40 and outcome.best.result.metrics["test_accuracy"] > 91.0
 
 

@@ -10,6 +10,7 @@ import pytest
 from nastk.cli import main
 from nastk.errors import ConfigError
 from nastk.evaluator import Evaluator, Result
+from nastk.benchmarks.registry import benchmark_for
 from nastk.evaluators.benchmark import BenchmarkEvaluator
 from nastk.evaluators.multi_objective import (OBJECTIVES, SKIPPED, Objective, ObjectivesEvaluator, get_objective,
                                               parse_constraints, parse_objectives, register_objective, violations)
@@ -50,7 +51,7 @@ def bitops():
 
 @pytest.fixture(scope="module")
 def bench(nb201_table):
-    return BenchmarkEvaluator("cifar10", table=nb201_table)
+    return BenchmarkEvaluator(benchmark_for("nb201"), "cifar10", table=nb201_table)
 
 
 def run_cli(capsys, *argv):

@@ -196,7 +196,7 @@ def test_reproduce_script_reads_nastks_proxy_csv(nb201, tmp_path):
 
 def test_published_robot_numbers_are_one_nb201_architecture(nastk_data):
     script = _script("reproduce_robot")
-    match = script.published_match(script.BenchmarkEvaluator("cifar10", script.OBJECTIVE))
+    match = script.published_match(script.BenchmarkEvaluator(script.benchmark_for("nb201"), "cifar10", script.OBJECTIVE))
     assert [m["idx"] for m in match] == [9930] and match[0]["objective_rank"] == 2
 
 

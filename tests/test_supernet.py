@@ -23,7 +23,7 @@ from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer, train
 from nastk.oneshot.variance import gradient_variance
 from nastk.space import get_space
 from search_spaces.nb201 import OPS
-from search_spaces.nb201_net import NB201Network
+from search_spaces.nb201.network import NB201Network
 
 ARCHS = [
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|",

@@ -139,6 +139,10 @@ class DartsBenchmark(Benchmark):
     space = "darts"
     complete = False
     datasets = (DATASET,)
+    default_dataset = DATASET
+    objectives = tuple(OBJECTIVES)
+    #: there is no validation protocol: a search names its test objective (the CLI requires it)
+    default_objective = REPORT
 
     def __init__(self, table: Optional[DartsTable] = None):
         self._table = table
@@ -147,13 +151,9 @@ class DartsBenchmark(Benchmark):
     def table(self) -> DartsTable:
         return self._table if self._table is not None else default_table()
 
-    def evaluator(self, config):
-        """A :class:`~nastk.evaluators.benchmark.BenchmarkEvaluator` over the table (``config``: ``dataset``
-        (cifar10), ``objective`` (required: there is no validation protocol), optional ``table`` file)."""
-        from nastk.evaluators.benchmark import BenchmarkEvaluator
-
-        table = load_table(config["table"]) if config.get("table") else self.table
-        return BenchmarkEvaluator(config.get("dataset") or DATASET, config.get("objective") or REPORT, table)
+    def load_table(self, path: Optional[str] = None, trust_pickle: bool = False) -> DartsTable:
+        """This benchmark's table, or a CSV at ``path`` with the same columns (structure checked only)."""
+        return load_table(path) if path else self.table
 
     def truth(self, archs: Sequence[Architecture], dataset: str = DATASET,
               protocol: Optional[str] = None) -> Tuple[np.ndarray, str]:

@@ -25,9 +25,10 @@ import numpy as np
 
 from nastk.architecture import Architecture
 from nastk.benchmarks.registry import Benchmark
-from nastk.errors import ConfigError, CorruptDataError, NastkError
+from nastk.errors import ArchitectureError, ConfigError, CorruptDataError, NastkError
 from nastk.paths import data_file, data_root, verify_sha256
 from nastk.protocol import BenchmarkProtocol
+from nastk.space import get_space
 
 ACCURACY_FILE = "nats_sss/nats_sss_cifar10_test90_bossnas.csv.gz"
 RATING_FILE = "nats_sss/nats_sss_bossnas_rating_cifar10.csv.gz"
@@ -40,6 +41,42 @@ ROWS = {ACCURACY_FILE: 32768, RATING_FILE: 32768, OFFICIAL_FILE: 135}
 DATASET = "cifar10"
 REPORT = BenchmarkProtocol(DATASET, "test", 90)
 OBJECTIVES = {"test90": REPORT}
+
+# --- the networks the files describe (the nats-sss space imports these) --------------------------------
+#: The channel counts every layer chooses from.
+CHANNELS: Tuple[int, ...] = (8, 16, 24, 32, 40, 48, 56, 64)
+#: The five layers' names, in NATS-Bench's string order (``c0:c1:c2:c3:c4``).
+LAYERS: Tuple[str, ...] = ("c0", "c1", "c2", "c3", "c4")
+#: Which layers are cells (the others are stride-2 residual reductions).
+CELL_LAYERS: Tuple[int, ...] = (0, 2, 4)
+#: The fixed cell (NB201's best CIFAR-10 topology), as NB201 edge ops in NB201's edge order.
+CELL: Tuple[str, ...] = ("nor_conv_3x3", "nor_conv_3x3", "nor_conv_3x3", "skip_connect", "nor_conv_3x3", "nor_conv_3x3")
+CELL_STR = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+SIZE = len(CHANNELS) ** len(LAYERS)
+#: BossNAS' CIFAR-10 blocks (methods.md 10.3), the grouping of its released ratings:
+#: [cell c0, reduction c1], [cell c2, reduction c3], [cell c4].
+BOSSNAS_BLOCKS: Tuple[Tuple[int, ...], ...] = ((0, 1), (2, 3), (4,))
+
+
+def index_of(arch: Architecture) -> int:
+    """NATS-Bench's index of a nats-sss architecture: its position in ``itertools.product(CHANNELS, repeat=5)``."""
+    if not isinstance(arch, Architecture) or arch.space != "nats-sss":
+        raise NastkError(f"the NATS size table holds nats-sss architectures, not {arch!r}")
+    value = 0
+    for channels in get_space("nats-sss").choices_of(arch).values():  # validated, in LAYERS order
+        value = value * len(CHANNELS) + CHANNELS.index(channels)
+    return value
+
+
+def arch_at(index: int) -> Architecture:
+    """The nats-sss architecture at NATS-Bench's ``index`` (0 = ``8:8:8:8:8``, 32767 = ``64:64:64:64:64``)."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < SIZE:
+        raise ArchitectureError(f"NATS size index {index!r} out of range 0..{SIZE - 1}")
+    index, values = int(index), []
+    for _ in LAYERS:
+        index, position = divmod(index, len(CHANNELS))
+        values.append(CHANNELS[position])
+    return Architecture("nats-sss", tuple(reversed(values)))
 
 
 def parse_protocol(objective: str) -> BenchmarkProtocol:
@@ -73,8 +110,6 @@ def _in_index_order(rows: List[Dict[str, str]], relative: str) -> List[Dict[str,
     """Rows sorted by ``idx``, each ``arch_str`` checked against the space's index order."""
     import itertools
 
-    from search_spaces.nats_sss import CHANNELS, LAYERS
-
     try:
         ordered = sorted(rows, key=lambda r: int(r["idx"]))
     except ValueError as error:
@@ -98,11 +133,7 @@ class NATSSizeTable:
         return len(self.test90)
 
     def _index(self, arch: Architecture) -> int:
-        from nastk.space import get_space
-
-        if not isinstance(arch, Architecture) or arch.space != "nats-sss":
-            raise NastkError(f"the NATS size table holds nats-sss architectures, not {arch!r}")
-        return get_space("nats-sss").index(arch)
+        return index_of(arch)
 
     # --- the benchmark-table interface BenchmarkEvaluator uses ---------------------------------------
     def evaluator_protocols(self, dataset: str, objective: str) -> Tuple[BenchmarkProtocol, BenchmarkProtocol]:
@@ -152,8 +183,6 @@ def default_table() -> NATSSizeTable:
 def _shipped_block_ratings(root: str) -> Tuple[Dict[str, float], ...]:
     columns = ("stage0_potential", "stage1_potential", "stage2_potential")
     rows = _in_index_order(_read_rows(RATING_FILE, root, ("idx", "arch_str", *columns)), RATING_FILE)
-    from search_spaces.nats_sss import BOSSNAS_BLOCKS
-
     blocks: List[Dict[str, float]] = [{} for _ in BOSSNAS_BLOCKS]
     for row in rows:
         channels = row["arch_str"].split(":")
@@ -190,28 +219,28 @@ def official_records(root: Optional[str] = None) -> List[Dict[str, object]]:
 class NATSSizeBenchmark(Benchmark):
     """The 90-epoch CIFAR-10 table as the ``nats-sss`` space's benchmark (complete: all 32,768 networks).
 
-    Its index is NATS-Bench's (the product order, :meth:`NATSSizeSpace.index`)."""
+    Its index is NATS-Bench's (the product order of :data:`CHANNELS` over :data:`LAYERS`: :func:`index_of`)."""
 
     name = "nats-sss"
     title = "NATS-Bench size space (CIFAR-10, 90 epochs)"
     space = "nats-sss"
     complete = True
     datasets = (DATASET,)
+    default_dataset = DATASET
+    objectives = tuple(OBJECTIVES)
+    #: the table's only protocol (a search from the CLI names it, ``--objective test90``, as DARTS' table needs)
+    default_objective = "test90"
 
     @property
     def table(self) -> NATSSizeTable:
         return default_table()
 
-    def evaluator(self, config):
-        """A :class:`~nastk.evaluators.benchmark.BenchmarkEvaluator` over the table (``config``: ``dataset``
-        (cifar10) and ``objective``: ``test90``, the table's only protocol and the default when none is
-        given; a search from the CLI names it, ``--objective test90``, as DARTS' table needs)."""
-        from nastk.evaluators.benchmark import BenchmarkEvaluator
-
-        if config.get("table"):
+    def load_table(self, path: Optional[str] = None, trust_pickle: bool = False) -> NATSSizeTable:
+        """The shared table (there is no other file of it)."""
+        if path:
             raise ConfigError("the nats-sss benchmark reads the shared table from $NASTK_DATA/nats_sss/; "
                               "it takes no --table file")
-        return BenchmarkEvaluator(config.get("dataset") or DATASET, config.get("objective") or "test90", self.table)
+        return self.table
 
     def truth(self, archs: Sequence[Architecture], dataset: str = DATASET,
               protocol: Optional[str] = None) -> Tuple[np.ndarray, str]:
@@ -219,14 +248,10 @@ class NATSSizeBenchmark(Benchmark):
         return self.table.accuracies(archs, search), search.key
 
     def index(self, arch: Architecture) -> int:
-        from nastk.space import get_space
-
-        return get_space("nats-sss").index(arch)
+        return index_of(arch)
 
     def arch_at(self, index: int) -> Architecture:
-        from nastk.space import get_space
-
-        return get_space("nats-sss").from_index(index)
+        return arch_at(index)
 
     def optimum(self, dataset: str = DATASET, protocol: Optional[str] = None) -> float:
         self.table.evaluator_protocols(dataset, protocol or "test90")

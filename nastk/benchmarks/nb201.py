@@ -20,7 +20,7 @@ import math
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from nastk.errors import ArchitectureError, ConfigError, CorruptDataError, Missi
 from nastk.integrity import read_npz, write_npz
 from nastk.paths import cache_root, data_file, verify_sha256, write_cache
 from nastk.protocol import Protocol
-from search_spaces.nb201 import NB201Space
+from nastk.space import get_space
 
 FORMAT_VERSION = 1
 MANIFEST = Path(__file__).resolve().parents[2] / "benchmarks_data" / "nb201_groundtruth.json"
@@ -45,6 +45,13 @@ SEARCH_DATASET = {"cifar10": "cifar10-valid", "cifar10-valid": "cifar10-valid",
                   "cifar100": "cifar100", "ImageNet16-120": "ImageNet16-120"}
 #: Shorthand objective names accepted by the CLI.
 OBJECTIVES = {"valid12": ("valid", 12), "valid200": ("valid", 200), "test200": ("test", 200), "test12": ("test", 12)}
+#: The cell's operations and edges (to_node, from_node) in the order of the benchmark's architecture
+#: strings (``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``) and one-hot encodings; the nb201 space uses these.
+OPS: Tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+EDGES: Tuple[Tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+#: Classes and input resolution of each dataset's networks, the ones the table's numbers describe.
+NUM_CLASSES = {"cifar10": 10, "cifar10-valid": 10, "cifar100": 100, "ImageNet16-120": 120}
+INPUT_SIZE = {"cifar10": 32, "cifar10-valid": 32, "cifar100": 32, "ImageNet16-120": 16}
 
 
 def objective_protocol(dataset: str, objective: str = "valid12") -> Protocol:
@@ -61,7 +68,7 @@ class NB201Table:
     """All NB201 results of one source. Look-ups take an Architecture (or its product code)."""
 
     def __init__(self, codes: np.ndarray, columns: Dict[str, np.ndarray], source: str):
-        self.space = NB201Space()
+        self.space = get_space("nb201")  # its product codes key the table
         self.codes = np.asarray(codes, dtype=np.int64)
         self.columns = {key: np.asarray(values, dtype=np.float64) for key, values in columns.items()}
         self.source = source
@@ -189,7 +196,7 @@ class NB201Table:
 
 # --- conversion ---------------------------------------------------------------------------------
 def _from_codes_and_strings(arch_strs: Sequence[str], columns, source: str) -> NB201Table:
-    space = NB201Space()
+    space = get_space("nb201")
     try:
         codes = np.array([space.code(space.from_str(text)) for text in arch_strs], dtype=np.int64)
     except ArchitectureError as error:
@@ -270,9 +277,15 @@ def load_table(path: Optional[str] = None, trust_pickle: bool = False) -> NB201T
     return _cached(name, lambda: convert_official(source, trust_pickle), rows)
 
 
-@lru_cache(maxsize=None)
-def default_table() -> NB201Table:
+@lru_cache(maxsize=4)
+def _default_table(cache: str) -> NB201Table:
     return load_table()
+
+
+def default_table() -> NB201Table:
+    """The shared table, loaded once per process and cache folder: a process that points
+    ``NASTK_CACHE`` elsewhere converts and caches it there (or says why it cannot)."""
+    return _default_table(str(cache_root()))
 
 
 def default_order() -> NB201Table:
@@ -287,15 +300,12 @@ class NB201Benchmark(Benchmark):
     title = "NAS-Bench-201"
     complete = True
     datasets = tuple(SEARCH_DATASET)
-    _space = NB201Space()
+    objectives = tuple(OBJECTIVES)
+    default_objective = "valid12"
 
-    def evaluator(self, config):
-        """A :class:`~nastk.evaluators.benchmark.BenchmarkEvaluator` (``dataset``, ``objective``
-        default valid12, optional ``table`` file and ``trust_pickle``)."""
-        from nastk.evaluators.benchmark import BenchmarkEvaluator
-
-        table = load_table(config["table"], config.get("trust_pickle", False)) if config.get("table") else default_table()
-        return BenchmarkEvaluator(config["dataset"], config.get("objective") or "valid12", table)
+    def load_table(self, path: Optional[str] = None, trust_pickle: bool = False) -> NB201Table:
+        """The shared compact table, or ``path`` (compact CSV, official ``.pth`` or a nastk ``.npz``)."""
+        return load_table(path, trust_pickle) if path else default_table()
 
     def truth(self, archs: Sequence[Architecture], dataset: str,
               protocol: Optional[str] = None) -> Tuple[np.ndarray, str]:
@@ -304,8 +314,15 @@ class NB201Benchmark(Benchmark):
         resolved = table.resolve(Protocol.parse(protocol) if protocol else Protocol(dataset, "test", 200))
         return table.accuracies(archs, resolved), resolved.key
 
+    def network_options(self, dataset: str) -> Dict[str, Any]:
+        """NB201's networks for ``dataset``: its classes and input resolution (16x16 for ImageNet16-120)."""
+        if dataset not in NUM_CLASSES:
+            return {}
+        return {"num_classes": NUM_CLASSES[dataset], "input_size": INPUT_SIZE[dataset]}
+
     def index(self, arch: Architecture) -> int:
-        return default_order().index_of(self._space.code(arch))
+        order = default_order()
+        return order.index_of(order.space.code(arch))
 
     def arch_at(self, index: int) -> Architecture:
         return default_order().arch_at(index)

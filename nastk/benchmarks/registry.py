@@ -19,7 +19,12 @@ from nastk.registry import Registry
 
 
 class Benchmark(abc.ABC):
-    """Recorded results of (some) architectures of one space: evaluators and ground truth from them."""
+    """Recorded results of (some) architectures of one space: its tables, index order and ground truth.
+
+    A benchmark hands out tables; the look-up evaluator (:class:`nastk.evaluators.benchmark.BenchmarkEvaluator`)
+    reads one through this interface: :meth:`load_table`, :meth:`protocols`, :attr:`default_dataset`
+    and :attr:`default_objective`. A table has ``source``, ``evaluator_protocols(dataset, objective)``,
+    ``accuracy(arch, protocol)`` and ``train_time(arch, dataset, epochs)``."""
 
     #: The name configs and ``--benchmark`` use.
     name: str = ""
@@ -31,11 +36,21 @@ class Benchmark(abc.ABC):
     complete: bool = False
     #: the datasets it has results for
     datasets: Tuple[str, ...] = ()
+    #: the dataset a look-up uses when none is given (None: one must be named)
+    default_dataset: Optional[str] = None
+    #: shorthand names of the protocols a search may optimise (``valid12``, ``test600``, ...)
+    objectives: Tuple[str, ...] = ()
+    #: the objective a look-up optimises when none is given
+    default_objective: str = ""
 
     @abc.abstractmethod
-    def evaluator(self, config: Dict[str, Any]):
-        """The look-up :class:`~nastk.evaluator.Evaluator` for a run's ``evaluator`` config
-        (``dataset``, optional ``objective``, ``table`` file, ...)."""
+    def load_table(self, path: Optional[str] = None, trust_pickle: bool = False):
+        """The results table: the shared one, or the file ``path`` in a format the benchmark reads
+        (``trust_pickle``: allow a full unpickle, for formats that need one)."""
+
+    def protocols(self, table, dataset: str, objective: str) -> Tuple[Any, Any]:
+        """(search protocol, report protocol) of a look-up in ``table`` on ``dataset`` optimising ``objective``."""
+        return table.evaluator_protocols(dataset, objective)
 
     @abc.abstractmethod
     def truth(self, archs: Sequence[Architecture], dataset: str,
@@ -58,11 +73,17 @@ class Benchmark(abc.ABC):
         values, _ = self.truth(self.archs(), dataset, protocol)
         return float(np.nanmax(values))
 
+    def network_options(self, dataset: str) -> Dict[str, Any]:
+        """Build keywords (``num_classes``, ``input_size``) of the networks its numbers on ``dataset``
+        describe; empty when it does not say."""
+        return {}
+
     def index(self, arch: Architecture) -> int:
-        """The benchmark's own index of ``arch``."""
+        """The benchmark's own index of ``arch`` (the order of its data files)."""
         raise CapabilityError(f"benchmark {self.name!r} defines no index order")
 
     def arch_at(self, index: int) -> Architecture:
+        """The architecture at the benchmark's ``index`` (the inverse of :meth:`index`)."""
         raise CapabilityError(f"benchmark {self.name!r} defines no index order")
 
 
@@ -73,6 +94,7 @@ def register_benchmark(space: str, provider: Union[str, type]) -> None:
     """Make ``provider`` (a :class:`Benchmark` subclass or its ``"module:attr"``) the benchmark of ``space``."""
     _BENCHMARKS.register(space, provider)
     benchmark_for.cache_clear()
+    dataset_network_options.cache_clear()
 
 
 def has_benchmark(space: str) -> bool:
@@ -91,6 +113,18 @@ def benchmark_for(space: str) -> Benchmark:
         raise CapabilityError(f"no benchmark gives ground truth for space {space!r} "
                               f"(benchmarks exist for: {', '.join(benchmark_spaces()) or 'none'})")
     return _BENCHMARKS.get(space)()
+
+
+@lru_cache(maxsize=None)
+def dataset_network_options(dataset: str) -> Dict[str, Any]:
+    """Build keywords (``num_classes``, ``input_size``) of networks for the benchmark dataset ``dataset``
+    (NB201's cifar100, ImageNet16-120, ...), from the first benchmark that states them; empty for a
+    dataset no benchmark describes (the space's own defaults apply)."""
+    for space in benchmark_spaces():
+        options = benchmark_for(space).network_options(dataset)
+        if options:
+            return dict(options)
+    return {}
 
 
 register_benchmark("nb201", "nastk.benchmarks.nb201:NB201Benchmark")

@@ -55,13 +55,13 @@ def run(args) -> int:
 
 # --- NAS-Bench-201 -------------------------------------------------------------------------------------
 def query_nb201(args) -> int:
-    from nastk.benchmarks.nb201 import load_table
+    from nastk.benchmarks.registry import benchmark_for
 
     epochs = 200 if args.epochs is None else args.epochs
-    space = get_space(args.space)
+    space, benchmark = get_space(args.space), benchmark_for(args.space)
     arch = space.from_str(args.arch) if args.arch is not None else None
     Protocol(args.dataset, "test", epochs)  # validates dataset and epochs before loading anything
-    table = load_table(args.table, trust_pickle=args.trust_pickle)
+    table = benchmark.load_table(args.table, trust_pickle=args.trust_pickle)
     if arch is None:
         arch = table.arch_at(args.index)  # the given table's order: NB201's index in every release
     metrics = table.metrics(arch, args.dataset, epochs)
@@ -77,7 +77,7 @@ def query_nb201(args) -> int:
         "test_accuracy": table.accuracy(arch, test_protocol),
         "test_protocol": test_protocol.key,
         "metrics": metrics,
-        "cost": space.cost(arch, num_classes=_classes(args.dataset), input_size=_size(args.dataset)),
+        "cost": space.cost(arch, **benchmark.network_options(args.dataset)),
     }
     if args.format == "json":
         print_json(out)
@@ -87,16 +87,6 @@ def query_nb201(args) -> int:
             print(f"  {key:40s} {value:10.4f}")
         print(f"  params {out['cost']['params_m']:.4f} M, FLOPs {out['cost']['flops_m']:.2f} M")
     return 0
-
-
-def _classes(dataset: str) -> int:
-    from search_spaces.nb201 import NUM_CLASSES
-
-    return NUM_CLASSES[dataset]
-
-
-def _size(dataset: str) -> int:
-    return 16 if dataset == "ImageNet16-120" else 32
 
 
 # --- the DARTS 214-genotype table --------------------------------------------------------------------------

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
-from nastk.benchmarks.registry import Benchmark, benchmark_for, benchmark_spaces, has_benchmark
+from nastk.benchmarks.registry import benchmark_for, has_benchmark
 from nastk.errors import ConfigError, PluginError, UnknownNameError
 from nastk.evaluator import Evaluator
+from nastk.evaluators.benchmark import BenchmarkEvaluator, BenchmarkReported, space_benchmark  # noqa: F401
 from nastk.options import Option, declared
 from nastk.registry import Registry
 from nastk.space import SearchSpace
@@ -101,8 +102,9 @@ def evaluator_options(config: Dict[str, Any]) -> Dict[str, Any]:
     return values
 
 
-def make_evaluator(space: SearchSpace, config: Dict[str, Any], seed: int = 0, device: str = "cpu") -> Evaluator:
-    """The evaluator a run config's ``evaluator`` mapping describes (``config["kind"]`` names the class)."""
+def make_evaluator(space: SearchSpace, config: Dict[str, Any], seed: int = 0, *, device: str) -> Evaluator:
+    """The evaluator a run config's ``evaluator`` mapping describes (``config["kind"]`` names the class),
+    its networks (if any) on ``device``."""
     cls = evaluator_class(config.get("kind"))
     evaluator = cls.from_config(space, config, seed=seed, device=device)
     return _reported(space, evaluator, config) if cls.reports_benchmark else evaluator
@@ -119,10 +121,7 @@ def run_evaluator(space: SearchSpace, config: Dict[str, Any], seed: int, device:
 def _reported(space: SearchSpace, evaluator: Evaluator, config: Dict[str, Any]) -> Evaluator:
     """A training-free evaluator whose winner is also reported with the benchmark's ground truth."""
     if config.get("report_dataset") and reports_truth(space.name):
-        from nastk.evaluators.benchmark import BenchmarkReported
-
-        reporter = benchmark_for(space.name).evaluator({"dataset": config["report_dataset"]})
-        return BenchmarkReported(evaluator, reporter)
+        return BenchmarkReported(evaluator, BenchmarkEvaluator(benchmark_for(space.name), config["report_dataset"]))
     return evaluator
 
 
@@ -144,19 +143,7 @@ def search_pool(space: SearchSpace, config: Dict[str, Any]):
     if benchmark.complete:
         return None
     reach = benchmark.title or f"benchmark {benchmark.name}"
-    table = getattr(benchmark.evaluator(config), "table", None) if config.get("table") else None
+    table = benchmark.load_table(config["table"], config.get("trust_pickle", False)) if config.get("table") else None
     if table is not None and hasattr(table, "archs"):
         return list(table.archs()), f"{reach} (table {config['table']})"
     return list(benchmark.archs()), reach
-
-
-def space_benchmark(space: SearchSpace, requested) -> Benchmark:
-    """The benchmark of ``space``, checked against the one a config names."""
-    if not has_benchmark(space.name):
-        raise ConfigError(f"space {space.name!r} has no benchmark: none can evaluate its architectures "
-                          f"(benchmarks exist for spaces: {', '.join(benchmark_spaces()) or 'none'})")
-    benchmark = benchmark_for(space.name)
-    if requested not in (None, benchmark.name):
-        raise ConfigError(f"benchmark {requested!r} cannot evaluate architectures of space {space.name!r}; "
-                          f"its benchmark is {benchmark.name!r}")
-    return benchmark

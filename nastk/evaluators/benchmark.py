@@ -1,27 +1,32 @@
-"""Look-up evaluation on a benchmark table, charging the simulated training time.
+"""Look-up evaluation in a benchmark's table, charging the simulated training time.
 
 The strategy optimises one protocol (NB201's default search protocol: validation accuracy after 12
 epochs, on cifar10-valid for cifar10) and the winner is reported under another (NB201: 200-epoch test
 accuracy). Each query costs the training time the benchmark recorded for the objective protocol, so
 strategies can be compared at equal simulated time as well as at equal query counts.
+
+Nothing here names a space or a benchmark: the evaluator asks the
+:class:`~nastk.benchmarks.registry.Benchmark` it is given for its table, protocols and defaults.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from nastk.architecture import Architecture
-from nastk.benchmarks.nb201 import OBJECTIVES, SEARCH_DATASET, objective_protocol  # noqa: F401 (NB201's, re-exported)
+from nastk.benchmarks.registry import Benchmark, benchmark_for, benchmark_spaces, has_benchmark
 from nastk.errors import ConfigError
 from nastk.evaluator import Evaluator, Result
 from nastk.options import Bool, Option, Text
+from nastk.space import SearchSpace
 
 
 class BenchmarkEvaluator(Evaluator):
-    """Look-ups in the space's benchmark table, each query charged the training time it records.
+    """Look-ups in a benchmark's table, each query charged the training time it records.
 
-    Any table with ``source``, ``evaluator_protocols(dataset, objective)`` (-> search and
-    report protocol), ``accuracy(arch, protocol)`` and ``train_time(arch, dataset, epochs)`` works: NB201's
-    :class:`~nastk.benchmarks.nb201.NB201Table` (the default) or :class:`nastk.benchmarks.darts.DartsTable`."""
+    ``benchmark`` says which table (default its shared one), which dataset and objective are the
+    defaults and which (search, report) protocols an objective means; ``table`` may be any table with
+    ``source``, ``evaluator_protocols(dataset, objective)``, ``accuracy(arch, protocol)`` and
+    ``train_time(arch, dataset, epochs)`` (e.g. a ``--table`` file the benchmark read)."""
 
     objective = "accuracy"
     #: ``--evaluator benchmark``: the searched space's benchmark (``nastk.benchmarks.registry``) builds it.
@@ -37,8 +42,6 @@ class BenchmarkEvaluator(Evaluator):
     @classmethod
     def settle_config(cls, space, config: Dict[str, Any]) -> None:
         """A benchmark search names its benchmark (default: the space's own) and needs a dataset."""
-        from nastk.benchmarks.registry import benchmark_for, has_benchmark
-
         if not config["benchmark"] and has_benchmark(space.name):
             config["benchmark"] = benchmark_for(space.name).name  # else from_config says why not
         if not config["dataset"]:
@@ -46,18 +49,20 @@ class BenchmarkEvaluator(Evaluator):
             raise ConfigError(f"a benchmark search needs --dataset ({datasets})")
 
     @classmethod
-    def from_config(cls, space, config: Dict[str, Any], seed: int = 0, device: str = "cpu") -> Evaluator:
-        from nastk.evaluators import space_benchmark
+    def from_config(cls, space, config: Dict[str, Any], seed: int = 0, device: Optional[str] = None) -> Evaluator:
+        """The look-up a run config's ``evaluator`` mapping describes (a look-up uses no device)."""
+        return benchmark_evaluator(space_benchmark(space, config.get("benchmark")), config)
 
-        return space_benchmark(space, config.get("benchmark")).evaluator(config)
-
-    def __init__(self, dataset: str, objective: str = "valid12", table=None):
-        if table is None:
-            from nastk.benchmarks.nb201 import default_table
-
-            table = default_table()
-        self.table = table
-        self.search_protocol, self.report_protocol = table.evaluator_protocols(dataset, objective)
+    def __init__(self, benchmark: Benchmark, dataset: Optional[str] = None, objective: Optional[str] = None,
+                 table=None):
+        dataset = dataset or benchmark.default_dataset
+        if not dataset:
+            raise ConfigError(f"a look-up in {benchmark.title or benchmark.name} needs a dataset "
+                              f"({', '.join(benchmark.datasets)})")
+        self.benchmark = benchmark
+        self.table = benchmark.load_table() if table is None else table
+        self.search_protocol, self.report_protocol = benchmark.protocols(
+            self.table, dataset, objective or benchmark.default_objective)
 
     def evaluate(self, arch: Architecture) -> Result:
         time = self.table.train_time(arch, self.search_protocol.dataset, self.search_protocol.epochs)
@@ -73,6 +78,25 @@ class BenchmarkEvaluator(Evaluator):
     def describe(self) -> Dict[str, Any]:
         return {"evaluator": "benchmark", "table": self.table.source, "objective": self.search_protocol.key,
                 "report": self.report_protocol.key}
+
+
+def benchmark_evaluator(benchmark: Benchmark, config: Dict[str, Any]) -> BenchmarkEvaluator:
+    """The look-up a config mapping describes: ``dataset`` and ``objective`` (default: the benchmark's),
+    optional ``table`` file (read by the benchmark) and ``trust_pickle``."""
+    table = benchmark.load_table(config["table"], config.get("trust_pickle", False)) if config.get("table") else None
+    return BenchmarkEvaluator(benchmark, config.get("dataset"), config.get("objective"), table)
+
+
+def space_benchmark(space: SearchSpace, requested) -> Benchmark:
+    """The benchmark of ``space``, checked against the one a config names."""
+    if not has_benchmark(space.name):
+        raise ConfigError(f"space {space.name!r} has no benchmark: none can evaluate its architectures "
+                          f"(benchmarks exist for spaces: {', '.join(benchmark_spaces()) or 'none'})")
+    benchmark = benchmark_for(space.name)
+    if requested not in (None, benchmark.name):
+        raise ConfigError(f"benchmark {requested!r} cannot evaluate architectures of space {space.name!r}; "
+                          f"its benchmark is {benchmark.name!r}")
+    return benchmark
 
 
 class BenchmarkReported(Evaluator):

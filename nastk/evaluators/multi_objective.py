@@ -450,18 +450,19 @@ class ObjectivesEvaluator(Evaluator):
 
 @lru_cache(maxsize=65536)
 def _network_cost(space: SearchSpace, arch: Architecture, dataset: str) -> Dict[str, float]:
-    """Every cost the space's ``cost()`` gives for the stand-alone network for ``dataset`` (NB201: its
-    classes and input size): params_m and flops_m, and whatever else the space adds.
+    """Every cost the space's ``cost()`` gives for the stand-alone network for ``dataset``: params_m and
+    flops_m, and whatever else the space adds. The network has the classes and input size a benchmark
+    states for ``dataset`` (the space's own benchmark first; e.g. NB201's ImageNet16-120: 120 classes,
+    16x16), else the space's defaults.
 
     Counting runs one tiny forward pass of many small ops, where extra threads only add overhead.
     """
     import torch
 
-    from search_spaces.nb201 import NUM_CLASSES
+    from nastk.benchmarks.registry import benchmark_for, dataset_network_options, has_benchmark
 
-    options = {}
-    if dataset in NUM_CLASSES:
-        options = {"num_classes": NUM_CLASSES[dataset], "input_size": 16 if dataset == "ImageNet16-120" else 32}
+    options = benchmark_for(space.name).network_options(dataset) if has_benchmark(space.name) else {}
+    options = options or dataset_network_options(dataset)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

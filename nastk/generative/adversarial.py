@@ -91,9 +91,7 @@ class AdversarialStep(TrainingStep):
         torch.manual_seed(context.config.seed + 1)
         if search == "generator":
             if discriminator == "fixed":
-                from search_spaces.gan_supernet import FixedDiscriminator
-
-                other = FixedDiscriminator(g_space.config["channels"], g_space.config["image_size"])
+                other = g_space.fixed_discriminator()
             else:
                 other = d_space.build(d_space.from_str(discriminator), width=other_width)
             self.discriminator = context.wrap(other)

@@ -70,9 +70,8 @@ def shipped_rating_report() -> Dict[str, object]:
     """BossNAS' released NATS Ss CIFAR-10 block ratings, aggregated by :func:`aggregate`, against the
     90-epoch table (all 32,768 networks): tau / rho / r of the (negated) rating, unrounded too, the
     channel-count baseline on the same networks, each block's rating alone, and the greedy choice."""
-    from nastk.benchmarks.nats_sss import default_table, shipped_block_ratings
+    from nastk.benchmarks.nats_sss import BOSSNAS_BLOCKS, arch_at, default_table, index_of, shipped_block_ratings
     from nastk.space import get_space
-    from search_spaces.nats_sss import BOSSNAS_BLOCKS
 
     space = get_space("nats-sss")
     networks = [space.channels(arch) for arch in space.enumerate()]
@@ -92,9 +91,9 @@ def shipped_rating_report() -> Dict[str, object]:
             "bossnas_unrounded": correlations(-aggregate(ratings, networks, BOSSNAS_BLOCKS, decimals=None), truth),
             "channel_count": correlations(channel_count(networks), truth),
             "per_block": per_block,
-            "greedy_choice": {"arch": space.to_str(chosen), "test90": float(truth[space.index(chosen)]),
-                              "percentile": float(100.0 * np.mean(truth <= truth[space.index(chosen)]))},
-            "lowest_rating": {"arch": space.to_str(space.from_index(best)), "rating": float(rating[best]),
+            "greedy_choice": {"arch": space.to_str(chosen), "test90": float(truth[index_of(chosen)]),
+                              "percentile": float(100.0 * np.mean(truth <= truth[index_of(chosen)]))},
+            "lowest_rating": {"arch": space.to_str(arch_at(best)), "rating": float(rating[best]),
                               "test90": float(truth[best])},
             "optimum": float(truth.max()), "space_mean": float(truth.mean()),
             "published": PUBLISHED}
@@ -215,7 +214,7 @@ def rate_block(step, block: int, calibration, validation: Sequence, paths: Seque
     return {tuple(int(o) for o in choice): float(loss - BLOCK_OFFSET) for choice, loss in zip(paths, losses)}
 
 
-def rate_stage(folder, block: int, options: Optional[RatingOptions] = None, device="cpu", data=None) -> Dict[str, object]:
+def rate_stage(folder, block: int, options: Optional[RatingOptions] = None, device=None, data=None) -> Dict[str, object]:
     """Rate every path of ``block`` from a finished BossNAS stage folder (its checkpoint: weights, heads,
     target); returns ``{"ratings": {path key: potential}, "chosen": {decision: [option]}, ...}``.
 
@@ -271,7 +270,7 @@ class BossNASEvaluator(_evaluator_base()):
     target, target_metavar = "run_dir", "RUN_DIR"
     reports_benchmark = True
 
-    def __init__(self, space, run_dir, seed: int = 0, device="cpu"):
+    def __init__(self, space, run_dir, seed: int = 0, device=None):  # device unused: ratings are read, nothing runs
         from pathlib import Path
 
         from nastk.errors import RunError
@@ -284,7 +283,7 @@ class BossNASEvaluator(_evaluator_base()):
         summary = read_json(path, "BossNAS search summary", RunError)
         if space.name != "nats-sss":
             raise ConfigError(f"the BossNAS rating evaluator ranks nats-sss architectures, not {space.name!r}")
-        from search_spaces.nats_sss import BOSSNAS_BLOCKS
+        from nastk.benchmarks.nats_sss import BOSSNAS_BLOCKS
 
         self.space, self.ratings, self.blocks, self.run_dir = space, summary["ratings"], BOSSNAS_BLOCKS, str(run_dir)
 

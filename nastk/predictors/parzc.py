@@ -129,7 +129,7 @@ class MABN(nn.Module):
 
 def line_graph_laplacian() -> torch.Tensor:
     """L = D - A of the NB201 cell's edges (edge i -> edge j when i's target is j's source), undirected."""
-    from search_spaces.nb201 import EDGES
+    from nastk.benchmarks.nb201 import EDGES
 
     adjacency = torch.zeros(NUM_EDGES, NUM_EDGES)
     for i, (target_i, _) in enumerate(EDGES):

@@ -2,7 +2,8 @@
 
 Every edge of every cell is a :class:`~nastk.supernet.CandidateOps` listening to the edge's decision,
 so one edge index selects the same op in all 3N cells, as in the benchmark. The ops are the
-stand-alone network's own (:func:`search_spaces.nb201_net.make_op`). As in PA&DA's supernet,
+stand-alone network's own (:func:`search_spaces.nb201.network.make_op`), and so is the stage layout
+(:func:`~search_spaces.nb201.network.add_stages`). As in PA&DA's supernet,
 BatchNorm defaults to ``affine=False, track_running_stats=False`` (batch statistics also at
 evaluation) and, following NB201's convention ``bias = not affine``, candidate convolutions then
 carry a bias (zero-initialised, so a fresh supernet computes exactly what the stand-alone net does).
@@ -15,8 +16,8 @@ import torch
 from torch import nn
 
 from nastk.supernet import CandidateOps, Decision, GradientMatchable, PerturbationSelectable, Supernet
-from search_spaces.nb201 import EDGES, OPS
-from search_spaces.nb201_net import NB201Cell, ReLUConvBN, ResidualReduction, make_op
+from search_spaces.nb201.constants import EDGES, OPS
+from search_spaces.nb201.network import NB201Cell, ReLUConvBN, add_stages, make_op
 
 
 def make_candidate(name: str, channels: int, affine: bool, track_running_stats: bool, conv_bias: bool) -> nn.Module:
@@ -42,18 +43,10 @@ class NB201Supernet(GradientMatchable, PerturbationSelectable, Supernet):
                  track_running_stats: bool = False, conv_bias: Optional[bool] = None):
         super().__init__(space, [Decision(f"{target}<-{source}", OPS) for target, source in EDGES])
         conv_bias = (not affine) if conv_bias is None else conv_bias
-        self.stem = nn.Sequential(nn.Conv2d(3, C, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(C, affine=affine, track_running_stats=track_running_stats))
-        layers, channels = [], C
-        for stage in range(3):
-            if stage > 0:
-                layers.append(ResidualReduction(channels, channels * 2, affine, track_running_stats))
-                channels *= 2
-            layers.extend(NB201SupernetCell(channels, affine, track_running_stats, conv_bias) for _ in range(N))
-        self.cells = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.BatchNorm2d(channels, affine=affine, track_running_stats=track_running_stats),
-                                  nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1))
-        self.classifier = nn.Linear(channels, num_classes)
+        add_stages(self, C, N, num_classes,
+                   lambda channels: NB201SupernetCell(channels, affine, track_running_stats, conv_bias),
+                   affine, track_running_stats,
+                   lambda channels: nn.BatchNorm2d(channels, affine=affine, track_running_stats=track_running_stats))
 
     def reset_parameters(self) -> None:
         """Re-initialise as a fresh supernet is initialised (candidate conv biases back to zero)."""

@@ -12,8 +12,8 @@ numbers) of the hand-written NB201 operators they replaced, so seeded searches a
 space keeps its own codec (the official string), product codes, graph and canonical form.
 
 The NB201 *index* of a cell (0..15624) is the order of the benchmark file, a shuffled order that
-only the benchmark defines; :meth:`NB201Space.index` and :meth:`NB201Space.from_index` ask the
-space's benchmark (:func:`nastk.benchmarks.registry.benchmark_for`, :mod:`nastk.benchmarks.nb201`).
+only the benchmark defines: ``benchmark_for("nb201").index(arch)`` and ``.arch_at(i)``
+(:mod:`nastk.benchmarks.nb201`); the space knows only its own product codes.
 """
 from __future__ import annotations
 
@@ -23,22 +23,11 @@ import networkx as nx
 import numpy as np
 
 from nastk.architecture import Architecture
-from nastk.benchmarks.registry import benchmark_for
 from nastk.choices import Categorical, ChoiceModel
 from nastk.errors import ArchitectureError, UnknownOpError
 from nastk.options import Int, Option
 from nastk.space import SearchSpace
-
-#: Operation names in NB201's op order (the order of the one-hot encoding).
-OPS: Tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-#: The 6 edges as (to_node, from_node), in the canonical edge order.
-EDGES: Tuple[Tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
-NUM_NODES = 4
-#: Number of cells (product codes run 0..SIZE-1).
-SIZE = len(OPS) ** len(EDGES)
-#: Classes of the NB201 datasets, for building networks.
-NUM_CLASSES = {"cifar10": 10, "cifar10-valid": 10, "cifar100": 100, "ImageNet16-120": 120}
-_OP_INDEX = {op: i for i, op in enumerate(OPS)}
+from search_spaces.nb201.constants import EDGES, NUM_NODES, OP_INDEX as _OP_INDEX, OPS, SIZE
 
 
 class NB201Space(SearchSpace):
@@ -118,7 +107,7 @@ class NB201Space(SearchSpace):
     def op_indices(self, arch: Architecture) -> Tuple[int, ...]:
         return tuple(_OP_INDEX[op] for op in self._ops(arch))
 
-    # --- product codes and the benchmark index -------------------------------------------------
+    # --- product codes (the benchmark's index order is the benchmark's: nastk.benchmarks.nb201) -------
     def code(self, arch: Architecture) -> int:
         """The product-order position of ``arch`` (base-5 number of its op indices; ``enumerate()``
         yields cells in this order, which is not NB201's index order)."""
@@ -135,13 +124,6 @@ class NB201Space(SearchSpace):
             code, op = divmod(code, len(OPS))
             ops.append(OPS[op])
         return Architecture(self.name, tuple(reversed(ops)))
-
-    def index(self, arch: Architecture) -> int:
-        """NB201's benchmark index of ``arch`` (needs the NB201 table)."""
-        return benchmark_for(self.name).index(arch)
-
-    def from_index(self, index: int) -> Architecture:
-        return benchmark_for(self.name).arch_at(index)
 
     # --- graph and isomorphism ----------------------------------------------------------------
     def graph(self, arch: Architecture) -> nx.DiGraph:
@@ -186,14 +168,14 @@ class NB201Space(SearchSpace):
 
     # --- networks -----------------------------------------------------------------------------
     def build(self, arch: Architecture, num_classes: int = 10, C: int = 16, N: int = 5, **options):
-        """The stand-alone NB201 network (see :mod:`search_spaces.nb201_net`)."""
-        from search_spaces.nb201_net import NB201Network
+        """The stand-alone NB201 network (see :mod:`search_spaces.nb201.network`)."""
+        from search_spaces.nb201.network import NB201Network
 
         return NB201Network(self._ops(arch), num_classes=num_classes, C=C, N=N, **options)
 
     def supernet(self, num_classes: int = 10, C: int = 16, N: int = 5, **options):
-        """The weight-sharing NB201 supernet (see :mod:`search_spaces.nb201_supernet`)."""
-        from search_spaces.nb201_supernet import NB201Supernet
+        """The weight-sharing NB201 supernet (see :mod:`search_spaces.nb201.supernet`)."""
+        from search_spaces.nb201.supernet import NB201Supernet
 
         return NB201Supernet(self, num_classes=num_classes, C=C, N=N, **options)
 

@@ -3,15 +3,17 @@
 The layer structure follows the benchmark's definition so that parameter counts equal the table's
 ``params_mb_cifar10`` exactly: every convolution is bias-free, every ``nor_conv`` is
 ReLU -> Conv -> BN, and stages are joined by a ResNet basic block with stride 2.
+:func:`add_stages` lays out stem, cells, reductions and head once, for this network and for the
+supernet (:mod:`search_spaces.nb201.supernet`), which differ only in their cells and BatchNorms.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from search_spaces.nb201 import EDGES, NUM_NODES
+from search_spaces.nb201.constants import EDGES, NUM_NODES
 
 
 class ReLUConvBN(nn.Sequential):
@@ -75,20 +77,32 @@ class NB201Cell(nn.Module):
         return nodes[-1]
 
 
+def add_stages(net: nn.Module, C: int, N: int, num_classes: int, cell: Callable[[int], nn.Module],
+               affine: bool, track_running_stats: bool, outer_norm: Callable[[int], nn.Module]) -> None:
+    """Give ``net`` NB201's layout: ``stem`` (3x3 conv to C, ``outer_norm``), ``cells`` (three stages of N
+    ``cell(channels)``, joined by stride-2 :class:`ResidualReduction` blocks doubling the channels),
+    ``head`` (``outer_norm``, ReLU, global pool) and ``classifier``. Modules are created in this order,
+    so a seeded build draws the same initial weights as ever."""
+    net.stem = nn.Sequential(nn.Conv2d(3, C, 3, padding=1, bias=False), outer_norm(C))
+    layers, channels = [], C
+    for stage in range(3):
+        if stage > 0:
+            layers.append(ResidualReduction(channels, channels * 2, affine, track_running_stats))
+            channels *= 2
+        layers.extend(cell(channels) for _ in range(N))
+    net.cells = nn.Sequential(*layers)
+    net.head = nn.Sequential(outer_norm(channels), nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1))
+    net.classifier = nn.Linear(channels, num_classes)
+
+
 class NB201Network(nn.Module):
+    """The stand-alone network of one cell (stem and head BatchNorms are always the affine, tracking kind)."""
+
     def __init__(self, ops: Sequence[str], num_classes: int = 10, C: int = 16, N: int = 5,
                  affine: bool = True, track_running_stats: bool = True):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
-        layers, channels = [], C
-        for stage in range(3):
-            if stage > 0:
-                layers.append(ResidualReduction(channels, channels * 2, affine, track_running_stats))
-                channels *= 2
-            layers.extend(NB201Cell(ops, channels, affine, track_running_stats) for _ in range(N))
-        self.cells = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1))
-        self.classifier = nn.Linear(channels, num_classes)
+        add_stages(self, C, N, num_classes, lambda channels: NB201Cell(ops, channels, affine, track_running_stats),
+                   affine, track_running_stats, nn.BatchNorm2d)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.cells(self.stem(x))).flatten(1)

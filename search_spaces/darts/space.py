@@ -37,7 +37,6 @@ from __future__ import annotations
 import ast
 import itertools
 import numbers
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import networkx as nx
@@ -47,46 +46,11 @@ from nastk.choices import Categorical, ChoiceModel, ChooseK
 from nastk.errors import ArchitectureError, UnknownOpError
 from nastk.options import Int, Option
 from nastk.space import SearchSpace
+from search_spaces.darts.constants import CELLS, CONCAT, NODES, OPS, SHORT, Genotype, Pair
 
-#: The 7 ops of a discrete genotype (NASLib's op-index order). ``none`` exists only in a supernet.
-OPS: Tuple[str, ...] = ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
-                        "dil_conv_3x3", "dil_conv_5x5")
-#: Compact-string names of :data:`OPS`.
-SHORT: Dict[str, str] = {"max_pool_3x3": "max3", "avg_pool_3x3": "avg3", "skip_connect": "skip",
-                         "sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "dil_conv_3x3": "dil3",
-                         "dil_conv_5x5": "dil5"}
 _FROM_NAME: Dict[str, str] = {**{op: op for op in OPS}, **{short: op for op, short in SHORT.items()}}
-CELLS: Tuple[str, ...] = ("normal", "reduce")
-#: Intermediate nodes of a cell; node j chooses 2 of the nodes 0..j-1.
-NODES: Tuple[int, ...] = (2, 3, 4, 5)
-#: The nodes a cell concatenates into its output (always all intermediate nodes in this space).
-CONCAT: Tuple[int, ...] = (2, 3, 4, 5)
-#: Published genotypes (compact strings): DARTS second order (Liu et al. 2019, "DARTS_V2").
-PUBLISHED: Dict[str, str] = {
-    "DARTS_V2": "normal:sep3@0,sep3@1|sep3@0,sep3@1|skip@0,sep3@1|skip@0,dil3@2;"
-                "reduce:max3@0,max3@1|max3@1,skip@2|max3@0,skip@2|max3@1,skip@2",
-}
 _MAX_TEXT = 4000  # longer strings are not architectures; refusing them bounds the parser's work
 _MAX_CONCAT = 64  # a concat range longer than this is refused before it is expanded
-
-Pair = Tuple[str, int]
-
-
-@dataclass(frozen=True)
-class Genotype:
-    """DARTS' genotype: per cell type, 8 (op, input) pairs (two per node 2..5) and the concat list."""
-
-    normal: Tuple[Pair, ...]
-    normal_concat: Tuple[int, ...]
-    reduce: Tuple[Pair, ...]
-    reduce_concat: Tuple[int, ...]
-
-    def __str__(self) -> str:
-        def pairs(cell):
-            return "[" + ", ".join(f"({op!r}, {i})" for op, i in cell) + "]"
-
-        return (f"Genotype(normal={pairs(self.normal)}, normal_concat={list(self.normal_concat)}, "
-                f"reduce={pairs(self.reduce)}, reduce_concat={list(self.reduce_concat)})")
 
 
 def _short(text: str) -> str:
@@ -344,11 +308,11 @@ class DartsSpace(SearchSpace):
     # --- networks ---------------------------------------------------------------------------------
     def build(self, arch: Architecture, num_classes: int = 10, C: int = 36, layers: int = 20,
               auxiliary: bool = False, drop_path_prob: float = 0.0, device=None, **options):
-        """The stand-alone DARTS evaluation network (see :mod:`search_spaces.darts_net`).
+        """The stand-alone DARTS evaluation network (see :mod:`search_spaces.darts.network`).
 
         Defaults are DARTS' CIFAR-10 evaluation setting (C=36, 20 cells); ``device`` moves it there.
         """
-        from search_spaces.darts_net import DartsNetwork
+        from search_spaces.darts.network import DartsNetwork
 
         cells = self._cells(arch)
         model = DartsNetwork(cells["normal"], cells["reduce"], num_classes=num_classes, C=C, layers=layers,
@@ -356,11 +320,11 @@ class DartsSpace(SearchSpace):
         return model if device is None else model.to(device)
 
     def supernet(self, num_classes: int = 10, C: int = 16, layers: int = 8, **options):
-        """DARTS' weight-sharing search network (see :mod:`search_spaces.darts_supernet`).
+        """DARTS' weight-sharing search network (see :mod:`search_spaces.darts.supernet`).
 
         Defaults are DARTS' CIFAR-10 search setting (C=16, 8 cells).
         """
-        from search_spaces.darts_supernet import DartsSupernet
+        from search_spaces.darts.supernet import DartsSupernet
 
         return DartsSupernet(self, num_classes=num_classes, C=C, layers=layers, **options)
 

@@ -4,7 +4,7 @@ A discrete DARTS genotype picks, per node, two inputs and one op on each; the se
 instead connects every node to *all* earlier nodes (2 + 3 + 4 + 5 = 14 edges per cell) and lets each
 edge choose among the 8 primitives, ``none`` included. So the supernet's **28 decisions** are the
 edges, normal cell then reduction cell, node j = 2..5 then input i < j (``"normal_2<-0"`` ...
-``"reduce_5<-4"``), each over :data:`~search_spaces.darts_ops.PRIMITIVES`. All normal cells share the
+``"reduce_5<-4"``), each over :data:`~search_spaces.darts.ops.PRIMITIVES`. All normal cells share the
 14 normal decisions and all reduction cells the 14 reduce ones, as DARTS' alpha does.
 
 * A genotype's **single path** runs its op on each of its 16 edges and ``none`` on the other 12
@@ -12,7 +12,7 @@ edges, normal cell then reduction cell, node j = 2..5 then input i < j (``"norma
   :meth:`DartsSupernet.arch_of_path` is the inverse and refuses paths that are not genotypes.
 * :meth:`DartsSupernet.discretize` is DARTS' rule: per node keep the two edges whose strongest
   non-``none`` op weighs most, and take that op on them.
-* The skeleton is the stand-alone network's (:mod:`search_spaces.darts_net`): stem 3x3 conv to
+* The skeleton is the stand-alone network's (:mod:`search_spaces.darts.network`): stem 3x3 conv to
   ``stem_multiplier * C`` channels, reduction cells at ``layers // 3`` and ``2 * layers // 3``,
   inputs preprocessed by ReLU-Conv1x1-BN (FactorizedReduce after a reduction), output the concat
   of nodes 2..5, global pooling and a linear classifier. As in DARTS' search model the cells'
@@ -28,8 +28,8 @@ from torch import nn
 
 from nastk.errors import ArchitectureError, ConfigError
 from nastk.supernet import CandidateOps, Choices, Decision, GradientMatchable, PerturbationSelectable, Supernet
-from search_spaces.darts import CELLS, CONCAT, NODES, Genotype
-from search_spaces.darts_ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, make_op
+from search_spaces.darts.constants import CELLS, CONCAT, NODES, Genotype
+from search_spaces.darts.ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, make_op
 
 #: The 14 edges of a cell as (node, input), node by node: the order of a cell type's decisions.
 EDGES: Tuple[Tuple[int, int], ...] = tuple((node, source) for node in NODES for source in range(node))
@@ -75,7 +75,7 @@ class SearchCell(nn.Module):
 
 
 class DartsSupernet(GradientMatchable, PerturbationSelectable, Supernet):
-    """DARTS' search network over a :class:`~search_spaces.darts.DartsSpace` (module docstring).
+    """DARTS' search network over a :class:`~search_spaces.darts.space.DartsSpace` (module docstring).
 
     ``track_running_stats=False`` makes every BatchNorm use batch statistics also in eval mode
     (useful when single paths are ranked, as PA&DA's NB201 supernet does); DARTS tracks them.

@@ -21,7 +21,7 @@ from typing import List, Sequence, Tuple
 import torch
 from torch import nn
 
-from search_spaces.darts_ops import FactorizedReduce, ReLUConvBN, drop_path, make_op
+from search_spaces.darts.ops import FactorizedReduce, ReLUConvBN, drop_path, make_op
 
 #: One cell: 8 (op, input) pairs, two per intermediate node, node by node.
 CellSpec = Sequence[Tuple[str, int]]
