@@ -9,7 +9,7 @@ import numpy as np
 
 from nastk.commands import print_json
 from nastk.errors import ConfigError
-from nastk.proxies.registry import PROXIES, get_proxy, proxy_names
+from nastk.proxies.registry import get_proxy, proxy_names
 from nastk.options import Int
 
 #: Datasets for which NB201 has 200-epoch test accuracies (the ground truth of ``correlate``).
@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     correlate.add_argument("--dataset", default="cifar10", help="images that score the networks (cifar10, digits)")
     correlate.add_argument("--truth", default=None, help="NB201 accuracy dataset (default: --dataset)")
     correlate.add_argument("--sample", type=Int(minimum=1), default=100, help="number of random architectures")
-    correlate.add_argument("--proxies", default="all", help="comma-separated proxy names, or all")
+    correlate.add_argument("--proxies", default="all", help="comma-separated proxy names (a user's proxy as "
+                                                            "package.module:function), or all")
     correlate.add_argument("--seed", type=Int(minimum=0), default=0, help="seeds the architecture sample, the batch and the init")
     correlate.add_argument("--device", default="cpu")
     correlate.add_argument("--batch-size", type=Int(minimum=1), default=64)
@@ -45,7 +46,7 @@ def register(subparsers) -> None:
 
 
 def run_list(args) -> int:
-    rows = {name: PROXIES.get(name).to_dict() for name in proxy_names()}
+    rows = {name: get_proxy(name).to_dict() for name in proxy_names()}
     if args.format == "json":
         print_json(rows)
     else:
@@ -59,8 +60,9 @@ def parse_proxies(text: str) -> List[str]:
     names = proxy_names() if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
     if not names:
         raise ConfigError("--proxies needs at least one proxy name, or 'all'")
-    for name in names:
-        get_proxy(name)
+    from nastk.proxies.compute import plan_proxies
+
+    plan_proxies(names)  # every name, function, pass and need checked before any work
     return names
 
 

@@ -104,10 +104,12 @@ def _verified_record(line: str) -> Optional[Dict[str, Any]]:
 
 
 class ProxyScorer:
-    """Scores architectures of one space on one fixed batch; shared by the evaluator and batch scoring."""
+    """Scores architectures of one space on one fixed batch; shared by the evaluator and batch scoring.
+
+    ``device``: where networks are scored (None: where they are built, the CPU)."""
 
     def __init__(self, space: SearchSpace, dataset: str = "cifar10", batch_size: int = 64, seed: int = 0,
-                 device: str = "cpu", num_classes: Optional[int] = None, cache_path=None,
+                 device: Optional[str] = None, num_classes: Optional[int] = None, cache_path=None,
                  build_options: Optional[Dict[str, Any]] = None):
         from nastk.datasets import load_dataset  # torch, loaded only when scoring starts
 
@@ -167,8 +169,11 @@ class ProxyEvaluator(Evaluator):
                Option("batch_size", Int(minimum=1), "images in the one scoring batch"))
 
     def __init__(self, space: SearchSpace, proxy: str, dataset: str = "cifar10", batch_size: int = 64, seed: int = 0,
-                 device: str = "cpu", num_classes: Optional[int] = None, cache_path=None,
+                 device: Optional[str] = None, num_classes: Optional[int] = None, cache_path=None,
                  build_options: Optional[Dict[str, Any]] = None):
+        from nastk.proxies.compute import plan_proxies
+
+        plan_proxies([proxy])  # a user's proxy (package.module:function) checked before any search
         self.spec = get_proxy(proxy)
         self.proxy = self.objective = proxy
         self.scorer = ProxyScorer(space, dataset, batch_size, seed, device, num_classes, cache_path, build_options)
@@ -194,7 +199,7 @@ class ScoredArchitectures:
 
 
 def score_architectures(space: SearchSpace, archs: Sequence[Architecture], proxies: Sequence[str],
-                        dataset: str = "cifar10", batch_size: int = 64, seed: int = 0, device: str = "cpu",
+                        dataset: str = "cifar10", batch_size: int = 64, seed: int = 0, device: Optional[str] = None,
                         num_classes: Optional[int] = None, cache_path=None,
                         build_options: Optional[Dict[str, Any]] = None, progress: bool = True,
                         flush_every_s: float = 30.0) -> ScoredArchitectures:

@@ -14,13 +14,17 @@ architecture's inputs exactly as its training pool's (:func:`extractor_for`, :fu
 
 Pools are cached in ``<cache>/parzc_layerwise_*.npz`` and extended in chunks with atomic writes, so
 a killed computation resumes where it stopped.
+
+The statistics are proxy names (``statistics=``, default :data:`STATISTICS`): any per-layer proxy,
+including a user's (``package.module:function`` or a registered name, see ``nastk.proxies.register_proxy``),
+computed in the same shared passes. A pool of other statistics records them in its meta and cache name.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -53,26 +57,31 @@ class LayerwisePool:
         return LayerwisePool(self.codes[rows], {k: v[rows] for k, v in self.values.items()},
                              self.seconds[rows], dict(self.meta))
 
+    @property
+    def statistics(self) -> Tuple[str, ...]:
+        return tuple(self.meta.get("statistics", STATISTICS))
+
     def features(self, layout: str = "compact") -> np.ndarray:
         """ParZC's x_zc of every architecture (see :func:`features_of`)."""
-        return features_of(self.values, layout)
+        return features_of(self.values, layout, self.statistics)
 
     def protocol(self, layout: str = "compact") -> Dict[str, object]:
         """How :meth:`features` were computed: the extraction settings, statistics, layout and width."""
-        width = len(STATISTICS) * self.values[STATISTICS[0]].shape[1]
-        return {**self.meta, "statistics": list(STATISTICS), "layout": layout, "width": width}
+        width = len(self.statistics) * self.values[self.statistics[0]].shape[1]
+        return {**self.meta, "statistics": list(self.statistics), "layout": layout, "width": width}
 
     def totals(self) -> Dict[str, np.ndarray]:
         """Network-level proxies (sum over layers), for the 'best single proxy' baseline."""
         return {name: np.nansum(values, axis=1) for name, values in self.values.items()}
 
 
-def features_of(values: Mapping[str, np.ndarray], layout: str = "compact") -> np.ndarray:
-    """ParZC's x_zc from slotted statistics (each (n, slots)): the three statistics' sequences
-    concatenated, NaN -> 0, shape (n, 3 * slots). The one place pools and new architectures become inputs."""
+def features_of(values: Mapping[str, np.ndarray], layout: str = "compact",
+                statistics: Sequence[str] = STATISTICS) -> np.ndarray:
+    """ParZC's x_zc from slotted statistics (each (n, slots)): the statistics' sequences concatenated,
+    NaN -> 0, shape (n, len(statistics) * slots). The one place pools and new architectures become inputs."""
     if layout not in LAYOUTS:
         raise ConfigError(f"unknown layer-wise layout {layout!r}; known: {', '.join(LAYOUTS)}")
-    parts = [compact(values[name]) if layout == "compact" else values[name] for name in STATISTICS]
+    parts = [compact(values[name]) if layout == "compact" else values[name] for name in statistics]
     return np.nan_to_num(np.concatenate(parts, axis=1), nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -92,23 +101,45 @@ def _slot_names(net) -> List[str]:
     return [name for name, _ in weight_layers(net)]
 
 
-class Extractor:
-    """Builds NB201 networks and maps their per-layer statistics onto the fixed slot layout."""
+def layerwise_statistics(statistics: Sequence[str]) -> Tuple[str, ...]:
+    """``statistics`` checked: proxy names (a user's included), each a per-layer proxy."""
+    from nastk.proxies import get_proxy
 
-    def __init__(self, seed: int = 42, batch_size: int = 64, C: int = 16, N: int = 5, num_classes: int = 10):
+    statistics = tuple(statistics)
+    if not statistics:
+        raise ConfigError("layer-wise features need at least one statistic (a per-layer proxy name)")
+    flat = [name for name in statistics if not get_proxy(name).layerwise]
+    if flat:
+        raise ConfigError(f"layer-wise features need per-layer proxies; {', '.join(flat)} "
+                          f"{'is' if len(flat) == 1 else 'are'} not layerwise")
+    return statistics
+
+
+class Extractor:
+    """Builds NB201 networks and maps their per-layer statistics onto the fixed slot layout.
+
+    ``device``: where the proxies are computed (None: where the network is built, the CPU)."""
+
+    def __init__(self, seed: int = 42, batch_size: int = 64, C: int = 16, N: int = 5, num_classes: int = 10,
+                 statistics: Sequence[str] = STATISTICS, device=None):
         from nastk.datasets import load_dataset
         from nastk.space import get_space
 
         self.space = get_space("nb201")
         self.seed, self.C, self.N, self.num_classes = seed, C, N, num_classes
+        self.statistics, self.device = layerwise_statistics(statistics), device
         self.x, self.y = load_dataset("cifar10").batch(batch_size, seed)
         full = self.space.build(self.space.from_ops(["nor_conv_3x3"] * 6), num_classes, C=C, N=N)
         self.slots = _slot_names(full)
         self._slot_index = {name: i for i, name in enumerate(self.slots)}
 
     def meta(self) -> Dict[str, object]:
-        return {"format": FORMAT_VERSION, "seed": self.seed, "batch_size": int(len(self.x)), "C": self.C,
+        """The extraction settings; ``statistics`` only when not the default (older pools lack it)."""
+        meta = {"format": FORMAT_VERSION, "seed": self.seed, "batch_size": int(len(self.x)), "C": self.C,
                 "N": self.N, "dataset": "cifar10", "slots": len(self.slots)}
+        if self.statistics != STATISTICS:
+            meta["statistics"] = list(self.statistics)
+        return meta
 
     def __call__(self, arch: Union[Architecture, int]) -> Dict[str, np.ndarray]:
         """One architecture's (or product code's) statistics, each a row in the slot layout."""
@@ -120,11 +151,11 @@ class Extractor:
             arch = self.space.from_code(int(arch))
         torch.manual_seed(self.seed)
         net = self.space.build(arch, self.num_classes, C=self.C, N=self.N)
-        scores = compute_proxies(net, (self.x, self.y), STATISTICS, seed=self.seed)
+        scores = compute_proxies(net, (self.x, self.y), self.statistics, self.device, seed=self.seed)
         # a nor_conv_1x1 edge has the same module path (hence slot) as a nor_conv_3x3 edge
         positions = [self._slot_index[name] for name in scores.layer_names]
         out = {}
-        for name in STATISTICS:
+        for name in self.statistics:
             row = np.full(len(self.slots), np.nan)
             row[positions] = scores.layerwise[name]
             out[name] = row
@@ -137,11 +168,14 @@ def extractor_for(protocol: Mapping[str, object]) -> Extractor:
     missing = [key for key in EXTRACTION_KEYS if key not in protocol]
     if missing:
         raise ConfigError(f"a layer-wise statistics protocol needs {', '.join(missing)}; it has {sorted(protocol)}")
-    extractor = Extractor(int(protocol["seed"]), int(protocol["batch_size"]), int(protocol["C"]), int(protocol["N"]))
+    statistics = tuple(protocol.get("statistics", ()))
+    extractor = Extractor(int(protocol["seed"]), int(protocol["batch_size"]), int(protocol["C"]), int(protocol["N"]),
+                          statistics=statistics or STATISTICS)
     wanted = {key: protocol.get(key) for key in EXTRACTION_KEYS}
-    if wanted != extractor.meta() or list(protocol.get("statistics", ())) != list(STATISTICS):
-        raise ConfigError(f"layer-wise statistics {wanted} of {list(protocol.get('statistics', ()))} cannot be "
-                          f"computed by this nastk, which computes {extractor.meta()} of {list(STATISTICS)}")
+    computed = {key: extractor.meta()[key] for key in EXTRACTION_KEYS}
+    if wanted != computed or statistics != extractor.statistics:
+        raise ConfigError(f"layer-wise statistics {wanted} of {list(statistics)} cannot be computed by this nastk, "
+                          f"which computes {computed} of {list(extractor.statistics)}")
     return extractor
 
 
@@ -150,8 +184,12 @@ def committed_cache(path: Path) -> Path:
     return Path(__file__).resolve().parents[2] / "docs" / "results" / "caches" / Path(path).name
 
 
-def cache_path(seed: int = 42, batch_size: int = 64, C: int = 16, N: int = 5, root: Optional[Path] = None) -> Path:
-    return Path(root or cache_root()) / f"parzc_layerwise_cifar10_C{C}N{N}_b{batch_size}_s{seed}.npz"
+def cache_path(seed: int = 42, batch_size: int = 64, C: int = 16, N: int = 5, root: Optional[Path] = None,
+               statistics: Sequence[str] = STATISTICS) -> Path:
+    """The pool's cache file; statistics other than the default are named in it (one file per set)."""
+    extra = "" if tuple(statistics) == STATISTICS else "_" + "-".join(
+        "".join(c if c.isalnum() or c == "_" else "." for c in name) for name in statistics)
+    return Path(root or cache_root()) / f"parzc_layerwise_cifar10_C{C}N{N}_b{batch_size}_s{seed}{extra}.npz"
 
 
 def save_pool(pool: LayerwisePool, path: Path) -> None:
@@ -175,7 +213,8 @@ def pool_order(pool_seed: int = 0, size: int = 15625) -> np.ndarray:
 def extend_pool(target: int, path: Optional[Path] = None, seed: int = 42, batch_size: int = 64, C: int = 16,
                 N: int = 5, chunk: int = 25, pool_seed: int = 0,
                 log: Optional[Callable[[str], None]] = None, progress: bool = False,
-                start: Optional[LayerwisePool] = None) -> LayerwisePool:
+                start: Optional[LayerwisePool] = None, statistics: Sequence[str] = STATISTICS,
+                device=None) -> LayerwisePool:
     """Grow the cached pool to ``target`` architectures (resuming; ``start``: the pool to grow instead
     of the cached one), saving every ``chunk``. The cache is optional: when it cannot be written, a note
     says so and the pool grows in memory only.
@@ -185,30 +224,31 @@ def extend_pool(target: int, path: Optional[Path] = None, seed: int = 42, batch_
     """
     from nastk.progress import Progress
 
-    path = path or cache_path(seed, batch_size, C, N)
-    extractor = Extractor(seed, batch_size, C, N)
+    path = path or cache_path(seed, batch_size, C, N, statistics=statistics)
+    extractor = Extractor(seed, batch_size, C, N, statistics=statistics, device=device)
     if start is not None or path.is_file():
         pool = start if start is not None else load_pool(path)
-        if {k: pool.meta.get(k) for k in extractor.meta()} != extractor.meta():
+        if {k: pool.meta.get(k) for k in extractor.meta()} != extractor.meta() \
+                or pool.statistics != extractor.statistics:
             raise CorruptDataError(f"{path} was computed with {pool.meta}, not {extractor.meta()}")
     else:
-        empty = {name: np.zeros((0, len(extractor.slots))) for name in STATISTICS}
+        empty = {name: np.zeros((0, len(extractor.slots))) for name in extractor.statistics}
         pool = LayerwisePool(np.zeros(0, dtype=np.int64), empty, np.zeros(0), {**extractor.meta(), "pool_seed": pool_seed})
     order = pool_order(pool.meta.get("pool_seed", pool_seed))
     caching = True
     with Progress(max(0, target - len(pool)), "layer-wise statistics", "architectures", enabled=progress) as bar:
         while len(pool) < target:
             codes = order[len(pool):min(target, len(pool) + chunk)]
-            rows, seconds = {name: [] for name in STATISTICS}, []
+            rows, seconds = {name: [] for name in extractor.statistics}, []
             for code in codes:
                 started = time.perf_counter()
                 stats = extractor(int(code))
                 seconds.append(time.perf_counter() - started)
-                for name in STATISTICS:
+                for name in extractor.statistics:
                     rows[name].append(stats[name])
                 bar.update()
             pool = LayerwisePool(np.concatenate([pool.codes, codes]),
-                                 {name: np.vstack([pool.values[name]] + rows[name]) for name in STATISTICS},
+                                 {name: np.vstack([pool.values[name]] + rows[name]) for name in extractor.statistics},
                                  np.concatenate([pool.seconds, seconds]), pool.meta)
             if caching:
                 caching = write_cache(lambda: save_pool(pool, path), "the layer-wise statistics",

@@ -24,7 +24,7 @@ untouched. Three interchangeable ways compute the per-example gradients (``metho
 from __future__ import annotations
 
 import copy
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, FrozenSet, Iterator, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from nastk.errors import ConfigError
 from nastk.proxies.layers import ProxyInput, per_layer, weight_layers
+from nastk.proxies.passes import ProxyPass
 
 METHODS = ("auto", "hooks", "vmap", "loop")
 #: Examples per chunk. ``vmap`` holds chunk x (number of weights) floats per chunk; ``hooks`` holds
@@ -205,14 +206,34 @@ def grad_sign_layerwise(model: nn.Module, x: torch.Tensor, y: torch.Tensor, meth
                         chunk: Optional[int] = None):
     """Per-layer sum_k |S_k| (the "sum" aggregation before summing layers) and the weight count."""
     sums = sign_sums(model, x, y, method, chunk)
-    return per_layer(s.abs().sum() for s in sums), sum(s.numel() for s in sums)
+    return _layer_totals(sums), sum(s.numel() for s in sums)
 
 
-def run(inp: ProxyInput, names: Sequence[str], method: str = "auto", chunk: Optional[int] = None) -> Dict[str, object]:
-    layerwise, count = grad_sign_layerwise(inp.model, inp.x, inp.y, method, chunk)
-    out: Dict[str, object] = {}
-    if "grad_sign" in names:
-        out["grad_sign"] = layerwise
-    if "grad_sign_mean" in names:
-        out["grad_sign_mean"] = float(layerwise.sum()) / count if count else float("nan")
-    return out
+def _layer_totals(sums: List[torch.Tensor]):
+    """Per layer sum_k |S_k|."""
+    return per_layer(s.abs().sum() for s in sums)
+
+
+class GradSignPass(ProxyPass):
+    """``sign_sums``: per Conv/Linear weight (``layer_names`` order) S = sum_i sign(dl_i/dW) as int64,
+    from per-example cross-entropy gradients (see the module text for how they are computed)."""
+
+    def __init__(self, layer_names: List[str], sign_sums: List[torch.Tensor]):
+        self.layer_names, self.sign_sums = layer_names, sign_sums
+
+    @classmethod
+    def run(cls, inp: ProxyInput, needs: FrozenSet[str], method: str = "auto",
+            chunk: Optional[int] = None) -> "GradSignPass":
+        if inp.loss is not None:
+            raise ConfigError("the grad_sign pass takes per-example cross-entropy gradients; it does not take "
+                              "another loss (compute grad_sign proxies in a call without loss=...)")
+        return cls(inp.layer_names, sign_sums(inp.model, inp.x, inp.y, method, chunk))
+
+
+def grad_sign(p: GradSignPass):
+    return _layer_totals(p.sign_sums)
+
+
+def grad_sign_mean(p: GradSignPass) -> float:
+    count = sum(s.numel() for s in p.sign_sums)
+    return float(grad_sign(p).sum()) / count if count else float("nan")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -36,12 +36,14 @@ def without_batchnorm(model: nn.Module) -> nn.Module:
 
 @dataclass
 class ProxyInput:
-    """What every pass receives: the (initialised) network and one batch, already on ``device``."""
+    """What every pass receives: the (initialised) network and one batch, already on ``device``, and
+    the loss ``loss(logits, y)`` of the passes that take one (None: their default, cross-entropy)."""
 
     model: nn.Module
     x: torch.Tensor
     y: Optional[torch.Tensor]
     seed: int = 0
+    loss: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None
 
     @property
     def layers(self) -> List[Tuple[str, nn.Module]]:

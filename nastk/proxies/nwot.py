@@ -40,5 +40,10 @@ class CodeKernel:
                 for module in model.modules() if isinstance(module, nn.ReLU)]
 
     def score(self) -> float:
-        sign, logdet = np.linalg.slogdet(self.kernel.cpu().numpy())
+        return self.log_determinant(self.kernel)
+
+    @staticmethod
+    def log_determinant(kernel: torch.Tensor) -> float:
+        """log|det K| (NaN for a singular K): the NASWOT score."""
+        sign, logdet = np.linalg.slogdet(kernel.cpu().numpy())
         return float(logdet) if sign != 0 else float("nan")

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Dict, List, Sequence
+from dataclasses import dataclass
+from typing import FrozenSet, List
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from nastk.proxies.layers import ProxyInput, weight_layers
+from nastk.proxies.passes import ProxyPass
 
 MIXUP = 0.01
 REPEATS = 1
@@ -34,7 +36,7 @@ def _gaussian_copy(model: nn.Module, generator: torch.Generator) -> nn.Module:
     clone = copy.deepcopy(model)
     with torch.no_grad():
         for _, module in weight_layers(clone):
-            module.weight.copy_(torch.randn(module.weight.shape, generator=generator))
+            module.weight.copy_(torch.randn(module.weight.shape, generator=generator, device=generator.device))
             if getattr(module, "bias", None) is not None:
                 module.bias.zero_()
         for module in clone.modules():
@@ -65,22 +67,52 @@ def _pre_pool_features(model: nn.Module, x: torch.Tensor, bn_log_scales: List[fl
     return captured[-1] if captured else output
 
 
-def zen_score(model: nn.Module, input_shape, batch: int, seed: int, repeats: int = REPEATS) -> float:
-    generator = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
+@dataclass
+class ZenDraw:
+    """One draw of the Zen-NAS score: pre-pooling features of x and of x + 0.01 eps on the Gaussian
+    copy, and log sqrt(mean sigma^2) of every BN the x forward went through."""
+
+    features: torch.Tensor
+    perturbed: torch.Tensor
+    bn_log_scales: List[float]
+
+
+class ZenPass(ProxyPass):
+    """``draws``: ``REPEATS`` :class:`ZenDraw` on Gaussian copies of the network, drawn from a CPU
+    generator seeded by the pass's ``seed`` (so the same on every device)."""
+
+    def __init__(self, draws: List[ZenDraw]):
+        self.draws = draws
+
+    @classmethod
+    def run(cls, inp: ProxyInput, needs: FrozenSet[str]) -> "ZenPass":
+        return cls.of(inp.model, inp.x.shape[1:], len(inp.x), inp.seed)
+
+    @classmethod
+    def of(cls, model: nn.Module, input_shape, batch: int, seed: int, repeats: int = REPEATS) -> "ZenPass":
+        generator = torch.Generator().manual_seed(seed)
+        device = next(model.parameters()).device
+        draws = []
+        with torch.no_grad():
+            for _ in range(repeats):
+                net = _gaussian_copy(model, generator).to(device)
+                x = torch.randn((batch,) + tuple(input_shape), generator=generator).to(device)
+                eps = torch.randn((batch,) + tuple(input_shape), generator=generator).to(device)
+                bn_log_scales: List[float] = []
+                features = _pre_pool_features(net, x, bn_log_scales)
+                draws.append(ZenDraw(features, _pre_pool_features(net, x + MIXUP * eps), bn_log_scales))
+        return cls(draws)
+
+
+def zen(p: ZenPass) -> float:
+    """The mean over draws of log E_batch||f(x) - f(x + 0.01 eps)||_F + sum of the BN log scales."""
     scores = []
-    with torch.no_grad():
-        for _ in range(repeats):
-            net = _gaussian_copy(model, generator).to(device)
-            x = torch.randn((batch,) + tuple(input_shape), generator=generator).to(device)
-            eps = torch.randn((batch,) + tuple(input_shape), generator=generator).to(device)
-            bn_log_scales: List[float] = []
-            features = _pre_pool_features(net, x, bn_log_scales)
-            perturbed = _pre_pool_features(net, x + MIXUP * eps)
-            distance = (features - perturbed).double().flatten(1).norm(dim=1).mean()
-            scores.append(math.log(float(distance)) + sum(bn_log_scales) if distance > 0 else float("nan"))
+    for draw in p.draws:
+        distance = (draw.features - draw.perturbed).double().flatten(1).norm(dim=1).mean()
+        scores.append(math.log(float(distance)) + sum(draw.bn_log_scales) if distance > 0 else float("nan"))
     return float(sum(scores) / len(scores))
 
 
-def run(inp: ProxyInput, names: Sequence[str]) -> Dict[str, object]:
-    return {"zen": zen_score(inp.model, inp.x.shape[1:], len(inp.x), inp.seed)}
+def zen_score(model: nn.Module, input_shape, batch: int, seed: int, repeats: int = REPEATS) -> float:
+    with torch.no_grad():
+        return zen(ZenPass.of(model, input_shape, batch, seed, repeats))

@@ -46,6 +46,8 @@ from nastk.options import Option, Text
 from nastk.strategy import Strategy
 
 KAPPA = 2.576
+#: The images that score a proxy the table lacks, per table dataset (NB201's cifar10-valid uses cifar10's).
+TABLE_IMAGES = {"cifar10-valid": "cifar10"}
 DEFAULT_PROXIES = ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov")
 
 
@@ -82,14 +84,54 @@ class ProxyPool:
 
 
 def load_proxy_pool(space, dataset: Optional[str] = None, proxy_table: Optional[str] = None,
-                    proxies: Sequence[str] = DEFAULT_PROXIES) -> ProxyPool:
-    """The pool of a proxy table (default: the shared table covering ``dataset``)."""
+                    proxies: Sequence[str] = DEFAULT_PROXIES, device=None) -> ProxyPool:
+    """The pool of a proxy table (default: the shared table covering ``dataset``).
+
+    A proxy that is not a column of the table but a nastk proxy (a user's included: a registered name or
+    ``package.module:function``) is computed for every architecture of the pool by
+    :func:`~nastk.evaluators.proxy.score_architectures` (the space's own network, ``dataset``'s batch,
+    seed 0, on ``device``; None: where networks are built), cached in the nastk cache folder, so it
+    is computed once per pool.
+    """
     from nastk.benchmarks.proxy_tables import default_table_path, read_proxy_table
 
     if proxy_table is None and dataset is None:
         raise ConfigError("RoBoT needs a --dataset (to pick the shared proxy table) or a --proxy-table")
-    table = read_proxy_table(proxy_table or default_table_path(dataset), dataset=dataset, names=proxies)
-    return ProxyPool([space.from_str(text) for text in table.arch_strs], table.values, list(proxies))
+    path = proxy_table or default_table_path(dataset)
+    table = read_proxy_table(path, dataset=dataset)
+    archs = [space.from_str(text) for text in table.arch_strs]
+    missing = [name for name in proxies if not _is_column(table, name)]
+    computed = _computed_columns(space, archs, missing, table.source, dataset, device) if missing else {}
+    values = np.column_stack([computed[name] if name in computed else table.column(name) for name in proxies])
+    return ProxyPool(archs, values, list(proxies))
+
+
+def _is_column(table, name: str) -> bool:
+    try:
+        table.column(name)
+    except ConfigError:
+        return False
+    return True
+
+
+def _computed_columns(space, archs, names: Sequence[str], source: str, dataset: Optional[str],
+                      device) -> Dict[str, np.ndarray]:
+    """Values of the nastk proxies ``names`` (not columns of the table) for ``archs``; a name that is
+    not a proxy either is one line naming both."""
+    from nastk.errors import UnknownNameError
+    from nastk.evaluators.proxy import score_architectures
+    from nastk.paths import cache_root
+    from nastk.proxies import get_proxy
+
+    for name in names:
+        try:
+            get_proxy(name)
+        except UnknownNameError as error:
+            raise ConfigError(f"proxy table {source} has no column {name!r}, and it is no proxy nastk can "
+                              f"compute: {error}") from None
+    scored = score_architectures(space, archs, names, dataset=TABLE_IMAGES.get(dataset, dataset or "cifar10"),
+                                 device=device, cache_path=cache_root() / f"robot_proxies_{space.name}.jsonl")
+    return scored.scores
 
 
 def _proxy_list(proxies: Union[None, str, Sequence[str]]) -> Tuple[str, ...]:
@@ -109,18 +151,19 @@ class RoBoT(Strategy):
     OPTIONS = (Option("proxy_table", Text(), "CSV(.gz) of proxy values with an arch_str column (default: the shared "
                                              "NAS-Bench-Suite-Zero table covering --dataset)"),
                Option("proxies", Text(lists=True), "proxy columns to combine (default grad_norm,snip,grasp,fisher,"
-                                                   "synflow,jacob_cov)"))
+                                                   "synflow,jacob_cov); a nastk proxy the table lacks, e.g. "
+                                                   "pkg.mod:func, is computed for the pool"))
 
     def __init__(self, space, seed: int = 0, budget: int = 20, dataset: Optional[str] = None,
                  proxy_table: Optional[str] = None, proxies: Union[None, str, Sequence[str]] = None,
-                 pool: Union[None, ProxyPool, Tuple[Sequence[Architecture], np.ndarray]] = None):
+                 pool: Union[None, ProxyPool, Tuple[Sequence[Architecture], np.ndarray]] = None, device=None):
         super().__init__(space, seed)
         if int(budget) < 1:
             raise ConfigError(f"RoBoT needs a budget (number of BO steps) of at least 1, got {budget}")
         self.budget, self.dataset, self.proxy_table = int(budget), dataset, proxy_table
         self.proxies = _proxy_list(proxies)
         if pool is None:
-            pool = load_proxy_pool(space, dataset, proxy_table, self.proxies)
+            pool = load_proxy_pool(space, dataset, proxy_table, self.proxies, device)
         elif not isinstance(pool, ProxyPool):
             archs, values = pool
             pool = ProxyPool(archs, values, self.proxies)
