@@ -22,6 +22,9 @@ from nastk.strategy import Strategy
 from nastk.trial import SearchOutcome, Stop, Trial, record_problem
 
 CONFIG, JOURNAL, SUMMARY = "config.json", "journal.jsonl", "summary.json"
+#: A parallel run's study as its first invocation ran it: ``{"name", "workers", "storage" (shown without
+#: password), "database" (False: the journal file in the run folder)}``.
+STUDY = "study.json"
 
 
 def require_resumable(directory, what: str = "run") -> Path:
@@ -105,7 +108,8 @@ class Run:
                 diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
                 if diff == ["engine"] and saved.get("engine") == "study":
                     raise RunError(f"cannot resume {self.directory} on the sequential engine: it is a parallel run; "
-                                   f"resume it with --workers N (or the --storage URL it used)")
+                                   f"resume it with nastk search --run-dir {self.directory} --resume (and the "
+                                   f"--storage URL it used, if any)")
                 if diff != ["budget"] or _without_budget(saved) != _without_budget(config):
                     raise RunError(f"cannot resume {self.directory}: its config differs in {', '.join(diff)}")
                 if config["budget"] < saved["budget"]:
@@ -217,6 +221,30 @@ def check_journal(directory) -> None:
                 raise RunError(f"journal {path} line {number} {what}")
 
 
+def write_study_record(directory, record: Dict[str, Any]) -> None:
+    """Keep a parallel run's study name, storage (shown without password) and worker count in its folder,
+    once: a resume that gives another ``--workers`` uses it for that invocation only."""
+    path = Path(directory) / STUDY
+    if not path.exists():
+        with atomic_write(path, "w") as handle:
+            json.dump(record, handle, indent=2)
+
+
+def study_record(directory) -> Optional[Dict[str, Any]]:
+    """What a parallel run recorded of its study (:data:`STUDY`); None for a folder without the record
+    (a sequential run, or a parallel one made before runs recorded it)."""
+    path = Path(directory) / STUDY
+    if not path.is_file():
+        return None
+    record = read_json(path, "parallel run record", RunError, max_bytes=MAX_CONFIG_BYTES)
+    workers = record.get("workers")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise RunError(f"parallel run record {path} holds no worker count >= 1 (workers: {workers!r})")
+    if not isinstance(record.get("storage"), str) or not isinstance(record.get("database"), bool):
+        raise RunError(f"parallel run record {path} does not say where its study is (storage, database)")
+    return record
+
+
 def _read_saved_config(path: Path) -> Dict[str, Any]:
     try:
         return read_json(path, "run config", RunError, max_bytes=MAX_CONFIG_BYTES)
@@ -276,9 +304,7 @@ class JournalBackend(Backend):
         outcome.replayed = len(outcome.trials)
         return outcome
 
-    def propose(self, outcome: SearchOutcome, stop: Stop, started: float) -> Optional[Proposal]:
-        if stop.reached(len(outcome.trials), outcome.cost_s, started):
-            return None
+    def propose(self, outcome: SearchOutcome, stop: Stop) -> Proposal:
         return Proposal(self.strategy.ask())
 
     def record(self, proposal: Proposal, result: Result, started: float, finished: float, step: int) -> Trial:

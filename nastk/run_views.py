@@ -31,7 +31,7 @@ from nastk.errors import RunError
 from nastk.paths import folder_in_use
 from nastk.run_folder import CONFIG, JOURNAL, SUMMARY, TORN_LAST_LINE, journal_lines
 from nastk.readers import MAX_CONFIG_BYTES, MAX_DOCUMENT_BYTES, read_json
-from nastk.trial import Trial, objective_key
+from nastk.trial import Trial, best_so_far, objective_key
 
 #: The optuna journal file of a parallel search (nastk.parallel writes it; named here to keep
 #: the reader free of the parallel engine's imports).
@@ -119,11 +119,11 @@ class RunView:
     def curve(self, x: str = "queries") -> List[List[float]]:
         """The anytime curve: (queries or cumulative cost, best-so-far objective) after each trial."""
         if self.trials:
-            points, best, cost = [], -math.inf, 0.0
-            for number, trial in enumerate(self.trials, start=1):
+            points, cost = [], 0.0
+            best = best_so_far(t.result.value for t in self.trials)
+            for number, (trial, index) in enumerate(zip(self.trials, best), start=1):
                 cost += trial.result.cost_s
-                best = max(best, objective_key(trial.result.value))
-                points.append([number if x == "queries" else cost, best])
+                points.append([number if x == "queries" else cost, objective_key(self.trials[index].result.value)])
             return points
         rows = (self.summary or {}).get("trajectory", [])  # a parallel study: [cost, best, test] per trial
         return [[number if x == "queries" else row[0], row[1]] for number, row in enumerate(rows, start=1)]
@@ -241,7 +241,7 @@ class OneShotView:
         options = {decision.options for decision in decisions}
         return options.pop() if len(options) == 1 else None
 
-    def alphas(self, device="cpu") -> Optional[List[Dict[str, Any]]]:
+    def alphas(self, device: str) -> Optional[List[Dict[str, Any]]]:
         """The architecture parameters' mixture weights, one row per decision with its name and every
         option's name (None when the supernet has none, e.g. SPOS); read from the run's checkpoint."""
         folder = self.directory

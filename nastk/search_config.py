@@ -50,7 +50,9 @@ GENERAL: Tuple[Option, ...] = (
                                        "benchmark, measured by training) exceeds this", None),
     Option("max_wall", Float(above=0), "also stop after this many seconds of wall time", None),
     Option("workers", Int(minimum=1), "parallel worker processes sharing one optuna study (journal file in the run "
-                                      "folder); optuna strategies only (1: the sequential engine)", 1),
+                                      "folder; 1: the sequential engine); optuna strategies, re and random (ls walks "
+                                      "one path: sequential only); a parallel run is not reproducible run to run "
+                                      "(results arrive in completion order); --resume reuses the run's own count", 1),
     Option("storage", Text(), "database URL of a shared optuna study (e.g. postgresql://user:pw@host/db); "
                               "machines running the same command join the same study", None),
 )
@@ -136,7 +138,7 @@ def run_config(values: Mapping[str, Any]) -> Dict[str, Any]:
     limits = {key: values[option] for key, option in (("cost_s", "max_cost"), ("wall_s", "max_wall")) if values.get(option)}
     if limits:
         config["stop"] = limits
-    if values.get("workers", 1) != 1 or values.get("storage"):
+    if values.get("workers", 1) != 1 or values.get("storage") or values.get("engine") == "study":
         config["engine"] = "study"  # the shared optuna study is the journal (nastk.parallel)
     return config
 

@@ -33,6 +33,11 @@ class Strategy(abc.ABC):
     #: True when the constructor takes ``pool``, a list of architectures to propose from (and nothing
     #: else): a search of an incomplete benchmark gives it the benchmark's architectures (:func:`run_strategy`)
     searches_pool: bool = False
+    #: True when :meth:`tell` accepts results of architectures it did not ask for, in any order: parallel
+    #: workers (``--workers N``) each run their own instance and tell it every worker's results as they
+    #: arrive. A strategy that cannot says why in ``sequential_because`` (the line that refuses it).
+    asynchronous: bool = False
+    sequential_because: str = "it is not written for results that arrive out of order from other workers"
 
     def __init__(self, space: SearchSpace, seed: int = 0):
         space.require(*self.requires)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from nastk.architecture import Architecture
 from nastk.errors import ConfigError
@@ -21,6 +21,21 @@ from nastk.evaluator import Result
 def objective_key(value: Optional[float]) -> float:
     """Sort key that ranks NaN (and missing) objectives last."""
     return value if value is not None and math.isfinite(value) else -math.inf
+
+
+def best_so_far(values: Iterable[Optional[float]], direction: str = "maximize") -> List[int]:
+    """After each value, the index of the best one so far (the first of equals; NaN and None rank last).
+    The one definition of an anytime curve: summaries' trajectories, ``nastk runs show`` and plots use it."""
+    if direction not in ("maximize", "minimize"):
+        raise ConfigError(f"direction must be maximize or minimize, got {direction!r}")
+    sign = 1.0 if direction == "maximize" else -1.0
+    indices, best, best_key = [], -1, -math.inf
+    for index, value in enumerate(values):
+        key = objective_key(None if value is None else sign * value)
+        if best < 0 or key > best_key:
+            best, best_key = index, key
+        indices.append(best)
+    return indices
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,8 @@ class SearchOutcome:
     best_arch: Optional[Architecture] = None
     #: summed evaluation cost so far (kept as trials arrive: the stop rule reads it after every trial)
     cost_s: float = 0.0
+    #: what the back-end adds to the run's summary (a parallel run: its study); empty on the run folder's journal
+    details: Dict[str, Any] = field(default_factory=dict)
 
     def add(self, trial: Trial, arch: Architecture) -> None:
         self.trials.append(trial)
@@ -136,12 +153,11 @@ class SearchOutcome:
 
     def trajectory(self) -> List[List[Optional[float]]]:
         """After each trial: cumulative cost, best-so-far objective and that architecture's test accuracy."""
-        rows, best, cost = [], None, 0.0
-        for trial in self.trials:
+        rows, cost = [], 0.0
+        for trial, best in zip(self.trials, best_so_far(t.result.value for t in self.trials)):
             cost += trial.result.cost_s
-            if best is None or objective_key(trial.result.value) > objective_key(best.value):
-                best = trial.result
-            rows.append([round(cost, 3), _finite(best.value), _finite(best.metrics.get("test_accuracy"))])
+            result = self.trials[best].result
+            rows.append([round(cost, 3), _finite(result.value), _finite(result.metrics.get("test_accuracy"))])
         return rows
 
 
@@ -181,6 +197,11 @@ class Stop:
         """A run config's stop rule: its ``budget`` and, when given, its ``stop`` limits."""
         limits = config.get("stop") or {}
         return cls(config["budget"], limits.get("cost_s"), limits.get("wall_s"))
+
+    def ended(self, outcome: SearchOutcome, started: float) -> bool:
+        """Whether the trials of ``outcome`` (a search started at ``time.monotonic()`` ``started``) end it:
+        the one stop check of the sequential engine, every parallel worker and their coordinator."""
+        return self.reached(len(outcome.trials), outcome.cost_s, started)
 
     def reached(self, queries: int, cost_s: float, started: float) -> bool:
         if queries >= self.queries:

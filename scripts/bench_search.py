@@ -32,13 +32,14 @@ STRATEGIES = [("random", {}), ("re", {}), ("bo-tpe", {}), ("bo-gp", {}), ("nsga2
 def re_thousand(repeats: int):
     """Engine-only (in memory) and the full CLI (journal fsynced per query, summary) for 1,000 RE queries."""
     from nastk.benchmarks.nb201 import default_table
+    from nastk.benchmarks.registry import benchmark_for
     from nastk.evaluators.benchmark import BenchmarkEvaluator
     from nastk.run_folder import run_search
     from nastk.space import get_space
     from nastk.strategy import make_strategy
 
     started = time.perf_counter()
-    evaluator = BenchmarkEvaluator("cifar10", table=default_table())
+    evaluator = BenchmarkEvaluator(benchmark_for("nb201"), "cifar10", table=default_table())
     load_s = time.perf_counter() - started
     engine = []
     for seed in range(repeats):
@@ -61,12 +62,13 @@ def engine_overhead(repeats: int, queries: int = 1000):
     """Per-query cost of the sequential engine itself for RE on the table: in memory and with the run
     folder's journal (one fsynced line per query). Issue 12's target: <= 0.1 ms/query in memory."""
     from nastk.benchmarks.nb201 import default_table
+    from nastk.benchmarks.registry import benchmark_for
     from nastk.evaluators.benchmark import BenchmarkEvaluator
     from nastk.run_folder import Run, run_search
     from nastk.space import get_space
     from nastk.strategy import make_strategy
 
-    evaluator = BenchmarkEvaluator("cifar10", table=default_table())
+    evaluator = BenchmarkEvaluator(benchmark_for("nb201"), "cifar10", table=default_table())
     memory, journal = [], []
     for seed in range(repeats):
         started = time.perf_counter()
@@ -82,12 +84,13 @@ def engine_overhead(repeats: int, queries: int = 1000):
 
 def overhead(queries: int):
     """Wall time per query of each strategy on the table (the look-up itself is microseconds)."""
+    from nastk.benchmarks.registry import benchmark_for
     from nastk.evaluators.benchmark import BenchmarkEvaluator
     from nastk.run_folder import run_search
     from nastk.space import get_space
     from nastk.strategy import make_strategy
 
-    evaluator, rows = BenchmarkEvaluator("cifar10"), []
+    evaluator, rows = BenchmarkEvaluator(benchmark_for("nb201"), "cifar10"), []
     for name, options in STRATEGIES:
         stamps = []
         strategy = make_strategy(name, get_space("nb201"), seed=0, **options)
@@ -152,8 +155,8 @@ def speedup(budget: int, repeats: int, kind: str):
             config = search_config(**options, seed=seed)
             with tempfile.TemporaryDirectory() as folder:
                 started = time.perf_counter()
-                outcome, _ = run_study(config, Run(Path(folder) / "run", config), workers=workers,
-                                       evaluator_factory=factory)
+                outcome = run_study(config, Run(Path(folder) / "run", config), workers=workers,
+                                    evaluator_factory=factory)
                 walls.append(time.perf_counter() - started)
                 assert len(outcome.trials) == budget
                 evaluation.append(sum(r.wall_s for r in outcome.trials))

@@ -150,12 +150,12 @@ def postgres_url():
 def test_two_workers_on_a_journal_file_record_each_evaluation_once(nastk_data, tmp_path):
     config = make_config(budget=8)
     log = tmp_path / "evaluations.jsonl"
-    outcome, info = run_study(config, Run(tmp_path / "run", config), workers=2,
+    outcome = run_study(config, Run(tmp_path / "run", config), workers=2,
                               evaluator_factory=functools.partial(slow_factory, str(log), 0.1))
     study = journal_study(tmp_path / "run", config)  # inspectable with optuna's own tools
     assert_recorded_exactly_once(study, log, budget=8)
     workers = {t.user_attrs["worker"] for t in study.trials}
-    assert len(workers) == 2 and info["study"]["workers"] == 2 and info["study"]["surplus"] == 0
+    assert len(workers) == 2 and outcome.details["study"]["workers"] == 2 and outcome.details["study"]["surplus"] == 0
     assert len(outcome.trials) == 8 and outcome.evaluated == 8
     assert outcome.best_result.value == max(t.values[0] for t in study.get_trials(states=(TrialState.COMPLETE,)))
 
@@ -171,11 +171,11 @@ def test_sigkilled_worker_is_recovered_by_the_coordinator(nastk_data, tmp_path):
     os.kill(pid, signal.SIGKILL)
     thread.join(120)
     assert "error" not in box, box.get("error")
-    outcome, info = box["value"]
+    outcome = box["value"]
     assert study.trials[victim.number].state == TrialState.FAIL
     retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == victim.params
-    assert info["study"]["retried"] == 1 and len(outcome.trials) == 6
+    assert outcome.details["study"]["retried"] == 1 and len(outcome.trials) == 6
     assert_recorded_exactly_once(study, log, budget=6, killed_pids=(pid,))
 
 
@@ -195,7 +195,7 @@ def test_run_stopped_by_killing_every_worker_resumes(nastk_data, tmp_path):
     assert isinstance(box.get("error"), RunError) and "--resume" in str(box["error"])
     with pytest.raises(RunError, match="--resume"):
         Run(tmp_path / "run", config)
-    outcome, _ = run_study(config, Run(tmp_path / "run", config, resume=True), workers=2, evaluator_factory=factory)
+    outcome = run_study(config, Run(tmp_path / "run", config, resume=True), workers=2, evaluator_factory=factory)
     assert outcome.replayed >= 2 and outcome.replayed + outcome.evaluated == 6
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     assert_recorded_exactly_once(study, log, budget=6, killed_pids=pids)
@@ -288,21 +288,48 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_non_optuna_strategies_cannot_run_in_parallel(tmp_path):
-    config = make_config(budget=4, strategy="re")
-    with pytest.raises(ConfigError, match="optuna sampler"):
+def test_local_search_is_refused_on_parallel_workers_saying_why(tmp_path):
+    config = make_config(budget=4, strategy="ls")
+    with pytest.raises(ConfigError, match="ls.*cannot run on parallel workers.*walks one path"):
         run_study(config, Run(tmp_path, config), workers=2)
+    assert not (tmp_path / JOURNAL_FILE).exists()
+
+
+def test_a_run_whose_study_is_in_a_database_is_not_resumed_on_a_new_journal(tmp_path):
+    config = make_config(budget=4, strategy="random")
+    Run(tmp_path / "run", config).release()
+    (tmp_path / "run" / "study.json").write_text(json.dumps(
+        {"name": study_name(config), "workers": 2, "storage": "postgresql://u:***@host/db", "database": True}))
+    with pytest.raises(ConfigError, match=r"in the database postgresql://u:\*\*\*@host/db; resume it with --storage"):
+        run_study(config, Run(tmp_path / "run", config, resume=True), workers=2)
+    assert not (tmp_path / "run" / JOURNAL_FILE).exists()
+
+
+def test_two_workers_of_regularized_evolution_record_each_evaluation_once(nastk_data, tmp_path):
+    """RE on the study: each worker's own instance is told the others' results (asynchronous evolution)."""
+    config = search_config(strategy="re", population_size=4, sample_size=2, budget=10, seed=0, evaluator="benchmark",
+                           benchmark="nb201", dataset="cifar10", workers=2)
+    log = tmp_path / "evaluations.jsonl"
+    outcome = run_study(config, Run(tmp_path / "run", config), workers=2,
+                        evaluator_factory=functools.partial(slow_factory, str(log), 0.05), poll_s=0.05)
+    study = journal_study(tmp_path / "run", config)
+    assert_recorded_exactly_once(study, log, budget=10)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len({t.user_attrs["worker"] for t in complete}) == 2 and len(outcome.trials) == 10
+    assert [t.number for t in outcome.trials] == [t.number for t in sorted(complete, key=lambda t: t.datetime_complete)]
+    assert outcome.best_result.value == max(t.value for t in complete)
+    assert json.loads((tmp_path / "run" / "study.json").read_text())["workers"] == 2
 
 
 def test_two_workers_on_postgres_record_each_evaluation_once(nastk_data, tmp_path, postgres_url):
     config = make_config(budget=8, seed=2)
     log = tmp_path / "evaluations.jsonl"
-    outcome, info = run_study(config, Run(tmp_path / "run", config), workers=2, storage=postgres_url,
+    outcome = run_study(config, Run(tmp_path / "run", config), workers=2, storage=postgres_url,
                               evaluator_factory=functools.partial(slow_factory, str(log), 0.1))
     study = optuna.load_study(study_name=study_name(config), storage=database_url(postgres_url))
     assert_recorded_exactly_once(study, log, budget=8)
     assert len({t.user_attrs["worker"] for t in study.trials}) == 2
-    assert "nastk:nastk@" not in info["study"]["storage"] and "***" in info["study"]["storage"]  # no password
+    assert "nastk:nastk@" not in outcome.details["study"]["storage"] and "***" in outcome.details["study"]["storage"]  # no password
 
 
 def _machine(config, run_dir, url, log_path):
@@ -325,14 +352,14 @@ def test_lost_machine_is_recovered_by_heartbeat_and_the_study_joined(nastk_data,
     os.kill(machine_b.pid, signal.SIGKILL)
     os.kill(int(victim.user_attrs["worker"].split(":")[1]), signal.SIGKILL)
     machine_b.join(10)
-    outcome, info = run_study(config, Run(tmp_path / "a", config), workers=1, storage=postgres_url,
+    outcome = run_study(config, Run(tmp_path / "a", config), workers=1, storage=postgres_url,
                               heartbeat=HEARTBEAT, poll_s=0.05,
                               evaluator_factory=functools.partial(slow_factory, str(log), 0.05))
     study = optuna.load_study(study_name=study_name(config), storage=database_url(postgres_url))
     assert study.trials[victim.number].state == TrialState.FAIL
     retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == victim.params
-    assert info["study"]["retried"] == 1 and len(outcome.trials) == 5
+    assert outcome.details["study"]["retried"] == 1 and len(outcome.trials) == 5
     assert_recorded_exactly_once(study, log, budget=5,
                                  killed_pids=(int(victim.user_attrs["worker"].split(":")[1]),))
 
@@ -360,3 +387,21 @@ def test_cli_parallel_search_and_resume(capsys, nastk_data, tmp_path):
     assert config["engine"] == "study" and sum(t.state == TrialState.COMPLETE for t in trials) == 12
     # two workers racing for the last slot: the loser's trial is FAIL, marked surplus, never evaluated
     assert all(t.user_attrs.get("surplus") and "result" not in t.user_attrs for t in trials if t.state != TrialState.COMPLETE)
+
+
+def test_cli_resume_of_a_parallel_run_uses_its_recorded_worker_count(capsys, nastk_data, tmp_path):
+    run_dir = tmp_path / "run"
+    argv = ["search", "--strategy", "random", "--benchmark", "nb201", "--dataset", "cifar10", "--budget", "6",
+            "--run-dir", str(run_dir), "--format", "json", "--no-progress"]
+    assert main(argv + ["--workers", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["study"]["workers"] == 2
+    resume = ["search", "--run-dir", str(run_dir), "--resume", "--format", "json", "--no-progress"]
+    assert main(resume) == 0  # no --workers: the run's own 2
+    again = json.loads(capsys.readouterr().out)
+    assert again["study"]["workers"] == 2 and again["replayed"] == 6 and again["evaluated_now"] == 0
+    assert main(resume + ["--workers", "3"]) == 0  # an explicit count wins for this invocation only
+    assert json.loads(capsys.readouterr().out)["study"]["workers"] == 3
+    assert json.loads((run_dir / "study.json").read_text())["workers"] == 2
+    (run_dir / "study.json").unlink()  # a run folder made before runs recorded their workers: resumes with 1
+    assert main(resume) == 0
+    assert json.loads(capsys.readouterr().out)["study"]["workers"] == 1

@@ -95,3 +95,14 @@ def test_bad_seed_lists_are_one_line_and_write_nothing(capsys, nastk_data, tmp_p
         code = exit_.code
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1 and not (tmp_path / "x").exists()
+
+
+def test_best_so_far_keeps_the_first_best_and_ranks_nan_and_none_last():
+    from nastk.trial import best_so_far
+
+    nan = float("nan")
+    assert best_so_far([nan, 1.0, None, 3.0, 3.0, 2.0]) == [0, 1, 1, 3, 3, 3]
+    assert best_so_far([2.0, 1.0, nan, 1.0, 0.5], direction="minimize") == [0, 1, 1, 1, 4]
+    assert best_so_far([]) == []
+    with pytest.raises(ConfigError, match="maximize or minimize"):
+        best_so_far([1.0], direction="max")

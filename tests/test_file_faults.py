@@ -453,8 +453,8 @@ def test_a_full_disk_during_a_parallel_run_leaves_a_whole_resumable_study_journa
     before = recorded()
     assert 1 <= len(before) < 8
     marker.unlink()  # space freed
-    outcome, _ = run_study(config, Run(run_dir, config, resume=True), workers=2, poll_s=0.05,
-                           evaluator_factory=functools.partial(filling_factory, str(log), str(marker), None))
+    outcome = run_study(config, Run(run_dir, config, resume=True), workers=2, poll_s=0.05,
+                        evaluator_factory=functools.partial(filling_factory, str(log), str(marker), None))
     after = recorded()
     assert len(after) == 8 and len(set(after.values())) == 8 and outcome.replayed == len(before)
     assert {n: after[n] for n in before} == before  # what was recorded before the disk filled up is kept

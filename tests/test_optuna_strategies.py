@@ -11,6 +11,7 @@ from nastk.architecture import Architecture
 from nastk.cli import main
 from nastk.errors import CapabilityError, ConfigError, RunError
 from nastk.evaluator import Evaluator, Result
+from nastk.benchmarks.registry import benchmark_for
 from nastk.evaluators.benchmark import BenchmarkEvaluator
 from nastk.evaluators.multi_objective import ObjectivesEvaluator, parse_objectives, pareto_front
 from nastk.run_folder import JOURNAL, Run, run_search
@@ -24,7 +25,7 @@ FAST = {"bo-tpe": {}, "bo-gp": {"n_startup_trials": 4}, "nsga2": {"population_si
 
 @pytest.fixture
 def evaluator(nb201_table):
-    return BenchmarkEvaluator("cifar10", table=nb201_table)
+    return BenchmarkEvaluator(benchmark_for("nb201"), "cifar10", table=nb201_table)
 
 
 def archs(outcome):
@@ -164,12 +165,12 @@ def test_objective_metrics_match_the_benchmarks(nb201, nb201_table, evaluator):
         result = wrapped.evaluate(arch)
         assert result.metrics["params_m"] == pytest.approx(nb201_table.metrics(arch, "cifar10")["cifar10/params_m"], abs=1e-6)
         assert result.value == evaluator.evaluate(arch).value and result.metrics["flops_m"] > 0
-    first = wrapped.evaluate(nb201.from_index(0)).metrics  # values printed in HW-NAS-Bench's example notebook
+    first = wrapped.evaluate(benchmark_for("nb201").arch_at(0)).metrics  # values printed in HW-NAS-Bench's example notebook
     assert first["edgegpu_latency"] == pytest.approx(5.807418537139893) and first["fpga_energy"] == pytest.approx(18.01072)
     wrapped_in16 = ObjectivesEvaluator(evaluator, nb201, "ImageNet16-120", parse_objectives("acc,flops"))
-    assert wrapped_in16.evaluate(nb201.from_index(0)).metrics["flops_m"] < first["flops_m"]  # 16x16 inputs
+    assert wrapped_in16.evaluate(benchmark_for("nb201").arch_at(0)).metrics["flops_m"] < first["flops_m"]  # 16x16 inputs
     hardware = ObjectivesEvaluator(evaluator, nb201, "cifar10", parse_objectives("acc,edgetpu_latency"))
-    missing = [i for i in range(40) if math.isnan(hardware.evaluate(nb201.from_index(i)).metrics["edgetpu_latency"])]
+    missing = [i for i in range(40) if math.isnan(hardware.evaluate(benchmark_for("nb201").arch_at(i)).metrics["edgetpu_latency"])]
     assert missing  # the source's -1 ("not measured") became NaN
 
 
@@ -229,7 +230,7 @@ def test_cli_multi_objective_search_reports_the_front(capsys, nastk_data, tmp_pa
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["--strategy", "re", "--workers", "2"], "optuna sampler"),
+    (["--strategy", "ls", "--workers", "2"], "cannot run on parallel workers"),
     (["--strategy", "bo-tpe", "--objectives", "acc,size"], "unknown objective"),
     (["--strategy", "nsga2", "--selection", "random"], "must be one of nsga2, eagan"),
     (["--strategy", "bo-tpe", "--storage", "not-a-url", "--workers", "1"], "database URL"),

@@ -58,7 +58,7 @@ def test_the_same_folder_twice_in_one_process_shares_the_lock(tmp_path):
 
 # --- classes 5 and 6: nothing written before validation; another run's files are refused --------------
 @pytest.mark.parametrize("extra", [
-    ["--workers", "2"],                      # re cannot run parallel workers: refused after resolving
+    ["--strategy", "ls", "--workers", "2"],  # ls cannot run parallel workers: refused after resolving
     ["--storage", "user:secret@host/db"],    # no scheme
     ["--objective", "nonsense"],
 ])

@@ -7,6 +7,7 @@ import pytest
 
 from nastk.errors import ConfigError, RunError
 from nastk.evaluator import Evaluator, Result
+from nastk.benchmarks.registry import benchmark_for
 from nastk.evaluators.benchmark import BenchmarkEvaluator
 from nastk.run_folder import JOURNAL, Run, run_search
 from nastk.strategy import make_strategy
@@ -31,7 +32,7 @@ class CountingEvaluator(Evaluator):
 
 @pytest.fixture
 def evaluator(nb201_table):
-    return BenchmarkEvaluator("cifar10", table=nb201_table)
+    return BenchmarkEvaluator(benchmark_for("nb201"), "cifar10", table=nb201_table)
 
 
 @pytest.mark.parametrize("name", ["random", "re"])

@@ -14,7 +14,7 @@ from nastk.options import Int
 from nastk.paths import check_writable, save_figure
 from nastk.progress import format_score
 from nastk.run_views import OneShotView, RunView, View, find_runs, group_seeds, read_any, seed_aggregate
-from nastk.trial import objective_key
+from nastk.trial import best_so_far, objective_key
 
 KINDS_TEXT = "search, parallel search, supernet, staged supernet, few-shot or DARTS-PT"
 
@@ -139,12 +139,11 @@ def _show(args) -> int:
         return _show_oneshot(view, args)
     run = view
     _warn_unreadable([run])
-    rows, best, cost = [], None, 0.0
-    for trial in run.trials:
+    rows, cost = [], 0.0
+    for trial, best in zip(run.trials, best_so_far(t.result.value for t in run.trials)):
         cost += trial.result.cost_s
-        if best is None or objective_key(trial.result.value) > objective_key(best):
-            best = trial.result.value
-        rows.append({"step": trial.step, "arch": trial.arch, "objective": trial.result.value, "best_so_far": best,
+        rows.append({"step": trial.step, "arch": trial.arch, "objective": trial.result.value,
+                     "best_so_far": run.trials[best].result.value,
                      "test_accuracy": trial.result.metrics.get("test_accuracy"), "cost_s": trial.result.cost_s,
                      "cumulative_cost_s": round(cost, 3), "wall_s": round(trial.wall_s, 3), "worker": trial.worker})
     rows = rows[-args.last:] if args.last else rows
@@ -172,7 +171,7 @@ EPOCH_COLUMNS = ("lr", "train_loss", "train_acc", "valid_acc", "test_acc", "epoc
 
 def _show_oneshot(view: OneShotView, args) -> int:
     epochs = view.epochs[-args.last:] if args.last else view.epochs
-    alphas = view.alphas()
+    alphas = view.alphas("cpu")  # printed: read onto the CPU
     info = view.describe()
     if args.format == "json":
         print_json({**info, "config": view.config, "summary": view.summary, "epochs": epochs,

@@ -14,18 +14,17 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from nastk.commands import print_json, read_mapping
+from nastk.engine import build_evaluator, search
 from nastk.errors import ConfigError, NastkError, RunError
-from nastk.evaluators import run_evaluator
 from nastk.evaluators.multi_objective import constraint_summary, parse_objectives, pareto_front, plot_pareto
 from nastk.log import LOGGER
 from nastk.options import Bool, Option, Seeds
 from nastk.progress import Progress, format_score
 from nastk.readers import MAX_CONFIG_BYTES, read_json
-from nastk.run_folder import Run, check_journal, require_resumable, run_search
+from nastk.run_folder import Run, check_journal, require_resumable, study_record
 from nastk.search_config import GENERAL, option_owners, options_of_run_config, resolve, run_config
 from nastk.space import get_space
 from nastk.strategy import STRATEGIES, run_strategy
-from nastk.trial import Stop
 
 #: Flags of ``nastk search`` beyond the run options (those come from nastk.search_config's declarations).
 FLAG_ONLY = ("config", "seeds", "device", "run_dir", "resume", "format", "no_progress")
@@ -123,13 +122,21 @@ def resolve_options(args) -> Dict[str, Any]:
             sources[name] = source
 
     saved = Path(args.run_dir) / "config.json" if args.run_dir else None
+    parallel = False
     if args.resume and saved is not None and saved.is_file():
-        layer(options_of_run_config(_read_json(saved)), f"run config {saved}")
+        data = _read_json(saved)
+        layer(options_of_run_config(data), f"run config {saved}")
+        parallel = data.get("engine") == "study"
+        if parallel:  # the workers it recorded; 1 for a run made before runs recorded them
+            layer({"workers": (study_record(args.run_dir) or {}).get("workers", 1)}, f"run folder {args.run_dir}")
     if args.config:
         layer(_read_config(Path(args.config)), f"config file {args.config}")
     layer({name: value for name, value in vars(args).items()
            if name not in FLAG_ONLY and name not in ("func", "command") and value is not None}, "")
-    return resolve(given, sources)
+    options = resolve(given, sources)
+    if parallel:  # a parallel run stays one, whatever number of workers resumes it
+        options["engine"] = "study"
+    return options
 
 
 def _read_json(path: Path) -> Dict[str, Any]:
@@ -161,27 +168,24 @@ class Prepared:
     strategy: Any
 
 
-def prepare(config: Dict[str, Any], device: str = "cpu", workers: int = 1, storage: Optional[str] = None) -> Prepared:
+def prepare(config: Dict[str, Any], device: Optional[str], workers: int = 1, storage: Optional[str] = None) -> Prepared:
     """Build what a run of ``config`` needs (checking its protocol, data files, strategy options and
     engine) before anything is printed or written."""
-    space = get_space(config["space"])
-    evaluator = run_evaluator(space, config, config["seed"], device)
+    evaluator = build_evaluator(config, device)
     if config.get("engine") == "study":
         from nastk.parallel import check_study
 
         return Prepared(evaluator, check_study(config, workers, storage))
     if storage:
-        raise ConfigError("--storage needs an optuna strategy's study; it is not used by the sequential engine")
-    return Prepared(evaluator, run_strategy(config, space, config["seed"]))
+        raise ConfigError("--storage needs a parallel run's study (engine: study); it is not used by the sequential engine")
+    return Prepared(evaluator, run_strategy(config, get_space(config["space"]), config["seed"]))
 
 
-def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str = "cpu", progress: bool = True,
+def execute(config: Dict[str, Any], run_dir, device: Optional[str], resume: bool = False, progress: bool = True,
             workers: int = 1, storage: Optional[str] = None, prepared: Optional[Prepared] = None):
-    """Run a resolved config into ``run_dir``; returns the summary dict (also written to summary.json).
-
-    Configs with ``engine: study`` run on :mod:`nastk.parallel` (``workers`` processes on the run
-    folder's journal file, or on the ``storage`` database); all others on the sequential engine.
-    ``prepared``: :func:`prepare`'s result for this config (default: prepared here).
+    """Run a resolved config into ``run_dir`` (:func:`nastk.engine.search`: the run folder's journal, or
+    ``workers`` processes on the study of an ``engine: study`` config); returns the summary dict (also
+    written to summary.json). ``prepared``: :func:`prepare`'s result for this config (default: prepared here).
     """
     started = time.perf_counter()
     if resume:
@@ -189,19 +193,11 @@ def execute(config: Dict[str, Any], run_dir, resume: bool = False, device: str =
         check_same_evaluator(config, run_dir)
         check_journal(run_dir)  # a journal that would not replay is refused before the config is extended
     prepared = prepared or prepare(config, device, workers, storage)
-    evaluator = prepared.evaluator
     bar = Progress(config["budget"], "search", "evaluations", enabled=progress)
-    if config.get("engine") == "study":
-        from nastk.parallel import run_study
-
-        with Run(run_dir, config, resume=resume) as run:  # locked until its summary is written
-            outcome, extra = run_study(config, run, workers=workers, storage=storage, device=device,
-                                       progress=lambda done: bar.update(done))
-            return _finish(config, run, outcome, evaluator, bar, started, device, extra)
-    with Run(run_dir, config, resume=resume, upgrade=upgraded_config) as run:
-        outcome = run_search(prepared.strategy, evaluator, Stop.from_config(config), run,
-                             progress=lambda trial, outcome: bar.update(len(outcome.trials), best=outcome.best.result.value))
-        return _finish(config, run, outcome, evaluator, bar, started, device, {})
+    with Run(run_dir, config, resume=resume, upgrade=upgraded_config) as run:  # locked until its summary is written
+        outcome = search(config, run, prepared.evaluator, prepared.strategy, device, workers=workers, storage=storage,
+                         progress=lambda trial, outcome: bar.update(len(outcome.trials), best=outcome.best.result.value))
+        return _finish(config, run, outcome, prepared.evaluator, bar, started, device)
 
 
 def check_same_evaluator(config: Dict[str, Any], run_dir) -> None:
@@ -223,7 +219,7 @@ def upgraded_config(saved: Dict[str, Any]) -> Dict[str, Any]:
     return run_config(resolve(options_of_run_config(saved)))
 
 
-def _finish(config, run, outcome, evaluator, bar, started, device, extra) -> Dict[str, Any]:
+def _finish(config, run, outcome, evaluator, bar, started, device) -> Dict[str, Any]:
     """The summary of a finished search, written to the run folder."""
     bar.close()
     # With constraints the winner is the best feasible architecture; when none is, there is no winner.
@@ -249,7 +245,7 @@ def _finish(config, run, outcome, evaluator, bar, started, device, extra) -> Dic
         "device": str(device),
         "run_dir": str(run.directory),
         "trajectory": outcome.trajectory(),
-        **extra,
+        **outcome.details,
     }
     if config.get("constraints"):
         summary["constraints"] = constraint_summary(outcome.trials, config["constraints"])
@@ -303,7 +299,7 @@ def run(args) -> int:
                     + (f" (and {len(run_dirs) - 1} more seeds beside it)" if len(run_dirs) > 1 else ""))
     summaries = []
     for config, run_dir in zip(configs, run_dirs):
-        summary = execute(config, run_dir, resume=args.resume, device=args.device, progress=not args.no_progress,
+        summary = execute(config, run_dir, args.device, resume=args.resume, progress=not args.no_progress,
                           workers=options["workers"], storage=options["storage"],
                           prepared=first if config is configs[0] else None)
         summaries.append({key: value for key, value in summary.items() if key != "trajectory"})

@@ -22,10 +22,16 @@ from nastk.trial import objective_key
 
 
 class RegularizedEvolution(Strategy):
-    """Regularized (aging) evolution: tournament selection, mutation, oldest member dies."""
+    """Regularized (aging) evolution: tournament selection, mutation, oldest member dies.
+
+    Asynchronous on parallel workers: each worker's instance is told every worker's results as they
+    arrive, so its population is the ``population_size`` latest results of the whole search (random
+    architectures until it is full) and its children are mutations of that population's tournament winners.
+    """
 
     name = "re"
     searches_pool = True
+    asynchronous = True
     requires = ("mutate",)
     OPTIONS = (Option("population_size", Int(minimum=1), "architectures alive at once (NB201's REA: 10)"),
                Option("sample_size", Int(minimum=1), "tournament size: members drawn to pick a parent (NB201's REA: 3)"))
@@ -49,7 +55,7 @@ class RegularizedEvolution(Strategy):
 
     def ask(self) -> Architecture:
         self.asked += 1
-        if self.asked <= self.population_size or not self.population:
+        if len(self.population) < self.population_size:  # sequentially: the first population_size asks
             return self.operators.sample(self.rng)
         picks = self.rng.choice(len(self.population), size=min(self.sample_size, len(self.population)), replace=False)
         parent = max((self.population[i] for i in sorted(picks)), key=lambda member: objective_key(member[1]))[0]

@@ -28,6 +28,9 @@ class LocalSearch(Strategy):
     name = "ls"
     searches_pool = True
     requires = ("neighbors",)
+    sequential_because = ("local search walks one path, evaluating the current architecture's neighbourhood "
+                          "before it moves; results of other workers' walks arriving in between would "
+                          "move it off its own")
     OPTIONS = (Option("initial_size", Int(minimum=1), "random architectures evaluated before the first move"),)
 
     def __init__(self, space, seed: int = 0, initial_size: int = 10, pool: Optional[Sequence[Architecture]] = None):

@@ -17,6 +17,7 @@ class RandomSearch(Strategy):
 
     name = "random"
     searches_pool = True
+    asynchronous = True  # each parallel worker draws from its own seed stream
 
     def __init__(self, space, seed: int = 0, pool: Optional[Sequence[Architecture]] = None):
         super().__init__(space, seed)
