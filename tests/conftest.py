@@ -8,6 +8,15 @@ import pytest
 from nastk.paths import data_root
 
 
+def pytest_configure(config):
+    """One torch thread per xdist worker: ``-n 2`` on two cores already uses both, and a second thread
+    per worker (which an in-process command may set) oversubscribes them and slows small networks ~10x."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Small networks run fastest single-threaded, and the test machine's cores are shared."""

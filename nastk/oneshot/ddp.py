@@ -8,6 +8,7 @@ identically on all ranks, and only the data is sharded.
 """
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any, List
@@ -33,6 +34,7 @@ class Distributed:
             return cls()
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if resolve_device(device).type == "cuda" else "gloo")
+            atexit.register(_leave_process_group)
         return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
     @property
@@ -101,3 +103,9 @@ class Distributed:
         if self.world > 1:
             dist.barrier()
 
+
+def _leave_process_group() -> None:
+    """Destroy the process group before the interpreter exits: a gloo group left to the C++ teardown
+    can abort the process ("terminate called without an active exception") after the work is done."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
