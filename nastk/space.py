@@ -198,6 +198,20 @@ class SearchSpace:
         supernet = getattr(cls, "supernet", None)
         return declared(supernet, cls.SUPERNET_OPTIONS) if supernet is not None else tuple(cls.SUPERNET_OPTIONS)
 
+    @classmethod
+    def supernet_run_defaults(cls) -> Dict[str, Any]:
+        """Declared supernet option defaults that differ from :meth:`supernet`'s own keyword defaults
+        (NB201: the command line's small C=8, N=1 vs the published C=16, N=5). ``nastk supernet train``
+        records them in a new run's config, so the network a run trained is written down and a later
+        change of either default never rebuilds an old run at another size."""
+        import inspect
+
+        supernet = getattr(cls, "supernet", None)
+        parameters = inspect.signature(supernet).parameters if supernet is not None else {}
+        own = {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
+        return {option.name: option.default for option in cls.SUPERNET_OPTIONS
+                if option.default is not FROM_SIGNATURE and option.name in own and own[option.name] != option.default}
+
     def build(self, arch: Architecture, num_classes: int = 10, **options):
         """A stand-alone ``torch.nn.Module`` for ``arch``."""
         self.require("build")

@@ -75,3 +75,34 @@ def test_bad_config_values_are_one_line_and_write_nothing(tmp_path, capsys, text
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err, err
     assert not run.exists()
+
+
+def test_one_nb201_size_default_recorded_in_new_runs_and_old_runs_keep_theirs(tmp_path):
+    """``--C``/``--N`` default to the small network a search trains (C=8, N=1) in ``supernet train`` too; a
+    new run writes them into its config, and a run made before (no sizes in its config) keeps NB201's
+    C=16, N=5, which ``supernet()`` still builds, so its checkpoint loads as trained."""
+    import json
+
+    from nastk.commands.supernet import train_config
+    from nastk.oneshot.trainer import build_supernet
+    from nastk.space import get_space
+
+    parser = build_parser()
+
+    def config_of(*argv):
+        args, _ = parser.parse_known_args(["supernet", "train", *argv])
+        return train_config(args)
+
+    new = config_of("--space", "nb201", "--dataset", "digits", "--run-dir", str(tmp_path / "new"))
+    assert new.supernet == {"C": 8, "N": 1}
+    assert config_of("--space", "nb201", "--N", "3", "--run-dir", str(tmp_path / "n3")).supernet == {"C": 8, "N": 3}
+    assert config_of("--space", "darts", "--run-dir", str(tmp_path / "d")).supernet == {}  # its defaults are supernet()'s
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps({**new.to_dict(), "supernet": {}}))
+    resumed = config_of("--run-dir", str(old), "--resume")
+    assert resumed.supernet == {}
+    nb201 = get_space("nb201")
+    old_size = sum(p.numel() for p in build_supernet(resumed, 10).parameters())
+    assert old_size == sum(p.numel() for p in nb201.supernet(C=16, N=5).parameters())
+    assert sum(p.numel() for p in build_supernet(new, 10).parameters()) < old_size

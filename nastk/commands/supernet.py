@@ -273,6 +273,12 @@ def train_config(args):
     supernet_options = {k[len(SUPERNET_DEST):]: v for k, v in vars(args).items() if k.startswith(SUPERNET_DEST) and v is not None}
     if supernet_options:
         options["supernet"] = {**(options.get("supernet") or {}), **supernet_options}
+    if not args.resume:  # a new run writes down the sizes its flags default to (a resumed one keeps its own)
+        from nastk.space import get_space
+
+        defaults = get_space(options.get("space") or "nb201").supernet_run_defaults()
+        if defaults:
+            options["supernet"] = {**defaults, **(options.get("supernet") or {})}
     if args.tau_max is not None:
         options["sampler_options"] = {**(options.get("sampler_options") or {}), "tau_max": args.tau_max}
     if args.no_augment:

@@ -37,8 +37,10 @@ class NB201Space(SearchSpace):
     BUILD_OPTIONS = (Option("C", Int(minimum=1), "channels of the first stage (NB201's network: 16)", 8),
                      Option("N", Int(minimum=1), "cells per stage (NB201's network: 5)", 1))
     #: Keywords of :meth:`supernet` (``nastk supernet train --C 8 --N 1``); defaults are supernet()'s own.
-    SUPERNET_OPTIONS = (Option("C", Int(minimum=1), "nb201 supernet: channels of the first stage"),
-                        Option("N", Int(minimum=1), "nb201 supernet: cells per stage"))
+    #: The same small network as a search trains by default (CPU); supernet() itself keeps NB201's C=16, N=5,
+    #: and a new run records the sizes it used, so a run made before these defaults still loads as trained.
+    SUPERNET_OPTIONS = (Option("C", Int(minimum=1), "nb201 supernet: channels of the first stage (NB201's network: 16)", 8),
+                        Option("N", Int(minimum=1), "nb201 supernet: cells per stage (NB201's network: 5)", 1))
 
     def choice_model(self) -> ChoiceModel:
         """Six categorical edges named ``"1<-0"`` ... ``"3<-2"`` (NB201's edge order), each over :data:`OPS`."""
