@@ -19,12 +19,13 @@ from nastk.evaluators.predictor import ParZCEvaluator
 from nastk.predictors import layerwise_features as lw
 from nastk.predictors.experiment import correlations, nb201_data, split
 from nastk.predictors.saved import load_predictor
+from nastk.proxies import per_layer, register_proxy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 POOL, TRAIN, SEED = 30, 20, 0
 FIT = ["proxies", "fit", "parzc", "--pool-size", str(POOL), "--train-size", str(TRAIN), "--seed", str(SEED),
-       "--epochs", "2", "--mc-samples", "4", "--config", "small"]
+       "--epochs", "2", "--mc-samples", "4", "--model-size", "small"]
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 
@@ -224,3 +225,29 @@ def test_a_search_scores_with_the_saved_predictor_and_resumes(fitted, tmp_path, 
         assert record["result"]["metrics"]["parzc"] == pytest.approx(alone.metrics["parzc"], rel=1e-6)
     assert main(["search", "--run-dir", str(run), "--resume", "--no-progress", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["replayed"] == 3
+
+
+@register_proxy("weight_norm_sq", pass_name="static", layerwise=True, description="per layer ||W||^2 (a test's own)")
+def weight_norm_sq(p):
+    return per_layer(w.pow(2).sum() for w in p.weights)
+
+
+def test_a_predictor_fitted_on_a_users_statistic_scores_with_it(nastk_data, nb201, tmp_path, monkeypatch):
+    """``--statistics`` takes any per-layer proxy (here one defined in this module): the pool is computed
+    in a cache file of its own, the saved predictor records its statistics and the evaluator uses them."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("NASTK_CACHE", str(cache))
+    path = tmp_path / "mine.pt"
+    statistics = ["snip", "test_parzc_evaluator:weight_norm_sq"]
+    assert main(["proxies", "fit", "parzc", "--pool-size", "5", "--train-size", "3", "--epochs", "1",
+                 "--mc-samples", "2", "--variant", "parzc-det", "--statistics", ", ".join(statistics),
+                 "--save", str(path), "--no-progress", "--format", "json"]) == 0
+    assert load_predictor(path, "cpu").features["statistics"] == statistics
+    pools = [p.name for p in cache.iterdir() if p.name.startswith("parzc_layerwise")]
+    assert pools == [lw.cache_path(statistics=statistics).name]  # its own pool; ParZC's default one untouched
+    evaluator = ParZCEvaluator(nb201, path, device="cpu", mc_samples=2)
+    pooled = nb201.from_code(int(evaluator.pool.codes[0]))
+    results = evaluator.evaluate_many([pooled, nb201.from_str(ARCH)])
+    assert [r.protocol["layerwise"] for r in results] == ["cached", "computed"]
+    assert all(np.isfinite(r.metrics["parzc"]) for r in results)
+    assert main(["proxies", "fit", "parzc", "--train-size", "3", "--statistics", "snip,synflow,params"]) == 2

@@ -28,6 +28,9 @@ def register_fit(commands) -> None:
     add("--variant", default="parzc",
         help="parzc (DiffKendall, Bayesian), parzc-mse, parzc-det (no Bayesian layers), mlp (plain MLP on x_zc)")
     add("--loss", help="override the variant's loss: diffkendall, mse, pw, or sums like mse+dk")
+    add("--statistics", default=None, metavar="PROXIES",
+        help="comma-separated per-layer proxies of x_zc (default grad_norm,snip,synflow, ParZC's); any per-layer "
+             "proxy, pkg.mod:func too, computed in a pool of their own (needs --pool-size the first time)")
     add("--model-size", default=None, help="predictor size: small (CPU, default) or full (published)")
     add("--config", dest="deprecated_config", help=argparse.SUPPRESS)  # the deprecated spelling of --model-size
     add("--token-mixing", action="store_true", help="mix across patches in the mixer (the paper's intent; the code does not)")
@@ -83,11 +86,14 @@ def run_fit(args) -> int:
         raise ConfigError(f"ParZC's layer-wise statistics are available for nb201 only, not {args.space!r}")
     if args.loss:
         make_loss(args.loss)
+    from nastk.predictors.layerwise_features import STATISTICS, layerwise_statistics
+
+    statistics = layerwise_statistics([n.strip() for n in args.statistics.split(",")] if args.statistics else STATISTICS)
     save = check_destination(args.save) if args.save else None
-    check_train_size(args.train_size, args.pool_size or cached_pool_size())
+    check_train_size(args.train_size, args.pool_size or cached_pool_size(statistics))
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     data = nb201_data(args.dataset, args.pool_size, log=LOGGER.info,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, statistics=statistics)
     train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, max_steps=args.max_steps)
     with Progress(train_config.epochs_for(args.train_size), f"training {args.variant}", "epochs",
                   enabled=not args.no_progress) as bar:

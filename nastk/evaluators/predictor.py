@@ -48,6 +48,8 @@ class ParZCEvaluator(Evaluator):
         self.mc_samples = 20 if mc_samples is None else self.OPTIONS[0].check(mc_samples)
         self.predictor = load_predictor(self.path, device)
         self.extractor = layerwise_features.extractor_for(self.predictor.features)
+        #: the per-layer proxies the predictor was fitted on (ParZC's three unless it says otherwise)
+        self.statistics = tuple(self.predictor.features.get("statistics") or layerwise_features.STATISTICS)
         self.pool, self.cached_rows = self._cached_pool()
 
     def _cached_pool(self):
@@ -55,7 +57,8 @@ class ParZCEvaluator(Evaluator):
         from nastk.predictors import layerwise_features as lw
 
         features = self.predictor.features
-        path = lw.cache_path(features["seed"], features["batch_size"], features["C"], features["N"])
+        path = lw.cache_path(features["seed"], features["batch_size"], features["C"], features["N"],
+                             statistics=self.statistics)
         if not path.is_file():
             return None, {}
         pool = lw.load_pool(path)
@@ -79,7 +82,7 @@ class ParZCEvaluator(Evaluator):
         ``progress`` shows a line (or bar) per architecture whose statistics are read or computed."""
         import numpy as np
 
-        from nastk.predictors.layerwise_features import STATISTICS, features_of
+        from nastk.predictors.layerwise_features import features_of
         from nastk.predictors.parzc import op_indices
         from nastk.progress import Progress
 
@@ -91,8 +94,8 @@ class ParZCEvaluator(Evaluator):
             for arch in archs:
                 statistics.append(self._statistics(arch))
                 bar.update()
-        x_raw = features_of({name: np.stack([values[name] for values, _, _ in statistics]) for name in STATISTICS},
-                            self.predictor.features["layout"])
+        x_raw = features_of({name: np.stack([values[name] for values, _, _ in statistics]) for name in self.statistics},
+                            self.predictor.features["layout"], self.statistics)
         started = time.perf_counter()
         mean, std = self.predictor.predict(x_raw, ops, self.mc_samples, seed=self.seed)
         prediction_s = (time.perf_counter() - started) / len(archs)
@@ -103,11 +106,9 @@ class ParZCEvaluator(Evaluator):
 
     def _statistics(self, arch: Architecture) -> Tuple[Dict[str, Any], float, str]:
         """One architecture's slotted statistics, the seconds they took, and whether they were cached or computed."""
-        from nastk.predictors.layerwise_features import STATISTICS
-
         row = self.cached_rows.get(int(self.space.code(arch)))
         if row is not None:
-            return {name: self.pool.values[name][row] for name in STATISTICS}, float(self.pool.seconds[row]), "cached"
+            return {name: self.pool.values[name][row] for name in self.statistics}, float(self.pool.seconds[row]), "cached"
         started = time.perf_counter()
         values = self.extractor(arch)
         return values, time.perf_counter() - started, "computed"

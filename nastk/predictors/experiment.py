@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -53,7 +53,8 @@ class PredictorData:
 
 
 def nb201_data(dataset: str = "cifar10", pool_size: Optional[int] = None, log=None,
-               progress: bool = False) -> PredictorData:
+               progress: bool = False,
+               statistics: Sequence[str] = layerwise_features.STATISTICS) -> PredictorData:
     """The first ``pool_size`` architectures of the cached layer-wise pool (computing missing ones
     first; None: the whole cache) with NB201 labels. The pool's order is a fixed random permutation,
     so any prefix is a uniform random subset and results do not depend on how far the cache has grown.
@@ -61,6 +62,8 @@ def nb201_data(dataset: str = "cifar10", pool_size: Optional[int] = None, log=No
     The statistics are computed on CIFAR-10 images for every dataset (as in the ParZC code for
     ImageNet16-120); CIFAR-100 and ImageNet16-120 images are not available offline. ``progress``
     shows the computation of missing architectures (see :func:`layerwise_features.extend_pool`).
+    ``statistics``: the per-layer proxies of x_zc (ParZC's grad_norm, snip, synflow by default; any
+    per-layer proxy, a user's too, in a pool of its own).
     """
     from nastk.benchmarks.nb201 import default_table
     from nastk.space import get_space
@@ -69,7 +72,7 @@ def nb201_data(dataset: str = "cifar10", pool_size: Optional[int] = None, log=No
     # labels first: an unknown dataset is refused before the cache is copied or grown
     train_protocol = table.resolve(Protocol.parse(TRAIN_PROTOCOL.get(dataset, f"{dataset}/test/200")))
     eval_protocol = table.resolve(Protocol(dataset, "test", 200))
-    pool = layerwise_pool(pool_size, log, progress)
+    pool = layerwise_pool(pool_size, log, progress, statistics)
     archs = [space.from_code(int(code)) for code in pool.codes]
     baselines = dict(pool.totals())
     if "cifar10/params_m" in table.columns:
@@ -80,10 +83,11 @@ def nb201_data(dataset: str = "cifar10", pool_size: Optional[int] = None, log=No
                          {"train": train_protocol.key, "eval": eval_protocol.key}, dataset, pool.protocol(layout))
 
 
-def layerwise_pool(pool_size: Optional[int] = None, log=None,
-                   progress: bool = False) -> layerwise_features.LayerwisePool:
-    """The first ``pool_size`` architectures of the cached layer-wise pool (None: all of it)."""
-    path = source = layerwise_features.cache_path()
+def layerwise_pool(pool_size: Optional[int] = None, log=None, progress: bool = False,
+                   statistics: Sequence[str] = layerwise_features.STATISTICS) -> layerwise_features.LayerwisePool:
+    """The first ``pool_size`` architectures of the cached layer-wise pool of ``statistics`` (None: all of it)."""
+    statistics = layerwise_features.layerwise_statistics(statistics)
+    path = source = layerwise_features.cache_path(statistics=statistics)
     committed = layerwise_features.committed_cache(path)
     if not path.is_file() and committed.is_file():
         # A fresh checkout: start from the statistics committed beside the results (checked on load).
@@ -96,17 +100,18 @@ def layerwise_pool(pool_size: Optional[int] = None, log=None,
     if pool_size:
         pool = layerwise_features.load_pool(source) if source.is_file() else None
         if pool is None or len(pool) < pool_size:
-            pool = layerwise_features.extend_pool(pool_size, path, log=log, progress=progress, start=pool)
+            pool = layerwise_features.extend_pool(pool_size, path, log=log, progress=progress, start=pool,
+                                                  statistics=statistics)
         return pool.subset(np.arange(pool_size))
     if source.is_file():
         return layerwise_features.load_pool(source)
     raise _no_cache(path)
 
 
-def cached_pool_size() -> int:
+def cached_pool_size(statistics: Sequence[str] = layerwise_features.STATISTICS) -> int:
     """How many architectures :func:`nb201_data` uses without ``pool_size``, read without writing anything
     (so a command can check its split before it copies or grows a cache)."""
-    path = layerwise_features.cache_path()
+    path = layerwise_features.cache_path(statistics=layerwise_features.layerwise_statistics(statistics))
     for candidate in (path, layerwise_features.committed_cache(path)):
         if candidate.is_file():
             return len(layerwise_features.load_pool(candidate))
