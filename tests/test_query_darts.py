@@ -79,3 +79,12 @@ def test_nb201_output_unchanged_and_index(capsys, nastk_data):
     assert code == 2 and "the following arguments are required: --dataset" in err and err.count("\n") == 1
     code, _, err = run_cli(capsys, "query", "--dataset", "cifar10", "--index", "15625")
     assert code == 2 and "out of range 0..15624" in err
+
+
+def test_a_benchmark_search_maximises_the_benchmarks_own_objective_by_default(nastk_data, tmp_path, capsys):
+    """The generic look-up evaluator names no benchmark's protocol: without --objective a DARTS-table search
+    maximises the table's test600 (NB201's default, valid12, does not exist there) and records it."""
+    code, out, err = run_cli(capsys, "search", "--space", "darts", "--strategy", "random", "--benchmark", "darts",
+                             "--dataset", "cifar10", "--budget", "3", "--run-dir", str(tmp_path / "run"), "--format", "json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["evaluator"]["objective"] == "test600"

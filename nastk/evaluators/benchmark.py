@@ -33,17 +33,22 @@ class BenchmarkEvaluator(Evaluator):
     OPTIONS = (Option("benchmark", Text(), "benchmark to look architectures up in (default: the space's own)", None),
                Option("dataset", Text(), "benchmark dataset, e.g. NB201's cifar10, cifar10-valid, cifar100, "
                                          "ImageNet16-120 (required)", None),
-               Option("objective", Text(nullable=False), "protocol the search maximises: valid12 (NB201's search "
-                      "protocol), valid200, test200 (an oracle), or dataset/split/epochs[/family]", "valid12"),
+               Option("objective", Text(), "protocol the search maximises (default: the benchmark's own, recorded in "
+                      "the run config: NB201 valid12, its search protocol; the DARTS table test600; NATS test90), a "
+                      "benchmark shorthand such as valid200 or test200 (an oracle), or dataset/split/epochs[/family]",
+                      None),
                Option("table", Text(), "table file: NB201's compact .csv.gz, the official .pth or a nastk .npz", None),
                Option("trust_pickle", Bool(), "allow a full unpickle of an official .pth that needs it "
                                               "(only for a file you trust)", False))
 
     @classmethod
     def settle_config(cls, space, config: Dict[str, Any]) -> None:
-        """A benchmark search names its benchmark (default: the space's own) and needs a dataset."""
+        """A benchmark search names its benchmark (default: the space's own) and its objective (default: the
+        benchmark's), and needs a dataset."""
         if not config["benchmark"] and has_benchmark(space.name):
             config["benchmark"] = benchmark_for(space.name).name  # else from_config says why not
+        if not config.get("objective") and has_benchmark(space.name):  # the run records what it maximised
+            config["objective"] = space_benchmark(space, config["benchmark"]).default_objective
         if not config["dataset"]:
             datasets = ", ".join(benchmark_for(space.name).datasets) if has_benchmark(space.name) else "its datasets"
             raise ConfigError(f"a benchmark search needs --dataset ({datasets})")
