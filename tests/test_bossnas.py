@@ -133,3 +133,18 @@ def test_block_wise_search_trains_rates_and_fixes_every_block(digits, tmp_path, 
     again = search(config, tmp_path, 1, resume=True, progress=False, data=digits,
                    rating=RatingOptions(batches=1, batch_size=8, calibration_size=8))
     assert again == summary  # finished blocks and ratings are not redone
+    # supernet rank on the run ranks by the rating (self-supervised weights have no classifier to score with)
+    import io
+    from contextlib import redirect_stdout
+
+    from nastk.cli import main
+
+    output = io.StringIO()
+    with redirect_stdout(output):
+        assert main(["supernet", "rank", "--run-dir", str(tmp_path), "--sample", "20", "--no-progress",
+                     "--format", "json"]) == 0
+    ranked = json.loads(output.getvalue())
+    assert ranked["score"].startswith("bossnas_score") and ranked["kendall"] is not None
+    scores = [row["supernet_accuracy"] for row in ranked["ranking"]]
+    assert scores == sorted(scores, reverse=True)
+    assert scores == [evaluator.evaluate(space.from_str(row["arch"])).value for row in ranked["ranking"]]

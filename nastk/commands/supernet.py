@@ -447,7 +447,7 @@ def run_rank(args) -> int:
     from nastk.benchmarks.registry import has_benchmark
     from nastk.oneshot.splits import unseen_training_images
     from nastk.datasets import downsample, load_dataset, mixed
-    from nastk.oneshot.ranking import (benchmark_truth, calibration_batches, default_bn_calibration, rank,
+    from nastk.oneshot.ranking import (benchmark_truth, calibration_batches, default_bn_calibration, rank, ranking_of,
                                        sample_architectures, tracks_bn_statistics)
     from nastk.oneshot.trainer import load_trained
     from nastk.space import get_space
@@ -455,6 +455,7 @@ def run_rank(args) -> int:
     supernet, config, epoch = load_trained(args.run_dir, args.device)
     space = get_space(config.space)
     benchmarked = has_benchmark(space.name)
+    rated = (Path(args.run_dir) / "bossnas.json").is_file()  # a finished BossNAS search ranks by its rating
     if args.truth_dataset is not None and not benchmarked:
         raise ConfigError(f"--truth-dataset: space {space.name!r} has no benchmark to take ground truth from")
     if args.archs:
@@ -476,9 +477,17 @@ def run_rank(args) -> int:
         truth, protocol = benchmark_truth(space, archs, args.truth_dataset or "cifar10")
     else:
         truth, protocol = None, None
-    ranking = rank(supernet, archs, x, y, truth, protocol, device=args.device, batch_size=args.batch_size,
-                   calibration=calibration, recipe=args.bn_recipe, progress=not args.no_progress)
+    if rated:  # self-supervised weights have no classifier to score with: the summed block rating ranks
+        from nastk.oneshot.block_rating import BossNASEvaluator
+
+        rating = BossNASEvaluator(space, args.run_dir)
+        ranking = ranking_of(archs, [rating.evaluate(arch).value for arch in archs], truth, protocol)
+        calibration = []
+    else:
+        ranking = rank(supernet, archs, x, y, truth, protocol, device=args.device, batch_size=args.batch_size,
+                       calibration=calibration, recipe=args.bn_recipe, progress=not args.no_progress)
     out = {"run_dir": str(args.run_dir), "epoch": epoch, "sampler": config.sampler, "seed": args.seed,
+           "score": "bossnas_score (minus the summed block rating)" if rated else "inherited-weight accuracy",
            "split": args.split, "eval_images": len(x), "bn_calibration_batches": len(calibration),
            "bn_calibration_images": sum(len(b) for b in calibration),
            "bn_recipe": args.bn_recipe if calibration else None, **ranking.to_dict()}
@@ -501,7 +510,9 @@ def run_rank(args) -> int:
         for row in out["ranking"][:10]:
             print(f"{row['rank']:4d}  {row['supernet_accuracy']:6.2f}  {row['arch']}")
         return 0
-    print(f"{out['n']} architectures, epoch {epoch}, {len(x)} {args.split} images{recalibrated}: Kendall tau "
+    scored = (f"ranked by the BossNAS rating of {args.run_dir}" if rated
+              else f"{len(x)} {args.split} images{recalibrated}")
+    print(f"{out['n']} architectures, epoch {epoch}, {scored}: Kendall tau "
           f"{out['kendall']:.4f}, Spearman rho {out['spearman']:.4f}, " + ", ".join(f"P@{k} {v:.2f}" for k, v in out["precision_at"].items()))
     for row in out["ranking"][:10]:
         print(f"{row['rank']:4d}  {row['supernet_accuracy']:6.2f}  true {row['true_accuracy']:6.2f} "

@@ -152,7 +152,14 @@ def rank(supernet, archs: Sequence[Architecture], x: torch.Tensor, y: torch.Tens
          truth_protocol: Optional[str] = "", ks: Sequence[int] = DEFAULT_KS, **options) -> Ranking:
     """Score ``archs`` with inherited weights and compare with ``truth`` (same order); ``truth`` None
     (a space without a benchmark): the scores alone, no Kendall / Spearman / precision@k."""
-    scores = inherited_accuracies(supernet, archs, x, y, **options)
+    return ranking_of(archs, inherited_accuracies(supernet, archs, x, y, **options), truth, truth_protocol, ks)
+
+
+def ranking_of(archs: Sequence[Architecture], scores: np.ndarray, truth: Optional[np.ndarray] = None,
+               truth_protocol: Optional[str] = "", ks: Sequence[int] = DEFAULT_KS) -> Ranking:
+    """``archs`` ranked by any per-architecture ``scores`` (higher = better; inherited-weight accuracies,
+    a BossNAS rating), compared with ``truth`` when there is one."""
+    scores = np.asarray(scores, dtype=float)
     if truth is None:
         return Ranking(list(archs), scores, None, None, None, None, {})
     truth = np.asarray(truth, dtype=float)
