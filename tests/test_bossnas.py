@@ -148,3 +148,7 @@ def test_block_wise_search_trains_rates_and_fixes_every_block(digits, tmp_path, 
     scores = [row["supernet_accuracy"] for row in ranked["ranking"]]
     assert scores == sorted(scores, reverse=True)
     assert scores == [evaluator.evaluate(space.from_str(row["arch"])).value for row in ranked["ranking"]]
+    from nastk.evaluators.supernet import SupernetEvaluator
+
+    via_supernet = SupernetEvaluator.from_config(space, {"run_dir": str(tmp_path)}, device=None)
+    assert isinstance(via_supernet, BossNASEvaluator)  # --evaluator supernet:RUN_DIR scores by the rating too
