@@ -304,10 +304,6 @@ def run_kind(directory) -> Optional[str]:
     return None
 
 
-def is_search_run(directory: Path) -> bool:
-    return run_kind(directory) in SEARCH_KINDS
-
-
 def read_any(directory, partial: bool = False) -> View:
     """Any run folder (:func:`read_run` for searches, :func:`read_oneshot` otherwise); a
     :class:`RunError` naming what is wrong when it is no run folder."""

@@ -449,13 +449,15 @@ def run_rank(args) -> int:
     from nastk.datasets import downsample, load_dataset, mixed
     from nastk.oneshot.ranking import (benchmark_truth, calibration_batches, default_bn_calibration, rank, ranking_of,
                                        sample_architectures, tracks_bn_statistics)
+    from nastk.oneshot.block_rating import rating_evaluator
     from nastk.oneshot.trainer import load_trained
     from nastk.space import get_space
 
     supernet, config, epoch = load_trained(args.run_dir, args.device)
     space = get_space(config.space)
     benchmarked = has_benchmark(space.name)
-    rated = (Path(args.run_dir) / "bossnas.json").is_file()  # a finished BossNAS search ranks by its rating
+    rating = rating_evaluator(space, args.run_dir)  # a finished BossNAS search ranks by its rating, not by images
+    rated = rating is not None
     if args.truth_dataset is not None and not benchmarked:
         raise ConfigError(f"--truth-dataset: space {space.name!r} has no benchmark to take ground truth from")
     if args.archs:
@@ -466,24 +468,21 @@ def run_rank(args) -> int:
         archs = [space.from_str(line) for line in lines]
     else:
         archs = sample_architectures(space, args.sample, args.seed)
-    data = downsample(load_dataset(config.dataset), config.image_size)
-    if args.split == "test":
-        x, y = mixed(data.x_test, data.y_test, args.eval_size)
-    else:
-        x, y = unseen_training_images(config, data, args.eval_size)
-    batches = default_bn_calibration(supernet, config) if args.bn_calibration is None else args.bn_calibration
-    calibration = calibration_batches(config, data, batches)
     if benchmarked:
         truth, protocol = benchmark_truth(space, archs, args.truth_dataset or "cifar10")
     else:
         truth, protocol = None, None
-    if rated:  # self-supervised weights have no classifier to score with: the summed block rating ranks
-        from nastk.oneshot.block_rating import BossNASEvaluator
-
-        rating = BossNASEvaluator(space, args.run_dir)
+    if rated:
+        x, calibration = (), []
         ranking = ranking_of(archs, [rating.evaluate(arch).value for arch in archs], truth, protocol)
-        calibration = []
     else:
+        data = downsample(load_dataset(config.dataset), config.image_size)
+        if args.split == "test":
+            x, y = mixed(data.x_test, data.y_test, args.eval_size)
+        else:
+            x, y = unseen_training_images(config, data, args.eval_size)
+        batches = default_bn_calibration(supernet, config) if args.bn_calibration is None else args.bn_calibration
+        calibration = calibration_batches(config, data, batches)
         ranking = rank(supernet, archs, x, y, truth, protocol, device=args.device, batch_size=args.batch_size,
                        calibration=calibration, recipe=args.bn_recipe, progress=not args.no_progress)
     out = {"run_dir": str(args.run_dir), "epoch": epoch, "sampler": config.sampler, "seed": args.seed,

@@ -113,10 +113,11 @@ class SupernetEvaluator(Evaluator):
         """The supernet's inherited-weight score; a finished BossNAS search (``bossnas.json``) is scored by its
         summed block rating instead (:class:`~nastk.oneshot.block_rating.BossNASEvaluator`): self-supervised
         weights have no classifier to score with."""
-        if (Path(str(config.get(cls.target))) / "bossnas.json").is_file():
-            from nastk.oneshot.block_rating import BossNASEvaluator
+        from nastk.oneshot.block_rating import rating_evaluator
 
-            return BossNASEvaluator(space, config[cls.target], seed=seed, device=device)
+        rating = rating_evaluator(space, config.get(cls.target))
+        if rating is not None:
+            return rating
         return super().from_config(space, {**cls.UNRECORDED_DEFAULTS, **config}, seed=seed, device=device)
 
     def _accuracy(self, arch: Architecture, x, y) -> float:

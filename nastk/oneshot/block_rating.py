@@ -305,3 +305,12 @@ class BossNASEvaluator(_evaluator_base()):
 
     def describe(self):
         return {"evaluator": "bossnas", "run_dir": self.run_dir}
+
+
+def rating_evaluator(space, run_dir) -> Optional["BossNASEvaluator"]:
+    """The rating evaluator of a run folder holding a finished BossNAS search (``bossnas.json``), else None:
+    what ``supernet rank`` and ``--evaluator supernet:RUN_DIR`` score such a run by, since self-supervised
+    weights have no classifier to score with."""
+    from pathlib import Path
+
+    return BossNASEvaluator(space, run_dir) if (Path(str(run_dir)) / "bossnas.json").is_file() else None

@@ -112,7 +112,3 @@ def zen(p: ZenPass) -> float:
         scores.append(math.log(float(distance)) + sum(draw.bn_log_scales) if distance > 0 else float("nan"))
     return float(sum(scores) / len(scores))
 
-
-def zen_score(model: nn.Module, input_shape, batch: int, seed: int, repeats: int = REPEATS) -> float:
-    with torch.no_grad():
-        return zen(ZenPass.of(model, input_shape, batch, seed, repeats))

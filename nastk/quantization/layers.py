@@ -171,6 +171,3 @@ def quantize_layers(model: nn.Module, **options) -> list:
         wrapped.append((name, q))
     return wrapped
 
-
-def quantized_layers(model: nn.Module) -> list:
-    return [m for m in model.modules() if isinstance(m, QuantizedLayer)]
