@@ -161,6 +161,12 @@ class Evaluator(abc.ABC):
         this evaluator trains nothing; the run folder keeps its weights for ``nastk export``."""
         return None
 
+    def network_options(self) -> Optional[Dict[str, Any]]:
+        """Keywords of the space's ``cost()`` describing the networks this evaluator scores (a super-resolution
+        supernet's scale and width), which ``--objectives`` / ``--constraint`` costs use; None: not said (the
+        costs of the network the run's dataset describes)."""
+        return None
+
 
 class CachedEvaluator(Evaluator):
     """Wraps an evaluator so each architecture is evaluated at most once per process."""
@@ -183,3 +189,6 @@ class CachedEvaluator(Evaluator):
 
     def final_model(self):
         return self.inner.final_model()
+
+    def network_options(self) -> Optional[Dict[str, Any]]:
+        return self.inner.network_options()

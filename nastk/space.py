@@ -41,6 +41,9 @@ class SearchSpace:
 
     name: str = ""
     declared_capabilities: FrozenSet[str] = frozenset()
+    #: what the train evaluator trains a network of this space on when it is no image classifier:
+    #: ``{"dataset": ..., "data": a data module, "data_options": {...}}`` (None: labelled images, top-1 accuracy)
+    TRAINING_DATA: Optional[Dict[str, Any]] = None
 
     def __init_subclass__(cls, **kwargs):
         # A subclass's ``capabilities = frozenset(...)`` is its declaration; moving it aside lets the

@@ -26,9 +26,10 @@ class TrainingConfig:
 
 
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainingConfig,
-                device=None, seed: int = 0) -> float:
+                device=None, seed: int = 0, loss=None) -> float:
     """Train in place on ``device`` (None: where the model is); returns the last epoch's mean training loss.
-    Batch order is drawn on the host from ``seed``, so it is the same on every device."""
+    Batch order is drawn on the host from ``seed``, so it is the same on every device. ``loss(outputs, y)``:
+    None is cross-entropy against labels (a super-resolution network takes L1 against its targets ``y``)."""
     device = resolve_device(device, model)
     model.to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -36,7 +37,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Trai
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.epochs * steps_per_epoch))
     generator = torch.Generator(HOST).manual_seed(seed)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = loss or nn.CrossEntropyLoss()
     last_loss = math.nan
     for _ in range(config.epochs):
         order = torch.randperm(len(x), generator=generator, device=HOST)

@@ -149,6 +149,10 @@ class SRSpace(SearchSpace):
 
     name = "sr"
     capabilities = {"supernet"}
+    #: ``--evaluator train`` trains a child on (bicubic low-resolution, high-resolution) pairs of the skimage-sr
+    #: patches with L1 and scores Y-channel PSNR (4-px border) on whole held-out images, QuantNAS' protocol
+    TRAINING_DATA = {"dataset": "skimage-sr", "data": "image_pairs",
+                     "data_options": {"downscale": "bicubic", "psnr": "y", "border": 4}}
     BUILD_OPTIONS = (Option("scale", Int(minimum=2), "super-resolution factor (x2, x4)"),) + SHARED_OPTIONS
     #: ``upscale``, not ``scale``: the image_pairs data module's ``--scale`` makes the pairs; the two must agree
     #: (the quantnas step checks it)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from nastk.commands import print_json
-from nastk.errors import ConfigError
+from nastk.errors import ConfigError, NastkError
 from nastk.log import LOGGER
 from nastk.options import Int
 from nastk.paths import check_writable, save_figure
@@ -140,10 +140,12 @@ def _show(args) -> int:
     run = view
     _warn_unreadable([run])
     rows, cost = [], 0.0
+    score, others = _objectives(run)
     for trial, best in zip(run.trials, best_so_far(t.result.value for t in run.trials)):
         cost += trial.result.cost_s
         rows.append({"step": trial.step, "arch": trial.arch, "objective": trial.result.value,
                      "best_so_far": run.trials[best].result.value,
+                     **{o.name: o.value(trial.result) for o in others},
                      "test_accuracy": trial.result.metrics.get("test_accuracy"), "cost_s": trial.result.cost_s,
                      "cumulative_cost_s": round(cost, 3), "wall_s": round(trial.wall_s, 3), "worker": trial.worker})
     rows = rows[-args.last:] if args.last else rows
@@ -154,16 +156,34 @@ def _show(args) -> int:
     info = run.describe()
     print(f"run {info['run']}: {info['kind']}, {info['space']} / {info['strategy']} seed {info['seed']}, "
           f"{info['evaluator']} evaluator, {info['evaluations']}/{info['budget']} evaluations, {info['status']}")
-    print(f"best {_number(info['best_objective'])} ({info['objective']}): {info['best_arch']}")
+    best = f"{_number(info['best_objective'])} {score.unit}" if score is not None else _number(info['best_objective'])
+    print(f"best {best} ({score.name if score is not None else info['objective']}): {info['best_arch']}")
     if run.source == "optuna journal":
         print(f"(a parallel study: trials read from its optuna storage {run.directory / 'optuna_journal.log'})")
     elif run.source == "summary":
         print("(a parallel study in a database storage, not reachable from the folder: only its summary's "
               "trajectory is shown by runs plot; open the study with optuna's tools)")
-    _table([[r["step"], _number(r["objective"]), _number(r["best_so_far"]), _number(r["test_accuracy"], 2),
-             _number(r["cost_s"], 1), _number(r["cumulative_cost_s"], 1), _number(r["wall_s"], 3), r["arch"]] for r in rows],
-           ["step", "objective", "best so far", "test acc", "cost s", "total cost s", "wall s", "architecture"])
+    header = f"{score.name} ({score.unit})" if score is not None else "objective"  # psnr (dB)
+    _table([[r["step"], _number(r["objective"]), _number(r["best_so_far"])] + [_number(r[o.name]) for o in others]
+            + [_number(r["test_accuracy"], 2), _number(r["cost_s"], 1), _number(r["cumulative_cost_s"], 1),
+               _number(r["wall_s"], 3), r["arch"]] for r in rows],
+           ["step", header, "best so far"] + [o.label for o in others]
+           + ["test acc", "cost s", "total cost s", "wall s", "architecture"])
     return 0
+
+
+def _objectives(view: RunView):
+    """A search run's objectives: the one naming its score when that has a unit (``psnr``: dB; None otherwise) and
+    the others it recorded (``bitops``), each shown in its own column and front panel."""
+    from nastk.evaluators.multi_objective import parse_objectives, score_objective
+
+    try:
+        objectives = parse_objectives(view.config.get("objectives"))
+    except NastkError:  # a run of a plug-in objective not installed here: its score alone
+        objectives = parse_objectives(None)
+    measured = view.trials[0].result.objective if view.trials else None
+    score = objectives[0] if objectives[0].score else score_objective(measured)
+    return score, objectives[1:]
 
 
 EPOCH_COLUMNS = ("lr", "train_loss", "train_acc", "valid_acc", "test_acc", "epoch_s")
@@ -311,9 +331,13 @@ def plot_runs(args) -> int:
     for group in groups:
         panels.setdefault(_panel(group[0], args.x), []).append(group)
     colors = distinct_colors(len(groups))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), squeeze=False)
+    fronts = _front_panels(groups, colors)
+    count = len(panels) + len(fronts)
+    fig, axes = plt.subplots(1, count, figsize=(6.4 * count, 4.2), squeeze=False)
     lines = []
     index = 0
+    for axis, (panel, members) in zip(axes[0][len(panels):], fronts.items()):
+        _draw_fronts(axis, panel, members, lines)
     for axis, (panel, members) in zip(axes[0], panels.items()):
         for group in members:
             color = colors[index]
@@ -347,17 +371,63 @@ def plot_runs(args) -> int:
         plt.close(fig)
     if args.format == "json":
         print_json({"plot": str(out), "runs": [str(run.directory) for run in runs], "lines": lines,
-                    "axes": list(panels)})
+                    "axes": list(panels) + list(fronts)})
     else:
-        print(f"plot: {out} ({len(runs)} runs, {len(lines)} lines, {len(panels)} axes)")
+        print(f"plot: {out} ({len(runs)} runs, {len(lines)} lines, {count} axes"
+              + (f", {len(fronts)} of them Pareto fronts" if fronts else "") + ")")
     return 0
+
+
+def _front_panels(groups: List[List[View]], colors) -> Dict[str, List[Any]]:
+    """One axis per pair (score, other objective) of the multi-objective searches: ``{"PSNR (dB)\nBitOps (M)":
+    [(run, score objective, other objective, colour, group label), ...]}``."""
+    from nastk.evaluators.multi_objective import parse_objectives
+
+    fronts: Dict[str, List[Any]] = {}
+    for group, color in zip(groups, colors):
+        for view in group:
+            if not isinstance(view, RunView) or not view.trials:
+                continue
+            score, others = _objectives(view)
+            quality = parse_objectives(None)[0] if score is None else score
+            for objective in others:
+                label = quality.label if score is not None else f"score ({view.trials[0].result.objective})"
+                fronts.setdefault(f"{label}\n{objective.label}", []).append(
+                    (view, quality, objective, color, _label(group)))
+    return fronts
+
+
+def _draw_fronts(axis, panel: str, members: List[Any], lines: List[Dict[str, Any]]) -> None:
+    """Each run's evaluations (faint) and its front of the two objectives (a staircase) on one axis."""
+    import matplotlib
+
+    from nastk.evaluators.multi_objective import front_staircase
+
+    labelled = set()
+    for view, quality, objective, color, label in members:
+        xs = [objective.value(t.result) for t in view.trials]
+        ys = [quality.value(t.result) for t in view.trials]
+        axis.scatter(xs, ys, s=8, color=color, alpha=0.3, lw=0)
+        front_x, front_y = front_staircase(view.trials, quality, objective)
+        shown = f"{label}, Pareto front" if label not in labelled else None
+        labelled.add(label)
+        axis.step(front_x, front_y, where="post", color=color, lw=1.4, marker="o", ms=3, label=shown)
+        lines.append({"label": f"{label}, Pareto front", "runs": [str(view.directory)], "panel": panel,
+                      "color": matplotlib.colors.to_hex(color), "front": [[x, y] for x, y in zip(front_x, front_y)]})
+    quality_label, objective_label = panel.split("\n")
+    axis.set_xlabel(objective_label)
+    axis.set_ylabel(quality_label)
+    axis.set_title("Pareto front (every evaluation faint)", fontsize=9)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
 
 
 def _panel(view: View, x: str) -> str:
     """The axis a run is drawn on: its objective (y) and x axis, as 'y label\\nx label'."""
     if isinstance(view, OneShotView):
         return f"{view.score_key} (one-shot training)\nepochs"
-    return (f"best so far ({view.objective})\n"
+    measured = view.trials[0].result.objective if view.trials and view.objective == "objective" else view.objective
+    return (f"best so far ({measured})\n"
             + ("evaluations" if x == "queries" else "cumulative evaluation cost (s)"))
 
 

@@ -16,10 +16,11 @@ from typing import Any, Dict, Optional
 from nastk.commands import print_json, read_mapping
 from nastk.engine import build_evaluator, search
 from nastk.errors import ConfigError, NastkError, RunError
-from nastk.evaluators.multi_objective import constraint_summary, parse_objectives, pareto_front, plot_pareto
+from nastk.evaluators.multi_objective import (check_scores, constraint_summary, format_value, parse_objectives,
+                                              pareto_front, plot_pareto)
 from nastk.log import LOGGER
 from nastk.options import Bool, Option, Seeds
-from nastk.progress import Progress, format_score
+from nastk.progress import Progress
 from nastk.readers import MAX_CONFIG_BYTES, read_json
 from nastk.run_folder import Run, check_journal, require_resumable, study_record
 from nastk.search_config import GENERAL, option_owners, options_of_run_config, resolve, run_config
@@ -251,6 +252,10 @@ def _finish(config, run, outcome, evaluator, bar, started, device) -> Dict[str, 
         summary["constraints"] = constraint_summary(outcome.trials, config["constraints"])
     if config.get("objectives"):
         objectives = parse_objectives(config["objectives"])
+        summary["objectives"] = [{"name": o.name, "label": o.label, "unit": o.unit, "direction": o.direction}
+                                 for o in objectives]
+        if winner:
+            summary["best_objectives"] = {o.name: o.value(winner.result) for o in objectives}
         summary["pareto_front"] = pareto_front(outcome.trials, objectives)
         try:
             plot_pareto(outcome.trials, objectives, run.directory / "pareto.png",
@@ -280,6 +285,8 @@ def run(args) -> int:
     config = configs[0]
     # Everything the run would refuse is said before any note or "searching" line.
     first = prepare(config, args.device, options["workers"], options["storage"])
+    if options.get("objectives"):  # also a single one, which the run config does not record
+        check_scores(first.evaluator, parse_objectives(options["objectives"]), space=config["space"])
     _note_objectives(config)
     space_name = get_space(config["space"]).name  # a module:Class space is named by its own name
     stamp = time.strftime('%Y%m%d-%H%M%S')
@@ -362,13 +369,24 @@ def objective_name(evaluator: Dict[str, Any]) -> str:
 def _print_summary(summary: Dict[str, Any]) -> None:
     evaluator = summary["evaluator"]
     constrained = summary.get("constraints")
+    unit = evaluator.get("unit") if evaluator.get("unit") != "%" else ""  # accuracies print as they always did
     if summary["best_arch"] is None:
         print(f"best architecture : none satisfies {', '.join(constrained['constraints'])}")
     else:
         print(f"best architecture : {summary['best_arch']}")
-        print(f"search objective  : {format_score(summary['best_objective'])}  ({objective_name(evaluator)})")
+        print(f"search objective  : {format_value(summary['best_objective'], unit)}  ({objective_name(evaluator)})")
     if summary["test_accuracy"] is not None:
         print(f"test accuracy     : {summary['test_accuracy']:.4f}  ({evaluator.get('report', 'retrained winner, test split')})")
+    reported = (summary.get("final_metrics") or {}).get(f"test_{evaluator.get('score')}")
+    if summary["test_accuracy"] is None and reported is not None:  # another score than an accuracy (a PSNR)
+        how = "selected on too: --split test" if evaluator.get("split") == "test" else "reported, never selected on"
+        print(f"{'test ' + evaluator['score']:18s}: {format_value(reported, unit)}  ({evaluator.get('report', 'test split')}; "
+              f"{how})")
+    objectives = summary.get("objectives") or []
+    if summary.get("best_objectives"):
+        print("objectives        : " + ", ".join(
+            f"{o['name']} {format_value(summary['best_objectives'][o['name']], o['unit'] or (unit if i == 0 else ''))}"
+            for i, o in enumerate(objectives)))
     print(f"evaluations       : {summary['evaluations']} ({summary['replayed']} replayed from the journal, "
           f"{summary['evaluated_now']} evaluated now)")
     print(f"cost              : {summary['cost_s']:.1f} s {'simulated' if evaluator['evaluator'] == 'benchmark' else 'measured'}, "
@@ -377,7 +395,11 @@ def _print_summary(summary: Dict[str, Any]) -> None:
         print(f"constraints       : {', '.join(constrained['constraints'])}: {constrained['feasible']} feasible, "
               f"{constrained['infeasible']} infeasible ({constrained['not_evaluated']} of them not evaluated)")
     if "pareto_front" in summary:
-        print(f"Pareto front      : {len(summary['pareto_front'])} architectures (plot: {summary['pareto_plot'] or 'needs matplotlib'})")
+        front = summary["pareto_front"]
+        print(f"Pareto front      : {len(front)} architectures (plot: {summary['pareto_plot'] or 'needs matplotlib'})")
+        for row in front:
+            print("  " + "  ".join(format_value(row[o["name"]], o["unit"] or (unit if i == 0 else ""))
+                                   for i, o in enumerate(objectives)) + f"  {row['arch']}")
     if "study" in summary:
         study = summary["study"]
         print(f"optuna study      : {study['name']} in {study['storage']} ({study['workers']} workers here, "

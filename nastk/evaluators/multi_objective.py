@@ -4,7 +4,8 @@ constrained search.
 **Objectives** are looked up by name in :data:`OBJECTIVES` (a :class:`~nastk.registry.Registry`, so a
 package adds its own through the entry-point group ``nastk.objectives``; Python code calls
 :func:`register_objective`). Built in: ``score`` (the result's own objective, maximised; ``acc`` is
-its older name), ``params`` and ``flops`` (``params_m``/``flops_m``, millions, from :meth:`SearchSpace.cost`), the HW-NAS-Bench
+its older name), ``psnr`` (the same, named for an evaluator whose score is a PSNR in dB, as a super-resolution
+supernet's: refused with one line for any other evaluator), ``params`` and ``flops`` (``params_m``/``flops_m``, millions, from :meth:`SearchSpace.cost`), the HW-NAS-Bench
 columns (``edgegpu_latency`` ...; ``latency``/``energy`` are EdgeGPU's). Any other metric, one an
 evaluator returns (a key of ``Result.metrics``) or one the space's ``cost()`` returns (NB201:
 ``params_m``, ``flops_m``; a space may add ``latency_ms``, ``bitops_g`` ...), is an objective without
@@ -61,13 +62,15 @@ _METRIC = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./\-]*\Z")
 @dataclass(frozen=True)
 class Objective:
     """One objective: its CLI name, the metric it reads (None: the result's own objective), direction,
-    a label for plots and the metric's unit (``millions``, ``ms``, ...; for messages)."""
+    a label for plots and the metric's unit (``millions``, ``ms``, ...; for messages). ``score``: for the
+    result's own objective, the evaluator metric it must be (``psnr``); None: whatever the evaluator scores."""
 
     name: str
     metric: Optional[str]
     direction: str  # "maximize" or "minimize"
     label: str
     unit: str = ""
+    score: Optional[str] = None
 
     def value(self, result: Result, raw: bool = False) -> float:
         """The objective's value in ``result``; NaN when missing or not finite. ``score`` of an infeasible
@@ -100,6 +103,7 @@ def _register_built_ins() -> None:
 
     built_in = [Objective("score", None, "maximize",
                           "the evaluator's own objective (an accuracy, a proxy's score, a PSNR, ...)"),
+                Objective("psnr", None, "maximize", "PSNR (dB)", "dB", score="psnr"),
                 Objective("params", "params_m", "minimize", "parameters (M)", MILLIONS),
                 Objective("flops", "flops_m", "minimize", "FLOPs (M)", MILLIONS),
                 # mixed-precision spaces (quant:SPACE): multiply-adds x weight bits x activation bits, weight bits
@@ -207,7 +211,7 @@ def _unit_of(metric: str) -> str:
 
 def parse_objectives(spec: Union[None, str, Sequence[str]]) -> Tuple[Objective, ...]:
     """``"score,params,metric:bitops_g:min"`` (or a list of names) -> objectives; the first must be ``score``
-    (the evaluator's own objective; ``acc`` is its older name).
+    (the evaluator's own objective; ``acc`` is its older name; ``psnr`` when it is a PSNR: :func:`check_scores`).
     Each keeps its canonical name (``metric:bitops_g`` -> ``metric:bitops_g:min``), which run configs record."""
     if spec is None:
         return (OBJECTIVES.get("score"),)
@@ -217,10 +221,24 @@ def parse_objectives(spec: Union[None, str, Sequence[str]]) -> Tuple[Objective, 
     if unknown or not names:
         raise _unknown("objective(s)", unknown)
     canonical = [o.name for o in found]
-    if canonical[0] != "score" or len(set(canonical)) != len(canonical):
-        raise ConfigError(f"--objectives must start with score (the evaluator's objective; acc is its older name) "
-                          f"and name each objective once, got {','.join(names)}")
+    own = [o for o in found if o.metric is None]  # the evaluator's own score: first, and once
+    if found[0].metric is not None or len(own) != 1 or len(set(canonical)) != len(canonical):
+        raise ConfigError(f"--objectives must start with score (the evaluator's objective; acc is its older name, psnr "
+                          f"names it when it is a PSNR) and name each objective once, got {','.join(names)}")
     return tuple(found)
+
+
+def check_scores(evaluator: Evaluator, objectives: Sequence[Objective], constraints: Sequence["Constraint"] = (),
+                 space: str = "") -> None:
+    """Refuse, in one line, an objective or constraint naming the evaluator's score as what it is not (``psnr``
+    with an evaluator whose score is an accuracy)."""
+    for named, what in [(o, "objective") for o in objectives] + [(c.objective, f"constraint {c.text}:")
+                                                                 for c in constraints]:
+        if named.score and evaluator.objective != named.score:
+            kind = evaluator.describe().get("evaluator", type(evaluator).__name__)
+            where = f" on {space}" if space else ""
+            raise ConfigError(f"{what} {named.name} names the evaluator's score only when it is a {named.label}; the "
+                              f"{kind} evaluator{where} scores {evaluator.objective} (use score)")
 
 
 # --- constraints ---------------------------------------------------------------------------------
@@ -329,6 +347,25 @@ def _format(number: float) -> str:
     return repr(number)
 
 
+def format_value(value: Any, unit: str = "") -> str:
+    """A value with its unit as summaries print it (``26.4412 dB``, ``3325.6448 M``; ``-`` when missing)."""
+    from nastk.progress import format_score
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "-"
+    unit = "M" if unit == MILLIONS else unit
+    return f"{format_score(value)} {unit}" if unit else format_score(value)
+
+
+def score_objective(metric: Optional[str]) -> Optional[Objective]:
+    """The built-in objective that names an evaluator's score ``metric`` (``psnr``), for its label and unit."""
+    for name in _BUILT_IN:
+        objective = OBJECTIVES.get(name)
+        if objective.score is not None and objective.score == metric:
+            return objective
+    return None
+
+
 def violations(result: Result) -> Dict[str, Optional[float]]:
     """A constrained result's violation of each constraint, by constraint text (empty: unconstrained)."""
     return {key[len(VIOLATION):]: value for key, value in result.metrics.items() if key.startswith(VIOLATION)}
@@ -353,6 +390,9 @@ class ObjectivesEvaluator(Evaluator):
     def __init__(self, inner: Evaluator, space: SearchSpace, dataset: str, objectives: Sequence[Objective],
                  constraints: Sequence[Constraint] = ()):
         self.inner, self.space, self.dataset = inner, space, dataset
+        network = inner.network_options()
+        #: the cost() keywords of the networks the inner evaluator scores (None: those of the dataset's network)
+        self.network = None if network is None else tuple(sorted(network.items()))
         self.objective = inner.objective
         self.objectives = tuple(objectives)
         self.constraints = tuple(constraints)
@@ -384,7 +424,7 @@ class ObjectivesEvaluator(Evaluator):
         out: Dict[str, float] = {}
         if self._wants_cost():
             try:
-                cost = _network_cost(self.space, arch, self.dataset)
+                cost = _network_cost(self.space, arch, self.dataset, self.network)
             except Exception as error:
                 if self.cost_metrics or self._cost_keys is not None:
                     raise
@@ -449,11 +489,13 @@ class ObjectivesEvaluator(Evaluator):
 
 
 @lru_cache(maxsize=65536)
-def _network_cost(space: SearchSpace, arch: Architecture, dataset: str) -> Dict[str, float]:
+def _network_cost(space: SearchSpace, arch: Architecture, dataset: str,
+                  network: Optional[Tuple[Tuple[str, Any], ...]] = None) -> Dict[str, float]:
     """Every cost the space's ``cost()`` gives for the stand-alone network for ``dataset``: params_m and
     flops_m, and whatever else the space adds. The network has the classes and input size a benchmark
     states for ``dataset`` (the space's own benchmark first; e.g. NB201's ImageNet16-120: 120 classes,
-    16x16), else the space's defaults.
+    16x16), else the space's defaults; ``network`` (the evaluator's :meth:`~nastk.evaluator.Evaluator.network_options`,
+    as ``(name, value)`` pairs) replaces that when the evaluator says which network it scores.
 
     Counting runs one tiny forward pass of many small ops, where extra threads only add overhead.
     """
@@ -461,8 +503,11 @@ def _network_cost(space: SearchSpace, arch: Architecture, dataset: str) -> Dict[
 
     from nastk.benchmarks.registry import benchmark_for, dataset_network_options, has_benchmark
 
-    options = benchmark_for(space.name).network_options(dataset) if has_benchmark(space.name) else {}
-    options = options or dataset_network_options(dataset)
+    if network is not None:
+        options = dict(network)
+    else:
+        options = benchmark_for(space.name).network_options(dataset) if has_benchmark(space.name) else {}
+        options = options or dataset_network_options(dataset)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -476,6 +521,7 @@ def with_objectives(evaluator: Evaluator, space: SearchSpace, config: Dict[str, 
     neither is set)."""
     objectives = parse_objectives(config.get("objectives"))
     constraints = parse_constraints(config.get("constraints"))
+    check_scores(evaluator, objectives, constraints, space.name)
     if len(objectives) == 1 and not constraints:
         return evaluator
     dataset = config["evaluator"].get("dataset") or "cifar10"
@@ -516,6 +562,15 @@ def _scored_study(history: Sequence[Trial], objectives: Sequence[Objective]):
     return study
 
 
+def front_staircase(history: Sequence[Trial], quality: Objective, objective: Objective) -> Tuple[List[float], List[float]]:
+    """The two-objective front of ``history`` (``objective`` on x, ``quality`` on y) as the corner points of a
+    staircase drawn with ``where="post"``, in the order it is drawn."""
+    pair = sorted((row[objective.name], row[quality.name]) for row in pareto_front(history, (quality, objective)))
+    if objective.direction == "maximize":
+        pair.reverse()
+    return [x for x, _ in pair], [y for _, y in pair]
+
+
 def plot_pareto(history: Sequence[Trial], objectives: Sequence[Objective], path, title: str = "") -> None:
     """Search objective against each other objective: every evaluation (grey), the front over all
     objectives (red points) and the two-objective front of each panel (staircase)."""
@@ -536,11 +591,8 @@ def plot_pareto(history: Sequence[Trial], objectives: Sequence[Objective], path,
                      s=10, c="0.65", label="evaluated")
         axis.scatter([x for x, _, on in points if on], [y for _, y, on in points if on],
                      s=18, c="C3", label="Pareto front, all objectives")
-        pair = sorted((row[objective.name], row[quality.name]) for row in pareto_front(history, (quality, objective)))
-        if objective.direction == "maximize":
-            pair.reverse()
-        axis.step([x for x, _ in pair], [y for _, y in pair], where="post", c="C0", lw=1,
-                  label="front of these two")
+        xs, ys = front_staircase(history, quality, objective)
+        axis.step(xs, ys, where="post", c="C0", lw=1, label="front of these two")
         axis.set_xlabel(objective.label)
         axis.set_ylabel(quality.label)
         axis.grid(alpha=0.3)

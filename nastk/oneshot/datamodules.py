@@ -85,6 +85,8 @@ class LabelledImages:
     loss = staticmethod(F.cross_entropy)
     #: the per-batch sum selection and ranking maximise unless the step defines its own
     score = staticmethod(correct_percent)
+    #: what ``score`` measures (an evaluator's metric name: ``--objectives`` and summaries read it) and its unit
+    score_name, score_unit = "accuracy", "%"
 
 
 class TwoViews(LabelledImages):
@@ -112,6 +114,7 @@ class TwoViews(LabelledImages):
         raise ConfigError("the two_views data module has no supervised loss: a self-supervised step computes its own")
 
     score = None
+    score_name, score_unit = None, ""
 
 
 class ImagePairs(LabelledImages):
@@ -158,6 +161,7 @@ class ImagePairs(LabelledImages):
 
     loss = staticmethod(F.l1_loss)  # QuantNAS / EDSR train super-resolution with L1
     score = staticmethod(psnr_sum)
+    score_name, score_unit = "psnr", "dB"
 
 
 def _is_data_module(obj) -> bool:

@@ -5,7 +5,8 @@ Three disjoint sets of whole natural images, RGB in [0, 1]:
 * ``train`` -- cut into ``patch`` x ``patch`` high-resolution patches (:func:`load_sr_patches`, the dataset
   ``skimage-sr``): the supernet's trained and held-out (alpha) patches; the ``image_pairs`` data module makes the
   low-resolution inputs (``downscale bicubic``) and scores PSNR (``psnr y``, ``border 4``);
-* ``select`` -- whole images that selection (picking among architectures) scores on;
+* ``select`` -- whole images that selection (picking among architectures) scores on: held out from all training,
+  weights and alpha alike (a search's ``held_out`` images, :func:`scoring_images`);
 * ``test`` -- whole images ("Set5-like": astronaut, chelsea, coffee, rocket, grace_hopper), reported only.
 
 Sources: scikit-image's ``skimage.data`` (no download for the images used here), scikit-learn's sample images and
@@ -13,7 +14,7 @@ matplotlib's ``grace_hopper.jpg``.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -28,6 +29,10 @@ TEST_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "grace_hopper")
 SPLITS = {"train": TRAIN_IMAGES, "select": SELECT_IMAGES, "test": TEST_IMAGES}
 #: default patch size and stride of the training patches (high resolution)
 PATCH, STRIDE = 32, 48
+#: the dataset of the training patches (:func:`load_sr_patches`)
+DATASET = "skimage-sr"
+#: the whole images a network trained on :data:`DATASET` is scored on, by an evaluator's split
+SCORING_SPLITS = {"held_out": "select", "test": "test"}
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -104,6 +109,17 @@ def whole_images(split: str, multiple: int = 4) -> List[Tuple[str, torch.Tensor]
     return images
 
 
+def scoring_images(dataset: str, split: str, multiple: int) -> Optional[List[Tuple[str, torch.Tensor]]]:
+    """The whole images that score a network trained on ``dataset`` for an evaluator's ``split`` (``held_out``: the
+    ``select`` images, never trained on; ``test``: the test images, reported only), cropped to a multiple of the
+    scale; None for a dataset without whole images (then its patches are what there is to score)."""
+    if dataset != DATASET:
+        return None
+    if split not in SCORING_SPLITS:
+        raise ConfigError(f"unknown scoring split {split!r}; known: {', '.join(SCORING_SPLITS)}")
+    return whole_images(SCORING_SPLITS[split], multiple)
+
+
 def patches(image: torch.Tensor, size: int, stride: int) -> torch.Tensor:
     """Every ``size`` x ``size`` patch of ``image`` at ``stride`` (top-left origin)."""
     tiles = image.unfold(1, size, stride).unfold(2, size, stride)  # (3, rows, cols, size, size)
@@ -125,7 +141,7 @@ def load_sr_patches(patch: int = PATCH, stride: int = STRIDE, test_stride: int =
         return torch.cat(xs), torch.cat(ys)
 
     (x_train, y_train), (x_test, y_test) = cut("train", stride), cut("test", test_stride)
-    return ImageDataset(f"skimage-sr-{patch}px", x_train, y_train, x_test, y_test, num_classes=len(TRAIN_IMAGES))
+    return ImageDataset(f"{DATASET}-{patch}px", x_train, y_train, x_test, y_test, num_classes=len(TRAIN_IMAGES))
 
 
 @torch.no_grad()
@@ -143,3 +159,9 @@ def score_whole_images(model: torch.nn.Module, images: List[Tuple[str, torch.Ten
         low, high = data_module.monitor(image[None].to(device), None)
         scores[name] = float(data_module.score(model(low), high))
     return scores
+
+
+def mean_score(model: torch.nn.Module, images: List[Tuple[str, torch.Tensor]], data_module, device=None) -> float:
+    """The mean over ``images`` of :func:`score_whole_images` (each image weighs the same, as SR papers average)."""
+    scores = score_whole_images(model, images, data_module, device)
+    return float(np.mean(list(scores.values())))
