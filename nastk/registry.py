@@ -201,6 +201,7 @@ SPACES.register("gan-d-cifar", "search_spaces.gan:CifarDiscriminatorSpace")
 SPACES.register("nats-sss", "search_spaces.nats_sss:NATSSizeSpace")
 SPACES.register("hytra", "search_spaces.hytra:HyTraSpace")
 SPACES.register("sr", "search_spaces.sr:SRSpace")
+SPACES.register("qnas-nb201", "search_spaces.quantnas_nb201:QuantNB201Space")
 
 
 #: space-name prefixes resolved by a function of the rest of the name (``quant:mobilenet``: a transform of

@@ -27,6 +27,9 @@ BLOCK_STEPS = {"bossnas": {"block": 1, "paths": 8, "update_interval": 2, "adapte
                            "projection": 8, "optimizer": "lars"}}
 #: quantization-supernet steps run on the tiny MobileNet space under mixed precision (quant:mobilenet)
 QUANT_STEPS = {"eqnet": {"calibration_size": 16}}
+#: cases beyond one per step, as (case name: step): QuantNAS' step on the NB201-style classification space
+#: (qnas-nb201, labelled digits, cross-entropy)
+EXTRA_CASES = {"quantnas-nb201": "quantnas"}
 
 
 def run(step: str, out: Path) -> None:
@@ -50,6 +53,11 @@ def run(step: str, out: Path) -> None:
                                epochs=2, train_size=64, batch_size=16, valid_size=0, augment=False, step_options=GAN_STEPS[step])
         trainer = OneShotTrainer(config, out / step, dist=Distributed.from_env(), data=gan_images("digits").as_dataset(),
                                  progress=False, metrics={})
+    elif step == "quantnas-nb201":
+        config = OneShotConfig(space="qnas-nb201", dataset="digits", step="quantnas", supernet={"C": 4, "N": 1}, epochs=2,
+                               train_size=32, batch_size=8, valid_size=0, augment=False, lr=1e-3,
+                               step_options=SR_STEPS["quantnas"])
+        trainer = OneShotTrainer(config, out / step, dist=Distributed.from_env(), data=load_dataset("digits"), progress=False)
     elif step in SR_STEPS:
         config = OneShotConfig(space="sr", dataset="digits", step=step, data="image_pairs", supernet={"C": 4}, epochs=2,
                                train_size=32, batch_size=8, valid_size=0, augment=False, lr=1e-3, step_options=SR_STEPS[step])
@@ -78,7 +86,7 @@ def run(step: str, out: Path) -> None:
 if __name__ == "__main__":
     folder = Path(sys.argv[1])
     for name in sys.argv[2:]:
-        STEPS.get(name)
+        STEPS.get(EXTRA_CASES.get(name, name))
         run(name, folder)
     # Both ranks leave the gloo group together, then skip the C++ teardown: on a loaded machine a rank
     # sometimes aborted there ("terminate called without an active exception") after every step's result

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import toy_steps  # noqa: F401 (registers the toy steps, so they count as registered)
+from ddp_steps_driver import EXTRA_CASES
 from nastk.oneshot.steps import STEPS
 from torchrun import torchrun
 
@@ -12,8 +13,8 @@ HERE = Path(__file__).parent
 
 
 def test_every_registered_step_keeps_replicas_identical_under_torchrun(tmp_path):
-    steps = STEPS.names()
-    assert {"single_path", "darts", "sandwich", "toy_adversarial", "toy_self_supervised"} <= set(steps)
+    steps = STEPS.names() + list(EXTRA_CASES)  # every step, and the step / space cases the driver adds
+    assert {"single_path", "darts", "sandwich", "toy_adversarial", "toy_self_supervised", "quantnas-nb201"} <= set(steps)
     env = {"PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     done = torchrun(str(HERE / "ddp_steps_driver.py"), str(tmp_path), *steps, clean=None, env=env)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]

@@ -11,8 +11,8 @@ from nastk.datasets import ImageDataset
 from nastk.errors import CapabilityError, ConfigError
 from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer
 from nastk.quantization.noise import mixed_noise, quantization_noise
-from nastk.quantization.quantnas import (HWGQ_STEPS, QuantConv, QuantizationState, arch_entropy, entropy_weight, hwgq,
-                                         lsq_initial_steps, model_bitops)
+from nastk.quantization.quantnas import (HWGQ_STEPS, OpBitsChoice, QuantConv, QuantizationState, arch_entropy,
+                                         entropy_weight, hwgq, lsq_initial_steps, model_bitops)
 from nastk.quantization.quantizers import quantization_noise_std
 from nastk.space import get_space
 
@@ -118,6 +118,28 @@ def test_shared_mixture_averages_the_quantized_weights_and_inputs():
     assert torch.allclose(conv(x), F.conv2d(x_mix, w_mix), atol=1e-6)
     conv.setting = ("fixed", 4)
     assert torch.allclose(conv(x), F.conv2d(hwgq(x, 4), conv.quantized_weight(4)), atol=1e-6)
+
+
+def test_op_bits_choice_mixes_ops_with_and_without_bits():
+    """Options (skip), (conv, 2), (conv, 8): skip weighs x, the conv runs once on its own bit mixture scaled by
+    the sum of its allowed probabilities; a disallowed bit-width leaves the conv at the other one."""
+    torch.manual_seed(0)
+    state = QuantizationState("shared")
+    conv = torch.nn.Sequential(QuantConv(2, 2, 3, (2, 8), state), torch.nn.BatchNorm2d(2, affine=False))
+    point = OpBitsChoice(0, [torch.nn.Identity(), conv], (2, 8))
+    assert point.options == ((0, None), (1, 0), (1, 1))
+    assert point.candidate_parameters(0) == [] and point.candidate_parameters(2) == list(conv.parameters())
+    x = torch.randn(2, 2, 5, 5)
+    w = torch.tensor([0.2, 0.3, 0.5])
+    point.configure([w], [[True, True, True]])
+    conv[0].setting = ("mixture", (w[1:], [True, True]))
+    assert torch.allclose(point(x), 0.2 * x + 0.8 * conv(x), atol=1e-6)
+    point.configure([w], [[True, False, True]])
+    conv[0].setting = ("fixed", 8)
+    assert torch.allclose(point(x), 0.2 * x + 0.5 * conv(x), atol=1e-6)
+    point.configure([1], [[True, True, True]])
+    conv[0].setting = ("fixed", 2)
+    assert torch.allclose(point(x), conv(x))  # a single path: the conv alone at 2 bits
 
 
 # --- shared-weights LSQ: corrected vs the released code ------------------------------------------------------

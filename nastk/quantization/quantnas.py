@@ -12,27 +12,36 @@ The pieces, each what the released code does unless said otherwise:
   The released code keeps the searched layers' shared-weights LSQ quantizers in a plain Python list (never
   registered: their steps are not trained, not saved, frozen at the initialisation from the random weights);
   ``shared_lsq="code_unregistered"`` reproduces that for the searched layers, the default registers them (the fixed
-  8-bit layers are always registered).
-* :class:`QuantMixedOp` -- one searched layer, a :class:`~nastk.supernet.ChoicePoint` whose options are the
-  (op, bits) pairs, op-major. In a mixture every op runs once on the bit mixture of its own probabilities and is
-  scaled by their sum; a single path runs one op at one bit-width with real quantization.
+  8-bit layers are always registered). ``quantize_input=False``: a first layer, whose input (the image) is taken
+  as it comes. :func:`quantize_convs` turns a float op's convolutions into QuantConvs (NB201's ReLU-Conv-BN),
+  :class:`QuantLinear` is a classifier as a 1x1 QuantConv.
+* :class:`OpBitsChoice` -- one searched layer, a :class:`~nastk.supernet.ChoicePoint` whose options are the
+  (op, bits) pairs, op-major; an op without QuantConvs (skip, pooling, zero) is one option without bits. In a
+  mixture every op runs once, a quantized one on the bit mixture of its own probabilities and scaled by their
+  sum; a single path runs one op at one bit-width with real quantization. :class:`QuantMixedOp` is the SR space's
+  (every candidate a :class:`QuantOp`); :func:`option_flops` measures any such supernet's search-time FLOPs.
 * :class:`ADQ` -- ``out = f(BN(x)) phi(std(s)) + s`` around a residual function (``phi`` a 1x1 conv on the
   per-sample standard deviation of the skip input, weight 1.5, bias 0).
 * :func:`entropy_weight` / :func:`arch_entropy` -- the entropy regulariser and its schedule.
 * :func:`search_bitops` / :func:`model_bitops` -- BitOps as the search computes them (linear in the bits,
-  ``sum_b p FLOPs b``) and of a final model (``MACs b_w b_a``, :func:`~nastk.quantization.bitops.conv_bitops`).
+  ``sum_b p FLOPs b``) and of a final model (``MACs b_w b_a``, :func:`~nastk.quantization.bitops.conv_bitops`);
+  :func:`model_macs` the multiply-adds they weigh.
 * :class:`QuantNASStep` -- the training step ``quantnas``: the ``darts`` step's first-order alpha update on
-  held-out batches (alpha loss + entropy term + ``eta BitOps / BitOps_init``), then Adam on the weights.
+  held-out batches (alpha loss + entropy term + ``eta BitOps / BitOps_init``), then Adam on the weights. The task
+  loss is the data module's: L1 on ``image_pairs`` (the ``sr`` space), cross-entropy on ``labelled`` images
+  (``qnas-nb201``).
 """
 from __future__ import annotations
 
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nastk.devices import HOST
 from nastk.errors import CapabilityError, ConfigError
 from nastk.options import Float, Int, Option, Text
 from nastk.oneshot.context import seed_of
@@ -100,10 +109,16 @@ class QuantConv(nn.Module):
     """A bias-free convolution with HWGQ inputs and LSQ weights at one of ``bits`` or mixed over them."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, bits: Sequence[int], state: QuantizationState,
-                 groups: int = 1, stride: int = 1, padding: Optional[int] = None, shared_lsq: str = "registered"):
+                 groups: int = 1, stride: int = 1, padding: Optional[int] = None, shared_lsq: str = "registered",
+                 quantize_input: bool = True):
         super().__init__()
         if shared_lsq not in SHARED_LSQ:
             raise ConfigError(f"unknown shared_lsq {shared_lsq!r}; known: {', '.join(SHARED_LSQ)}")
+        if not quantize_input and len(bits) != 1:
+            raise ConfigError("a QuantConv that takes its input as it comes (the network's first layer) has one bit-width")
+        #: False: the input is used as it comes, neither ReLU'd nor HWGQ-quantized (a first layer: the image's
+        #: pixels are 8-bit already, affinely normalised, and signed after the normalisation)
+        self.quantize_input = bool(quantize_input)
         self.conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2 if padding is None else padding,
                               groups=groups, bias=False)
         self.bits = check_bits_options(bits)
@@ -140,8 +155,10 @@ class QuantConv(nn.Module):
         return F.conv2d(x, weight, None, self.conv.stride, self.conv.padding, self.conv.dilation, self.conv.groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(x)
         kind, value = self.setting
+        if not self.quantize_input:
+            return self._conv(x, self.quantized_weight(value))
+        x = F.relu(x)
         if kind == "fixed":
             return self._conv(hwgq(x, value), self.quantized_weight(value))
         probs, allowed = value
@@ -168,6 +185,48 @@ class QuantConv(nn.Module):
 def fixed_conv(c_in: int, c_out: int, kernel: int, state: QuantizationState, bits: int = 8, **options) -> QuantConv:
     """A layer the search does not touch (QuantNAS' fixed 8-bit 1x1 / 3x3 / attention convolutions)."""
     return QuantConv(c_in, c_out, kernel, (bits,), state, **options)
+
+
+def quant_conv_like(conv: nn.Conv2d, bits: Sequence[int], state: QuantizationState, **options) -> QuantConv:
+    """A :class:`QuantConv` of ``conv``'s geometry (channels, kernel, stride, padding, groups) at ``bits``: how a
+    float network's layer becomes a quantized one (its float weights are not carried over: a search starts fresh)."""
+    if conv.bias is not None or conv.dilation != (1, 1) or conv.kernel_size[0] != conv.kernel_size[1]:
+        raise ConfigError(f"QuantConv replaces bias-free, undilated square convolutions, not {conv}")
+    return QuantConv(conv.in_channels, conv.out_channels, conv.kernel_size[0], bits, state, groups=conv.groups,
+                     stride=conv.stride[0], padding=conv.padding[0], **options)
+
+
+def quantize_convs(module: nn.Module, bits: Sequence[int], state: QuantizationState, **options) -> nn.Module:
+    """Replace (in place) every float ``nn.Conv2d`` below ``module`` that is not a QuantConv's own by
+    :func:`quant_conv_like` at ``bits``: a float op (NB201's ReLU-Conv-BN) becomes its quantized form, its
+    ReLU and BatchNorm kept. Returns ``module``."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Conv2d):
+            setattr(module, name, quant_conv_like(child, bits, state, **options))
+        elif not isinstance(child, QuantConv):
+            quantize_convs(child, bits, state, **options)
+    return module
+
+
+class QuantLinear(nn.Module):
+    """A bias-free linear layer (a classifier on pooled features) as a 1x1 :class:`QuantConv` on a 1x1 map."""
+
+    def __init__(self, c_in: int, c_out: int, bits: Sequence[int], state: QuantizationState, **options):
+        super().__init__()
+        self.conv = QuantConv(c_in, c_out, 1, bits, state, **options)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.view(x.shape[0], -1, 1, 1)).flatten(1)
+
+
+def quant_convs(module: nn.Module) -> List[QuantConv]:
+    return [m for m in module.modules() if isinstance(m, QuantConv)]
+
+
+def set_quant_setting(module: nn.Module, kind: str, value) -> None:
+    """Every QuantConv of ``module`` (one candidate op) runs ``("fixed", bits)`` or ``("mixture", (probs, allowed))``."""
+    for conv in quant_convs(module):
+        conv.setting = (kind, value)
 
 
 def parse_op(name: str) -> Tuple[str, int, int]:
@@ -202,44 +261,72 @@ class QuantOp(nn.Sequential):
         self.op_name = name
 
     def set_setting(self, kind: str, value) -> None:
-        for conv in self:
-            conv.setting = (kind, value)
+        set_quant_setting(self, kind, value)
 
 
-class QuantMixedOp(ChoicePoint):
-    """A searched layer: options are the (op, bits) pairs, op-major (option ``o * len(bits) + j``)."""
+class OpBitsChoice(ChoicePoint):
+    """A searched layer over (op, bits) options, op-major: a candidate with QuantConvs (a quantized op) is one
+    option per bit-width of ``bits`` (option ``(op, b)``), a candidate without (skip, pooling, zero) one option.
 
-    def __init__(self, decision, ops: Sequence[str], bits: Sequence[int], c_in: int, c_out: int, C: int,
-                 state: QuantizationState, shared_lsq: str = "registered"):
+    In a mixture every candidate runs once: a quantized op on the bit mixture of its own probabilities, its
+    output scaled by their sum (QuantNAS); any other by its weight. A single path runs one op at one bit-width
+    with real quantization.
+    """
+
+    def __init__(self, decision, candidates: Sequence[nn.Module], bits: Sequence[int]):
         super().__init__(decisions=(decision,))
         self.bits = check_bits_options(bits)
-        self.ops = tuple(ops)
-        self.candidates = nn.ModuleList(QuantOp(op, c_in, c_out, C, self.bits, state, shared_lsq) for op in self.ops)
+        self.candidates = nn.ModuleList(candidates)
+        #: each candidate's QuantConvs (empty: an op without bits), found once
+        self.convs = [quant_convs(candidate) for candidate in self.candidates]
+        if any({conv.bits for conv in convs} - {self.bits} for convs in self.convs):
+            raise ConfigError(f"every QuantConv of a searched layer's ops takes the layer's bits {list(self.bits)}")
+        #: per candidate, the slice of the options it owns; per option, (candidate, index into bits or None)
+        self.spans: List[slice] = []
+        options: List[Tuple[int, Optional[int]]] = []
+        for o, convs in enumerate(self.convs):
+            self.spans.append(slice(len(options), len(options) + (len(self.bits) if convs else 1)))
+            options += [(o, j) for j in range(len(self.bits))] if convs else [(o, None)]
+        self.options: Tuple[Tuple[int, Optional[int]], ...] = tuple(options)
         self.value: Any = 0
-        self.allowed: Sequence[bool] = (True,) * (len(self.ops) * len(self.bits))
+        self.allowed: Sequence[bool] = (True,) * len(self.options)
 
     def configure(self, values, allowed) -> None:
         (self.value,), (self.allowed,) = values, allowed
 
     def candidate_parameters(self, option: int) -> List[nn.Parameter]:
         """An op's weights serve all its bit-widths (shared weights), so every (op, b) option lists them."""
-        return list(self.candidates[option // len(self.bits)].parameters())
+        return list(self.candidates[self.options[option][0]].parameters())
+
+    def _set(self, candidate: int, kind: str, value) -> None:
+        for conv in self.convs[candidate]:
+            conv.setting = (kind, value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nb = len(self.bits)
         if not isinstance(self.value, torch.Tensor):
-            op, b = divmod(int(self.value), nb)
-            self.candidates[op].set_setting("fixed", self.bits[b])
-            return self.candidates[op](x)
-        rows = self.value[:len(self.ops) * nb].view(len(self.ops), nb)
+            o, j = self.options[int(self.value)]
+            if j is not None:
+                self._set(o, "fixed", self.bits[j])
+            return self.candidates[o](x)
         out = 0
-        for o, candidate in enumerate(self.candidates):
-            allowed = [bool(a) for a in self.allowed[o * nb:(o + 1) * nb]]
+        for o, (candidate, span) in enumerate(zip(self.candidates, self.spans)):
+            weights, allowed = self.value[span], [bool(a) for a in self.allowed[span]]
             if not any(allowed):
                 continue
-            candidate.set_setting("mixture", (rows[o], allowed))
-            out = out + sum(rows[o][j] for j in range(nb) if allowed[j]) * candidate(x)
+            if self.convs[o]:  # a quantized op mixes its own bit-widths
+                self._set(o, "mixture", (weights, allowed))
+            out = out + sum(w for w, ok in zip(weights, allowed) if ok) * candidate(x)
         return out
+
+
+class QuantMixedOp(OpBitsChoice):
+    """A searched layer of the SR space: every candidate a :class:`QuantOp` (so option ``o * len(bits) + j``)."""
+
+    def __init__(self, decision, ops: Sequence[str], bits: Sequence[int], c_in: int, c_out: int, C: int,
+                 state: QuantizationState, shared_lsq: str = "registered"):
+        bits = check_bits_options(bits)
+        super().__init__(decision, [QuantOp(op, c_in, c_out, C, bits, state, shared_lsq) for op in ops], bits)
+        self.ops = tuple(ops)
 
 
 class ADQ(nn.Module):
@@ -289,22 +376,65 @@ def search_bitops(weights: torch.Tensor, flops: torch.Tensor, bits: torch.Tensor
     return (weights * flops * bits).sum()
 
 
-def op_macs(op: QuantOp, output_hw: Sequence[int]) -> int:
-    """Multiply-adds of a candidate op (stride 1: every conv's output has the layer's size)."""
-    return sum(layer_macs(conv.conv, output_hw) for conv in op)
+def op_macs(op: nn.Module, output_hw: Sequence[int]) -> int:
+    """Multiply-adds of a candidate op's QuantConvs (stride 1: every conv's output has the layer's size)."""
+    return sum(layer_macs(conv.conv, output_hw) for conv in quant_convs(op))
+
+
+@torch.no_grad()
+def option_flops(supernet, input_shape: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(flops, bits)``, each ``(decisions, options)``, of a supernet of :class:`OpBitsChoice` layers whose
+    candidates keep their input's size (stride 1): FLOPs (2 MACs) of every (op, b) option, summed over the layers
+    that share its decision, at the sizes one single-path forward of zeros of ``input_shape`` gives them, and its
+    bit-width; an option without QuantConvs counts 0 and 0. What search-time BitOps weighs with the probabilities."""
+    points = [p for p in supernet.choice_points() if isinstance(p, OpBitsChoice)]
+    sizes: Dict[int, Tuple[int, int]] = {}
+    handles = [p.register_forward_pre_hook(lambda m, inputs: sizes.__setitem__(id(m), tuple(inputs[0].shape[-2:])))
+               for p in points]
+    was_training, previous = supernet.training, supernet.current_path
+    try:
+        supernet.eval()
+        supernet.set_active([int(i) for i in np.argmax(supernet.allowed, axis=1)])  # any allowed path: sizes only
+        device = next(supernet.parameters()).device
+        supernet(torch.zeros(tuple(input_shape), device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        supernet.train(was_training)
+        if previous:
+            supernet.set_path(previous)
+    flops, bits = torch.zeros(supernet.allowed.shape, device=HOST), torch.zeros(supernet.allowed.shape, device=HOST)
+    for point in points:
+        for option, (o, j) in enumerate(point.options):
+            if j is not None:
+                flops[point.decision, option] += 2 * op_macs(point.candidates[o], sizes[id(point)])
+                bits[point.decision, option] = point.bits[j]
+    return flops, bits
 
 
 @torch.no_grad()
 def model_bitops(model: nn.Module, input_shape: Sequence[int]) -> int:
     """BitOps of a model in single-path / fixed form (``MACs b_w b_a`` summed over its quantized convs), from
     one forward of zeros of ``input_shape`` (every :class:`QuantConv` records its output size)."""
-    total = [0]
+    return int(sum(conv_bitops(conv.conv, hw, bits, bits) for conv, hw, bits in _fixed_layers(model, input_shape)))
+
+
+@torch.no_grad()
+def model_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-adds of a model's quantized convs (what BitOps weighs with bits), as :func:`model_bitops` runs it
+    (QuantConvs call ``F.conv2d`` themselves, so hooks on ``nn.Conv2d`` never see them)."""
+    return int(sum(layer_macs(conv.conv, hw) for conv, hw, _ in _fixed_layers(model, input_shape)))
+
+
+def _fixed_layers(model: nn.Module, input_shape: Sequence[int]) -> List[Tuple[QuantConv, Tuple[int, int], int]]:
+    """``(conv, output size, bits)`` of every QuantConv one eval forward of zeros runs (a mixture is refused)."""
+    seen: List[Tuple[QuantConv, Tuple[int, int], int]] = []
 
     def hook(module, _inputs, output):
         kind, bits = module.setting
         if kind != "fixed":
             raise CapabilityError("model_bitops needs a single path (one bit-width per layer), not a mixture")
-        total[0] += conv_bitops(module.conv, output.shape[-2:], bits, bits)
+        seen.append((module, tuple(output.shape[-2:]), bits))
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, QuantConv)]
     was_training = model.training
@@ -316,7 +446,7 @@ def model_bitops(model: nn.Module, input_shape: Sequence[int]) -> int:
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    return int(total[0])
+    return seen
 
 
 # --- the training step ------------------------------------------------------------------------------------
@@ -335,7 +465,8 @@ class QuantNASStep(DartsStep):
     """QuantNAS' search step (methods.md 11A): per batch, from the alpha warm-up epoch on, a first-order alpha
     step on a held-out batch (task loss + ``c w1(e) w2(e) H`` + ``eta BitOps(alpha) / BitOps_init``,
     Adam betas (0.5, 0.999), no decay), then a weight step on the mixture (task loss only, Adam with the run's
-    ``lr`` / ``weight_decay``, per-epoch cosine to ``lr_min``, gradient-norm clip ``grad_clip``).
+    ``lr`` / ``weight_decay``, per-epoch cosine to ``lr_min``, gradient-norm clip ``grad_clip``). The task loss is
+    the run's (its data module's: L1 for super-resolution pairs, cross-entropy for labelled images).
 
     ``quantization`` picks noise (the paper's method) or shared-weights quantization of the mixtures. ADQ and the
     shared-weights LSQ registration are part of the network (supernet options ``adq`` and ``shared_lsq``). Noise
@@ -364,7 +495,7 @@ class QuantNASStep(DartsStep):
                  arch_lr: float = 3e-4, arch_warmup_epochs: int = 9, init_std: float = 1e-3, **options):
         supernet = context.supernet
         if not callable(getattr(supernet, "search_flops", None)) or not hasattr(supernet, "quantization"):
-            raise CapabilityError(f"the quantnas step needs a supernet of (op, bits) layers (e.g. --space sr), "
+            raise CapabilityError(f"the quantnas step needs a supernet of (op, bits) layers (--space sr or qnas-nb201), "
                                   f"not {type(supernet).__name__}")
         if quantization not in QUANTIZATION_MODES:
             raise ConfigError(f"unknown quantization {quantization!r}; known: {', '.join(QUANTIZATION_MODES)}")
