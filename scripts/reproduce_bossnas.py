@@ -33,7 +33,7 @@ import numpy as np
 RESULTS = Path("docs/results")
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("table", help="the released ratings, aggregated by nastk, against the table")
@@ -59,7 +59,7 @@ def parse_args():
     train.add_argument("--jobs", type=int, default=1)
     train.add_argument("--work", default="runs/bossnas_nats")
     train.add_argument("--out", default=str(RESULTS / "bossnas_nats_tiny"))
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def machine() -> str:
@@ -99,7 +99,6 @@ def run_hytra(args) -> None:
 
     torch.set_num_threads(1)
     from nastk.datasets import ImageDataset
-    from nastk.oneshot.block_rating import RatingOptions
     from nastk.oneshot.bossnas import search
     from nastk.datasets import load_dataset
     from nastk.oneshot.trainer import OneShotConfig
@@ -115,10 +114,13 @@ def run_hytra(args) -> None:
                                     held_out_fraction=1 / 3, batch_size=16, seed=args.seed, lr=0.05,
                                     supernet={"width_mult": args.width_mult},
                                     step_options={"paths": 4, "update_interval": 1, "optimizer": "sgd",
-                                                  "adapter_width": 32, "hidden": 64, "projection": 32})
+                                                  "adapter_width": 32, "hidden": 64, "projection": 32,
+                                                  "rating_batches": 1, "rating_batch_size": 16,
+                                                  "rating_calibration_size": 16})
     work = Path(args.work)
+    # what `nastk supernet train --stages blockwise --epochs 1` runs, on images upsampled here
     summary = search(config, work, 1, resume=work.is_dir() and (work / "config.json").is_file(), progress=False,
-                     rating=RatingOptions(batches=1, batch_size=16, calibration_size=16), data=data)
+                     data=data)
     search_wall = time.perf_counter() - started
     space = get_space("hytra")
     arch = space.from_str(summary["arch"])
@@ -173,12 +175,32 @@ def base_config(args, seed: int, **options):
                                   **options)
 
 
+def bossnas_config(args, seed: int):
+    """The BossNAS run of a seed; ``nastk supernet train --stages blockwise`` with the flags of
+    :func:`cli_flags` makes the same run (tests/test_bossnas.py checks)."""
+    return base_config(args, seed, lr=args.lr, step_options={"paths": 8, "update_interval": args.update_interval,
+                                                             "warmup_epochs": 0.2, "optimizer": args.optimizer,
+                                                             "rating_batches": 1, "rating_batch_size": args.rating_images,
+                                                             "rating_calibration_size": args.calibration})
+
+
+def cli_flags(args, seed: int) -> list:
+    """The ``nastk supernet train`` flags of :func:`bossnas_config`'s run (``--epochs`` = epochs per block)."""
+    return ["--space", "nats-sss", "--step", "bossnas", "--data", "two_views", "--stages", "blockwise",
+            "--dataset", "cifar10", "--train-size", str(args.train_size), "--held-out-fraction", str(args.held_out),
+            "--image-size", str(args.image_size), "--batch-size", str(args.batch_size), "--seed", str(seed),
+            "--valid-size", "0", "--lr", str(args.lr), "--epochs", str(args.epochs), "--paths", "8",
+            "--update-interval", str(args.update_interval), "--warmup-epochs", "0.2", "--optimizer", args.optimizer,
+            "--rating-batches", "1", "--rating-batch-size", str(args.rating_images),
+            "--rating-calibration-size", str(args.calibration)]
+
+
 def run_seed(args, seed: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
     from nastk.benchmarks.nats_sss import default_table, index_of
-    from nastk.oneshot.block_rating import RatingOptions, aggregate, channel_count, correlations
+    from nastk.oneshot.block_rating import aggregate, channel_count, correlations
     from nastk.oneshot.bossnas import search
     from nastk.oneshot.splits import split_images
     from nastk.datasets import load_dataset
@@ -198,11 +220,10 @@ def run_seed(args, seed: int) -> dict:
     sample = sample_architectures(space, args.sample, seed=1234)  # the same sample for every seed and scorer
     sample_index = [index_of(a) for a in sample]
     # BossNAS
-    config = base_config(args, seed, lr=args.lr, step_options={"paths": 8, "update_interval": args.update_interval,
-                                                               "warmup_epochs": 0.2, "optimizer": args.optimizer})
+    config = bossnas_config(args, seed)
     started = time.perf_counter()
+    # the entry `nastk supernet train --stages blockwise` calls (the CLI equivalent: docs/results/bossnas_nats_tiny.md)
     summary = search(config, work / "bossnas", args.epochs, resume=(work / "bossnas").is_dir(), progress=False,
-                     rating=RatingOptions(batches=1, batch_size=args.rating_images, calibration_size=args.calibration),
                      data=data)
     boss_wall = time.perf_counter() - started
     rating = aggregate(summary["ratings"], networks, BOSSNAS_BLOCKS)
@@ -285,8 +306,13 @@ def train_report(args) -> None:
                     f"{r['bossnas']['wall_s']:.0f} / {r['spos']['wall_s']:.0f} |")
     s = summary
     fmt = lambda x: f"{x['mean']:+.3f} ± {x['std']:.3f} (95% CI {x['ci95'][0]:+.3f} .. {x['ci95'][1]:+.3f})"  # noqa: E731
+    flags = " ".join(cli_flags(args, 0)).replace("--seed 0", "--seed S")
     lines = ["# Tiny BossNAS on the NATS size space vs SPOS of equal compute (CIFAR-10 subset)", "",
              f"Command: `{command}`", f"Machine: {machine()} (shared with other jobs); wall {wall:.0f} s for all seeds.",
+             "", f"The BossNAS run of seed S from the command line (the same entry, `nastk.oneshot.bossnas.search`, and "
+             f"the same config): `NASTK_DATA=../shared/benchmarks nastk supernet train {flags} --run-dir "
+             f"{Path(args.work) / 'seedS' / 'bossnas'}`; then `nastk supernet rank --run-dir ... --sample 200` ranks a "
+             f"sample by its summed rating.",
              "", f"Setting: {args.train_size} training images of the shared CIFAR-10 subset ({args.held_out:.0%} held out "
              f"for rating; the test split is never read), average-pooled to {args.image_size}x{args.image_size}, batch "
              f"{args.batch_size}; BossNAS: 3 blocks x {args.epochs} epochs, K = 8 fair paths per iteration, "

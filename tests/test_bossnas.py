@@ -11,7 +11,7 @@ from nastk.errors import ConfigError
 def tiny_config(**overrides):
     from nastk.oneshot.trainer import OneShotConfig
 
-    options = {"block": 0, "paths": 2, "update_interval": 3, "adapter_width": 8, "hidden": 16, "projection": 8}
+    options = {"paths": 2, "update_interval": 3, "adapter_width": 8, "hidden": 16, "projection": 8}
     options.update(overrides.pop("step_options", {}))
     settings = {"space": "nats-sss", "dataset": "digits", "epochs": 2, "train_size": 20, "held_out_fraction": 0.2,
                 "batch_size": 8, "lr": 0.05, "step_options": options, **overrides}
@@ -109,18 +109,27 @@ def test_rating_scores_every_path_of_a_block_and_picks_the_lowest(digits, tmp_pa
 @pytest.mark.slow
 def test_block_wise_search_trains_rates_and_fixes_every_block(digits, tmp_path, one_torch_thread):
     """Three blocks with K = 8 fair paths, every path rated, the next block trained on the choice, resumable."""
-    from nastk.oneshot.block_rating import RatingOptions, aggregate
+    from nastk.oneshot.block_rating import aggregate
     from nastk.oneshot.bossnas import search
     from nastk.space import get_space
     from nastk.benchmarks.nats_sss import BOSSNAS_BLOCKS, arch_at
 
-    config = tiny_config(epochs=1, step_options={"paths": 8, "update_interval": 2})
-    summary = search(config, tmp_path, 1, progress=False, data=digits,
-                     rating=RatingOptions(batches=1, batch_size=8, calibration_size=8))
+    rating = {"rating_batches": 1, "rating_batch_size": 8, "rating_calibration_size": 8}
+    config = tiny_config(epochs=1, step_options={"paths": 8, "update_interval": 2, **rating})
+    summary = search(config, tmp_path, progress=False, data=digits)
     assert [len(r) for r in summary["ratings"]] == [64, 64, 8]
-    block1 = json.loads((tmp_path / "stage1-block1" / "config.json").read_text()) if (
-        tmp_path / "stage1-block1" / "config.json").is_file() else None
-    assert block1 is None or block1["step_options"]["block"] == 1
+    assert [s["stage"] for s in summary["train"]["stages"]] == ["block0", "block1", "block2"]
+    block1 = torch.load(tmp_path / "stage1-block1" / "checkpoint.pt", weights_only=True)
+    assert block1["config"]["step_options"]["block"] == 1
+    allowed = np.array(block1["allowed"])  # block 1 trained on block 0's choice, its own decisions open
+    chosen0 = summary["chosen"][0]
+    for d, decision in enumerate(get_space("nats-sss").supernet().decisions):
+        texts = [decision.options[o] for o in np.flatnonzero(allowed[d])]
+        assert texts == chosen0[decision.name] if decision.name in chosen0 else len(texts) == 8
+    for k in range(3):
+        choice = json.loads((tmp_path / f"stage{k}-block{k}" / "choice.json").read_text())
+        assert choice["ratings"] == summary["ratings"][k] and choice["chosen"] == summary["chosen"][k]
+    assert json.loads((tmp_path / "bossnas.json").read_text())["arch"] == summary["arch"]
     space = get_space("nats-sss")
     networks = [space.channels(a) for a in space.enumerate()]
     ranking = aggregate(summary["ratings"], networks, BOSSNAS_BLOCKS, decimals=None)
@@ -130,8 +139,7 @@ def test_block_wise_search_trains_rates_and_fixes_every_block(digits, tmp_path, 
     evaluator = BossNASEvaluator(space, tmp_path)
     chosen = evaluator.evaluate(space.from_str(summary["arch"])).metrics["bossnas_score"]
     assert chosen == pytest.approx(-float(np.min(ranking)))
-    again = search(config, tmp_path, 1, resume=True, progress=False, data=digits,
-                   rating=RatingOptions(batches=1, batch_size=8, calibration_size=8))
+    again = search(config, tmp_path, resume=True, progress=False, data=digits)
     assert again == summary  # finished blocks and ratings are not redone
     # supernet rank on the run ranks by the rating (self-supervised weights have no classifier to score with)
     import io
@@ -152,3 +160,103 @@ def test_block_wise_search_trains_rates_and_fixes_every_block(digits, tmp_path, 
 
     via_supernet = SupernetEvaluator.from_config(space, {"run_dir": str(tmp_path)}, device=None)
     assert isinstance(via_supernet, BossNASEvaluator)  # --evaluator supernet:RUN_DIR scores by the rating too
+
+
+BLOCKWISE = ["supernet", "train", "--space", "nats-sss", "--step", "bossnas", "--data", "two_views", "--stages",
+             "blockwise", "--dataset", "digits", "--epochs", "1"]
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"--step": "single_path"}, "trains with --step bossnas, not 'single_path'"),
+    ({"--space": "nb201"}, "needs a supernet made of blocks"),
+    ({"--data": "labelled"}, "use --data two_views"),
+    ({"--held-out-fraction": "0"}, "leaves none"),
+    ({"--block": "1"}, "leave out the step option block"),
+    ({"--fewshot": "gm", "--epochs": "4"}, "does not combine with a stage schedule"),
+    ({"--rating-batches": "0"}, "--rating-batches: must be a whole number >= 1"),
+    ({"--rating-calibration-size": "x"}, "--rating-calibration-size: must be a whole number"),
+])
+def test_blockwise_cli_refuses_bad_settings_in_one_line_and_writes_nothing(tmp_path, capsys, change, fragment):
+    from cli_run import run_cli  # tests/ is on sys.path under pytest
+
+    argv = list(BLOCKWISE)
+    for flag, value in change.items():
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    code, _, err = run_cli(capsys, *argv, "--run-dir", str(tmp_path / "run"))
+    assert code == 2 and fragment in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_choosing_stage_needs_a_step_that_chooses(tmp_path, digits):
+    from nastk.oneshot.trainer import OneShotConfig, train
+
+    config = OneShotConfig(space="nats-sss", dataset="digits", epochs=1, train_size=8, batch_size=8, valid_size=0,
+                           stages=[{"name": "a", "epochs": 1, "choose": True}])
+    with pytest.raises(ConfigError, match="choose needs a step that chooses"):
+        train(config, tmp_path / "run", progress=False, data=digits)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="choose must be true or false"):
+        OneShotConfig(space="nats-sss", stages=[{"name": "a", "epochs": 1, "choose": "yes"}])
+
+
+def test_blockwise_schedule_is_one_choosing_bossnas_stage_per_block():
+    from nastk.oneshot.bossnas import HELD_OUT_FRACTION, blockwise, is_blockwise
+
+    config = blockwise(tiny_config(epochs=3, held_out_fraction=None, step_options={"rating_batches": 1}))
+    assert is_blockwise(config) and config.held_out_fraction == HELD_OUT_FRACTION
+    assert [(s["name"], s["epochs"], s["choose"], s["overrides"]["step_options"]["block"]) for s in config.stages] == [
+        ("block0", 3, True, 0), ("block1", 3, True, 1), ("block2", 3, True, 2)]
+    assert all(s["overrides"]["step_options"]["rating_batches"] == 1 for s in config.stages)
+    assert blockwise(config) == config  # a saved blockwise config is kept as it is
+    with pytest.raises(ConfigError, match="one choosing stage per block"):
+        blockwise(tiny_config(stages=[{"name": "warm", "epochs": 1}]))
+
+
+def test_the_reproduction_script_runs_what_the_cli_runs(tmp_path):
+    """scripts/reproduce_bossnas.py calls the CLI's entry (bossnas.search) with the config its documented
+    nastk supernet train flags make."""
+    import importlib.util
+    from pathlib import Path
+
+    from nastk.cli import build_parser
+    from nastk.commands.supernet import train_config
+    from nastk.oneshot.bossnas import blockwise
+
+    path = Path(__file__).parent.parent / "scripts" / "reproduce_bossnas.py"
+    spec = importlib.util.spec_from_file_location("reproduce_bossnas", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = script.parse_args(["train", "--epochs", "1", "--train-size", "320", "--rating-images", "64",
+                              "--calibration", "32"])
+    argv = ["supernet", "train", *script.cli_flags(args, 2), "--run-dir", str(tmp_path / "run")]
+    cli = train_config(build_parser().parse_known_args(argv)[0])
+    assert cli == blockwise(script.bossnas_config(args, 2), args.epochs)
+
+
+@pytest.mark.slow
+def test_blockwise_search_under_torchrun_rates_on_rank_0_and_keeps_replicas_identical(tmp_path):
+    """2 gloo ranks: every rank trains each block, rank 0 alone rates it (choice.json), both continue with
+    its choice; replicas stay identical in every block; the printed result is rank 0's."""
+    import os
+
+    from torchrun import torchrun  # tests/ is on sys.path under pytest
+
+    flags = [*BLOCKWISE[2:], "--epochs", "2", "--train-size", "20", "--image-size", "4", "--batch-size", "8", "--paths", "2",
+             "--update-interval", "2", "--adapter-width", "8", "--hidden", "8", "--projection", "8",
+             "--rating-batches", "1", "--rating-batch-size", "4", "--rating-calibration-size", "4", "--no-progress",
+             "--format", "json"]
+    run = tmp_path / "ddp"
+    done = torchrun("-m", "nastk.cli", "supernet", "train", *flags, "--run-dir", str(run), clean=run,
+                    env={"NASTK_TENSORBOARD": "0"})
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    printed = json.loads(done.stdout)  # one JSON document: rank 1 prints nothing
+    assert printed["train"]["world_size"] == 2 and [len(r) for r in printed["ratings"]] == [64, 64, 8]
+    assert json.loads((run / "bossnas.json").read_text())["arch"] == printed["arch"]
+    for k in range(3):
+        lines = [json.loads(line) for line in (run / f"stage{k}-block{k}" / "metrics.jsonl").read_text().splitlines()]
+        assert [r["replica_spread"] for r in lines] == [0.0, 0.0], f"block {k}: replicas drift apart"
+        assert json.loads((run / f"stage{k}-block{k}" / "choice.json").read_text())["chosen"] == printed["chosen"][k]
+    assert os.environ.get("WORLD_SIZE") is None  # nothing leaked into the test process

@@ -77,9 +77,12 @@ def register(subparsers) -> None:
     add("--no-augment", action="store_true", help="no random crop / flip")
     add("--seed", type=Int(minimum=0), help="random seed (default 0)")
     add("--device", default="cpu", help="torch device (cpu, cuda; under torchrun cuda means cuda:LOCAL_RANK)")
-    add("--stages", choices=["ofa"], help="a stage schedule: ofa = OFA's progressive shrinking (full network, then "
-        "kernel, depth and expand phases with the ofa step distilling from the full network); --epochs is the length "
-        "of a long phase (OFA: 120), short phases get 25/120 of it; a config file may list its own 'stages'")
+    add("--stages", choices=["ofa", "blockwise"], help="a stage schedule: ofa = OFA's progressive shrinking (full "
+        "network, then kernel, depth and expand phases with the ofa step distilling from the full network); --epochs "
+        "is the length of a long phase (OFA: 120), short phases get 25/120 of it; blockwise = BossNAS' search (--step "
+        "bossnas --data two_views on a space of blocks: nats-sss, hytra): block by block, --epochs epochs each, then "
+        "every path of the block rated on held-out training images (--rating-* options; --held-out-fraction default "
+        "0.2) and the best fixed for the next blocks; writes bossnas.json; a config file may list its own 'stages'")
     add("--held-out-fraction", type=Float(minimum=0, below=1), help="share of the training images held out from weight training, the "
         "validation split selection reads (default: the step's, 0.5 for darts, 0 for single_path; few-shot "
         "single_path runs default to 0.5)")
@@ -183,13 +186,16 @@ def _add_train_plugin_flags(parser, argv) -> None:
     package.module:Class on this command line."""
     from nastk.commands.search import _add_flag, _flag_values, _uses
 
-    steps, spaces = _step_declarations(list(_flag_values(argv, "--step"))), _space_declarations(list(_flag_values(argv, "--space")))
-    for title, owners, dest in (("options of training steps (--step)", steps, STEP_DEST),
-                                ("supernet options of spaces (--space)", spaces, SUPERNET_DEST),
-                                ("options of data modules (--data)", _data_declarations(), DATA_DEST)):
+    named = {kind: list(_flag_values(argv, f"--{kind}")) for kind in ("step", "space", "data")}
+    steps, spaces = _step_declarations(named["step"]), _space_declarations(named["space"])
+    for title, owners, dest, kind in (("options of training steps (--step)", steps, STEP_DEST, "step"),
+                                      ("supernet options of spaces (--space)", spaces, SUPERNET_DEST, "space"),
+                                      ("options of data modules (--data)", _data_declarations(), DATA_DEST, "data")):
         group = parser.add_argument_group(title)
         for name, declarations in owners.items():
-            option = declarations[0][1]
+            # the flag parses as its owner on this command line declares it (steps may give one name two types)
+            chosen = [option for label, option in declarations if named[kind] and label == f"{kind} {named[kind][-1]}"]
+            option = (chosen or [declarations[0][1]])[0]
             if option.flag in parser._option_string_actions:
                 continue  # a general flag of the same name wins; the option stays reachable by --config
             _add_flag(group, option, _uses(declarations))
@@ -298,7 +304,12 @@ def train_config(args):
     data_options = {k[len(DATA_DEST):]: v for k, v in vars(args).items() if k.startswith(DATA_DEST) and v is not None}
     if data_options:
         options["data_options"] = {**(options.get("data_options") or {}), **data_options}
-    return OneShotConfig.from_dict(options, source)
+    config = OneShotConfig.from_dict(options, source)
+    if getattr(args, "stages", None) == "blockwise":  # the schedule is made of the run's own step options
+        from nastk.oneshot.bossnas import blockwise
+
+        config = blockwise(config)
+    return config
 
 
 def _read_config_file(path: Path):
@@ -384,10 +395,17 @@ def run_train(args) -> int:
 
     if args.resume:
         require_resumable(args.run_dir, "supernet run")  # a mistyped folder is not a fresh run
+    from nastk.oneshot.bossnas import is_blockwise
+
     config = train_config(args)
     schedule = split_schedule(args, config)
+    if schedule is not None and config.stages:
+        raise ConfigError("--fewshot splits one supernet during training; it does not combine with a stage schedule "
+                          "(--stages or a config's 'stages')")
     if schedule is not None:
         return run_fewshot(args, config, schedule)
+    if is_blockwise(config):
+        return run_blockwise(args, config)
     summary = train(config, args.run_dir, resume=args.resume, device=args.device,
                     progress=not args.no_progress)
     if summary["world_size"] > 1 and not _is_main():
@@ -417,6 +435,48 @@ def _method_name(step: str, sampler: str) -> str:
     if step == "single_path":
         return {"uniform": "SPOS", "space": "SPOS (space sampler)", "pada": "PA&DA"}.get(sampler, f"single-path ({sampler})")
     return {"darts": "DARTS", "sandwich": "sandwich-rule (BigNAS)", "ofa": "OFA-step"}.get(step, f"{step}-step")
+
+
+def run_blockwise(args, config) -> int:
+    """``--stages blockwise``: BossNAS' search (:func:`nastk.oneshot.bossnas.search`), its choices per block,
+    the architecture and, where the space's benchmark has it, its accuracy."""
+    from nastk.benchmarks.registry import benchmark_for, has_benchmark
+    from nastk.errors import NastkError
+    from nastk.oneshot.bossnas import search
+    from nastk.space import get_space
+
+    out = search(config, args.run_dir, resume=args.resume, device=args.device, progress=not args.no_progress)
+    if out["train"]["world_size"] > 1 and not _is_main():
+        return 0
+    space = get_space(config.space)
+    if has_benchmark(space.name):
+        benchmark = benchmark_for(space.name)
+        dataset = "cifar10" if "cifar10" in benchmark.datasets else benchmark.datasets[0]
+        try:
+            accuracy, protocol = benchmark.truth([space.from_str(out["arch"])], dataset)
+            out["benchmark"] = {"accuracy": float(accuracy[0]), "protocol": protocol}
+        except NastkError as error:  # no table installed, or it lacks the architecture
+            out["benchmark"] = {"accuracy": None, "reason": str(error)}
+    out["run_dir"] = str(args.run_dir)
+    if args.format == "json":
+        print_json(out)
+        return 0
+    trained = out["train"]
+    print(f"BossNAS block-wise search: {out['blocks']} blocks x {config.epochs} epochs in "
+          f"{trained['train_wall_s']:.1f} s of training and {out['rating_wall_s']:.1f} s of rating; "
+          f"final train loss {trained['final_train_loss']:.4f}")
+    for block, (ratings, chosen) in enumerate(zip(out["ratings"], out["chosen"])):
+        key = ":".join(options[0] for options in chosen.values())
+        print(f"block {block}: {', '.join(f'{name}={options[0]}' for name, options in chosen.items())} "
+              f"(rating {ratings[key]:+.4f}, lowest of {len(ratings)} paths)")
+    print(f"architecture: {out['arch']}")
+    bench = out.get("benchmark")
+    if bench and bench["accuracy"] is not None:
+        print(f"benchmark accuracy ({bench['protocol']}): {bench['accuracy']:.2f}")
+    elif bench:
+        print(f"benchmark accuracy: not available ({bench['reason']})")
+    print(f"run folder: {args.run_dir} (bossnas.json; rank with nastk supernet rank --run-dir {args.run_dir})")
+    return 0
 
 
 def run_fewshot(args, config, schedule) -> int:

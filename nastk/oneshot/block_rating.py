@@ -214,9 +214,11 @@ def rate_block(step, block: int, calibration, validation: Sequence, paths: Seque
     return {tuple(int(o) for o in choice): float(loss - BLOCK_OFFSET) for choice, loss in zip(paths, losses)}
 
 
-def rate_stage(folder, block: int, options: Optional[RatingOptions] = None, device=None, data=None) -> Dict[str, object]:
-    """Rate every path of ``block`` from a finished BossNAS stage folder (its checkpoint: weights, heads,
-    target); returns ``{"ratings": {path key: potential}, "chosen": {decision: [option]}, ...}``.
+def rate_stage(folder, block: Optional[int] = None, options: Optional[RatingOptions] = None, device=None,
+               data=None) -> Dict[str, object]:
+    """Rate every path of ``block`` (default: the block the stage trained) from a finished BossNAS stage folder
+    (its checkpoint: weights, heads, target); returns ``{"ratings": {path key: potential}, "chosen":
+    {decision: [option]}, ...}``. ``options`` default to the step's rating options (``rating_*``).
 
     Validation images are the run's held-out training images (never the test split); the calibration batch
     is the first ``calibration_size`` trained images, both with views drawn once from ``options.seed``."""
@@ -226,7 +228,6 @@ def rate_stage(folder, block: int, options: Optional[RatingOptions] = None, devi
     from nastk.oneshot.trainer import CHECKPOINT, OneShotConfig, OneShotTrainer, read_checkpoint
     import time
 
-    options = options or RatingOptions()
     started = time.perf_counter()
     state = read_checkpoint(Path(folder) / CHECKPOINT, device)
     config = OneShotConfig.from_dict(state["config"])
@@ -234,6 +235,8 @@ def rate_stage(folder, block: int, options: Optional[RatingOptions] = None, devi
     trainer.supernet.load_state_dict(state["model"])
     trainer.supernet.allowed = np.array(state["allowed"], dtype=bool)
     trainer.step.load_state_dict(state["step"])
+    options = options or trainer.step.rating
+    block = trainer.step.block if block is None else int(block)
     if not len(trainer.x_held):
         raise ConfigError("BossNAS rates paths on held-out training images; this run holds out none "
                           "(set held_out_fraction)")
@@ -279,7 +282,7 @@ class BossNASEvaluator(_evaluator_base()):
         path = Path(run_dir) / "bossnas.json"
         if not path.is_file():
             raise RunError(f"{run_dir} holds no finished BossNAS search (bossnas.json); run one with "
-                           f"nastk.oneshot.bossnas.search or scripts/reproduce_bossnas.py")
+                           f"nastk supernet train --step bossnas --stages blockwise")
         summary = read_json(path, "BossNAS search summary", RunError)
         if space.name != "nats-sss":
             raise ConfigError(f"the BossNAS rating evaluator ranks nats-sss architectures, not {space.name!r}")

@@ -21,8 +21,10 @@ the block's output is larger than the adapter's size) + global average pool + pr
 warm-up and the EMA schedule restart in every block (a new step per stage), as BossNAS restarts them.
 Earlier blocks keep training (BossNAS' default; ``freeze_previous_blocks`` stops that).
 
-:func:`search` runs the whole method: train block 0, rate its paths (:mod:`nastk.oneshot.block_rating`),
-fix the best, train block 1 on it, ... and writes every block's rating and the summed ranking.
+:func:`search` runs the whole method (``nastk supernet train --stages blockwise``): a stage schedule of one
+choosing stage per block (:func:`blockwise_stages`), so the loop trains block 0, the step rates its paths
+(:meth:`BossNASStep.choose`, :mod:`nastk.oneshot.block_rating`; rank 0 only under ``torchrun``), the best is
+fixed, block 1 trains on it, ...; bossnas.json gets every block's rating, the choices and the architecture.
 """
 from __future__ import annotations
 
@@ -182,7 +184,13 @@ class BossNASStep(TrainingStep):
                Option("hidden", Int(minimum=1), "hidden width of projector and predictor (BossNAS: 4096)"),
                Option("projection", Int(minimum=1), "projection width (BossNAS: 256)"),
                Option("freeze_previous_blocks", Bool(), "earlier blocks stop training (BossNAS: they keep training)"),
-               Option("head_seed", Int(minimum=0), "seed of the heads' initial weights (default: the run's seed)"))
+               Option("head_seed", Int(minimum=0), "seed of the heads' initial weights (default: the run's seed)"),
+               Option("rating_batches", Int(minimum=1), "rating (after the block's stage, --stages blockwise): "
+                      "batches of held-out training images every path is rated on"),
+               Option("rating_batch_size", Int(minimum=1), "rating: images per held-out batch"),
+               Option("rating_calibration_size", Int(minimum=1), "rating: stored training images every path's BN "
+                      "statistics are re-estimated on"),
+               Option("rating_seed", Int(minimum=0), "rating: seed of the two views drawn once per image"))
     #: BossNAS' NATS recipe (methods.md 10.2) at a CPU-sized batch: LARS lr 0.48 at batch 4,096 scaled linearly
     RECIPE = {"data": "two_views", "lr": 0.03, "momentum": 0.9, "weight_decay": 1e-6, "batch_size": 64,
               "grad_clip": 0.0, "valid_size": 0, "sampler": "fair"}
@@ -190,8 +198,14 @@ class BossNASStep(TrainingStep):
     def __init__(self, context, block: int = 0, paths: int = 8, update_interval: int = 4, base_momentum: float = 0.99,
                  optimizer: str = "lars", warmup_epochs: float = 0.0, adapter_width: int = 256, hidden: int = 512,
                  projection: int = 128, freeze_previous_blocks: bool = False, head_seed: Optional[int] = None,
-                 **options):
+                 rating_batches: int = 2, rating_batch_size: int = 256, rating_calibration_size: int = 256,
+                 rating_seed: int = 0, **options):
+        from nastk.oneshot.block_rating import RatingOptions
+
         super().__init__(context, **options)
+        #: how :meth:`choose` rates the block's paths
+        self.rating = RatingOptions(batches=rating_batches, batch_size=rating_batch_size,
+                                    calibration_size=rating_calibration_size, seed=rating_seed)
         config, supernet = context.config, context.supernet
         if config.data != "two_views":
             raise ConfigError(f"the bossnas step trains on two augmented views of each image: use --data two_views "
@@ -340,6 +354,14 @@ class BossNASStep(TrainingStep):
     def summary(self) -> Dict[str, Any]:
         return {"block": self.block, "optimizer_steps": self.updates}
 
+    @staticmethod
+    def choose(folder, device=None, data=None) -> Dict[str, Any]:
+        """A finished block stage's choice (``Stage.choose``): every path of the block rated from the stage's
+        checkpoint with the step's rating options, the lowest kept (:func:`~nastk.oneshot.block_rating.rate_stage`)."""
+        from nastk.oneshot.block_rating import rate_stage
+
+        return rate_stage(folder, device=device, data=data)
+
     def state_dict(self) -> Dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "head": self._head.state_dict(),
                 "predictor": self._predictor.state_dict(), "target": self.target.state_dict(),
@@ -366,63 +388,93 @@ def freeze_before(supernet, block: int) -> None:
 
 
 # --- block-wise search: train, rate, fix, next block ------------------------------------------------------
-RATING = "rating.json"
-
-
-def block_stage(config, block: int, epochs: int, chosen: Sequence[Dict[str, List[str]]], step_options=None):
-    """The stage that trains ``block``, earlier blocks fixed to their chosen options."""
-    from nastk.oneshot.stages import Stage
-
-    allowed = {name: options for fixed in chosen for name, options in fixed.items()}
-    options = {**config.step_options, **(step_options or {}), "block": block}
-    return Stage(name=f"block{block}", epochs=epochs, overrides={"step_options": options}, allowed=allowed)
-
-
-def search(config, run_dir, epochs_per_block: int, resume: bool = False, device=None, progress: bool = True,
-           rating=None, data=None) -> Dict[str, Any]:
-    """BossNAS on ``config``'s space: every block trained (a stage each), rated and fixed in turn.
-
-    ``rating``: a :class:`~nastk.oneshot.block_rating.RatingOptions`. Writes ``<run>/stage<k>-block<k>/rating.json``
-    per block and ``<run>/bossnas.json`` (ratings, choice, summed ranking). Resumes inside a block and
-    skips finished blocks and ratings."""
-    from nastk.oneshot.block_rating import RatingOptions, rate_stage
-    from nastk.datasets import load_dataset
-    from nastk.oneshot.stages import stage_folder, train_stages
+def blockwise_stages(config) -> List[Dict[str, Any]]:
+    """BossNAS' schedule for ``config``'s space (``--stages blockwise``): one stage per block, ``config.epochs``
+    epochs each, the bossnas step on that block, ending with its rating (``choose``), so every later block trains
+    on the earlier blocks' chosen paths. A step other than bossnas or a space without blocks is one line."""
     from nastk.oneshot.trainer import build_supernet
+
+    if config.step != "bossnas":
+        raise ConfigError(f"--stages blockwise is BossNAS' block-by-block search: it trains with --step bossnas, "
+                          f"not {config.step!r}")
+    if "block" in config.step_options:
+        raise ConfigError("--stages blockwise trains every block in turn; leave out the step option block")
+    if config.data != "two_views":
+        raise ConfigError(f"the bossnas step trains on two augmented views of each image: use --data two_views "
+                          f"(got {config.data!r})")
+    if not config.held_out_fraction:
+        raise ConfigError("BossNAS rates every block's paths on held-out training images; --held-out-fraction 0 "
+                          "leaves none (e.g. 0.2)")
+    blocks = getattr(build_supernet(config), "blocks", None)
+    if not blocks:
+        raise ConfigError(f"--stages blockwise needs a supernet made of blocks (nats-sss, hytra); the {config.space} "
+                          f"supernet has none")
+    return [{"name": f"block{k}", "epochs": config.epochs, "choose": True,
+             "overrides": {"step_options": {**config.step_options, "block": k}}} for k in range(len(blocks))]
+
+
+def is_blockwise(config) -> bool:
+    """Whether ``config`` is a block-wise BossNAS search (its stages choose block by block)."""
+    return config.step == "bossnas" and any(stage.get("choose") for stage in config.stages)
+
+
+#: share of the training images a block-wise search holds out to rate paths on, unless the config says
+HELD_OUT_FRACTION = 0.2
+
+
+def blockwise(config, epochs_per_block: Optional[int] = None):
+    """``config`` with BossNAS' block-wise schedule (:func:`blockwise_stages`), unless it already is one;
+    ``epochs_per_block`` (default ``config.epochs``) is every block's length; ``held_out_fraction``
+    defaults to :data:`HELD_OUT_FRACTION` (the rating images)."""
+    from dataclasses import replace
+
+    if epochs_per_block is not None:
+        config = replace(config, epochs=int(epochs_per_block))
+    if config.held_out_fraction is None:
+        config = replace(config, held_out_fraction=HELD_OUT_FRACTION)
+    schedule = blockwise_stages(replace(config, stages=[]))
+    if not config.stages:
+        return replace(config, stages=schedule)
+    expected = [(s["name"], True, s["overrides"]["step_options"]["block"]) for s in schedule]
+    given = [(s.get("name"), s.get("choose"), (s.get("overrides") or {}).get("step_options", {}).get("block"))
+             for s in config.stages]
+    if given != expected:  # a config file's own schedule may differ in anything else (epochs per block, ...)
+        raise ConfigError(f"a BossNAS search's stages are one choosing stage per block, "
+                          f"{', '.join(name for name, _, _ in expected)}, each training its block; this config "
+                          f"has other stages")
+    return config
+
+
+def search(config, run_dir, epochs_per_block: Optional[int] = None, resume: bool = False, device=None,
+           progress: bool = True, data=None) -> Dict[str, Any]:
+    """BossNAS on ``config``'s space, what ``nastk supernet train --stages blockwise`` runs: every block trained
+    (a stage each, :func:`nastk.oneshot.trainer.train`), rated (the step's rating options) and fixed in turn.
+
+    Writes ``<run>/stage<k>-block<k>/choice.json`` per block (ratings of every path, the choice) and
+    ``<run>/bossnas.json`` (ratings, choices, the architecture); works as is under ``torchrun`` (every rank
+    trains, rank 0 rates, all continue with its choice). Resumes inside a block and skips finished blocks
+    and ratings. Returns bossnas.json's content plus the training summary (``train``)."""
+    from nastk.oneshot.stages import CHOICE, stage_folder, stages_from
+    from nastk.oneshot.trainer import build_supernet, train
     from nastk.paths import atomic_write
     from nastk.readers import read_json
     from nastk.errors import RunError
+    from nastk.oneshot.ddp import Distributed
 
-    run_dir = Path(run_dir)
-    rating = rating or RatingOptions()
-    if config.step != "bossnas":
-        raise ConfigError(f"a BossNAS search trains with the bossnas step, not {config.step!r}")
-    data = data if data is not None else load_dataset(config.dataset)
-    supernet = build_supernet(config, data.num_classes)
-    blocks = len(supernet.blocks)
-    chosen: List[Dict[str, List[str]]] = []
-    ratings: List[Dict[str, float]] = []
-    stages = []
-    for block in range(blocks):
-        stages.append(block_stage(config, block, epochs_per_block, chosen))
-        train_stages(config, stages, run_dir, resume=resume or block > 0, device=device, progress=progress, data=data)
-        folder = stage_folder(run_dir, block, stages[-1])
-        path = folder / RATING
-        if path.is_file():
-            record = read_json(path, "block rating", RunError)
-        else:
-            record = rate_stage(folder, block, rating, device=device, data=data)
-            with atomic_write(path, "w") as handle:
-                json.dump(record, handle, indent=1)
-        ratings.append(record["ratings"])
-        chosen.append(record["chosen"])
-    texts = {name: options[0] for fixed in chosen for name, options in fixed.items()}
+    config = blockwise(config, epochs_per_block)
+    trained = train(config, run_dir, resume=resume, device=device, progress=progress, data=data)
+    supernet = build_supernet(config)
+    records = [read_json(stage_folder(run_dir, k, stage) / CHOICE, "block rating", RunError)
+               for k, stage in enumerate(stages_from(config.stages))]
+    texts = {name: options[0] for record in records for name, options in record["chosen"].items()}
     path = [d.options.index(texts[d.name]) for d in supernet.decisions]
-    summary = {"blocks": blocks, "ratings": ratings, "chosen": chosen,
-               "arch": supernet.space.to_str(supernet.arch_of_path(path))}
-    with atomic_write(run_dir / "bossnas.json", "w") as handle:
-        json.dump(summary, handle, indent=1)
-    return summary
+    summary = {"blocks": len(records), "ratings": [r["ratings"] for r in records],
+               "chosen": [r["chosen"] for r in records], "arch": supernet.space.to_str(supernet.arch_of_path(path))}
+    if Distributed.from_env(device).is_main:
+        with atomic_write(Path(run_dir) / "bossnas.json", "w") as handle:
+            json.dump(summary, handle, indent=1)
+    return {**summary, "train": trained,
+            "rating_wall_s": round(sum(r.get("rating_wall_s", 0.0) for r in records), 3)}
 
 
 def block_paths(supernet, block: int) -> List[Tuple[int, ...]]:

@@ -14,6 +14,12 @@ any other.
 ``trainable`` freezes every weight whose parameter name matches none of its patterns;
 ``sort_channels`` runs the supernet's OFA channel sorting before the stage (a list of expand ratios
 whose bands stay protected, ``[]`` for none).
+
+``choose`` ends a stage with a decision: the stage's step (its ``choose(folder, device, data)``, e.g.
+BossNAS rating every path of the block it trained) fixes the options of the decisions it trained, the
+record goes to ``<stage folder>/choice.json``, and every later stage keeps those options. The choice is
+made once, on rank 0 (other ranks read its file), and is made again only if the file is missing, so a
+run killed between training and choosing resumes with the choice.
 """
 from __future__ import annotations
 
@@ -45,6 +51,8 @@ class Stage:
     trainable: List[str] = field(default_factory=list)
     #: run the supernet's ``sort_channels(ratios)`` first (None: no sorting)
     sort_channels: Optional[List[float]] = None
+    #: after training, the step chooses the options of the decisions it trained; later stages keep them
+    choose: bool = False
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.replace("-", "").replace("_", "").isalnum():
@@ -61,6 +69,8 @@ class Stage:
         if self.sort_channels is not None and (not isinstance(self.sort_channels, (list, tuple)) or not all(
                 isinstance(r, (int, float)) and not isinstance(r, bool) for r in self.sort_channels)):
             raise ConfigError(f"stage {self.name}: sort_channels must be a list of expand ratios (or absent)")
+        if not isinstance(self.choose, bool):
+            raise ConfigError(f"stage {self.name}: choose must be true or false, got {self.choose!r}")
         if "epochs" in self.overrides or "stages" in self.overrides:
             raise ConfigError(f"stage {self.name}: epochs are the stage's own field, not an override")
 
@@ -121,6 +131,41 @@ def stage_folder(run_dir, index: int, stage: Stage) -> Path:
     return Path(run_dir) / f"stage{index}-{stage.name}"
 
 
+#: a choosing stage's record in its folder: ``{"chosen": {decision name: [option text]}, ...}`` and what the step adds
+CHOICE = "choice.json"
+
+
+def chooser(stage: Stage, config: OneShotConfig):
+    """The ``choose(folder, device, data)`` of a choosing stage's step (None for a stage that does not choose)."""
+    if not stage.choose:
+        return None
+    from nastk.oneshot.steps import STEPS
+
+    choose = getattr(STEPS.get(config.step), "choose", None)
+    if choose is None:
+        raise ConfigError(f"stage {stage.name}: choose needs a step that chooses the options it trained "
+                          f"(such as bossnas); the {config.step} step does not")
+    return choose
+
+
+def stage_choice(stage: Stage, config: OneShotConfig, folder: Path, dist, device, data) -> Optional[Dict[str, Any]]:
+    """A choosing stage's record: its ``choice.json``, else made now by the step on rank 0 and written
+    (the other ranks wait and read it, so every rank continues with the same choice)."""
+    choose = chooser(stage, config)
+    if choose is None:
+        return None
+    path = folder / CHOICE
+    if dist.is_main and not path.is_file():
+        record = choose(folder, device=device, data=data)
+        with atomic_write(path, "w") as handle:
+            json.dump(record, handle, indent=1)
+    dist.barrier()
+    record = read_json(path, "stage choice", RunError)
+    if not isinstance(record, dict) or not isinstance(record.get("chosen"), dict):
+        raise RunError(f"{path} is not a stage choice (it needs a 'chosen' mapping of decisions to options)")
+    return record
+
+
 def _with_teacher(config: OneShotConfig, at: int, stages: Sequence[Stage], run_dir) -> OneShotConfig:
     """Stage ``at``'s ``teacher: stage:NAME`` resolved to that (earlier) stage's checkpoint in this run folder."""
     teacher = config.step_options.get("teacher", "")
@@ -152,23 +197,27 @@ def train_stages(config: OneShotConfig, stages: Sequence[Stage], run_dir, resume
     data = data if data is not None else load_dataset(config.dataset)
     configs = [_with_teacher(c, i, stages, run_dir) for i, c in enumerate(configs)]
     built: Dict[str, Any] = {}
-    for stage, stage_config in zip(stages, configs):  # masks and supernet options, before anything is written
+    for stage, stage_config in zip(stages, configs):  # masks, supernet options, choosers: before anything is written
         key = json.dumps([stage_config.space, stage_config.supernet], sort_keys=True)
         if key not in built:
             built[key] = build_supernet(stage_config, data.num_classes)
         restrict(built[key], stage.allowed)
+        chooser(stage, stage_config)
     run = Run(run_dir, config.to_dict(), resume=resume, upgrade=OneShotConfig.upgraded,
               upgrade_adds_fields=True) if dist.is_main else None
     try:
         dist.barrier()
         previous: Optional[Path] = None
         records = []
+        chosen: Dict[str, List[str]] = {}  # what earlier choosing stages fixed, kept by every later stage
         for index, (stage, stage_config) in enumerate(zip(stages, configs)):
             folder = stage_folder(run_dir, index, stage)
             done = folder / "summary.json"
             if done.is_file():
                 previous = folder / CHECKPOINT
                 records.append(read_json(done, "stage summary", RunError))  # nastk.readers: size, depth, shape
+                chosen.update(_choice_of(records[-1], stage_choice(stage, stage_config, folder, dist,
+                                                                  dist.device(device), data)))
                 continue
             import torch
 
@@ -181,7 +230,7 @@ def train_stages(config: OneShotConfig, stages: Sequence[Stage], run_dir, resume
                 supernet.load_state_dict(state["model"])
             if stage.sort_channels is not None and not (folder / CHECKPOINT).is_file():
                 supernet.sort_channels(stage.sort_channels or None)
-            supernet.allowed = restrict(supernet, stage.allowed)
+            supernet.allowed = restrict(supernet, {**stage.allowed, **chosen})
             freeze(supernet, stage.trainable)
             if dist.is_main:
                 make_folder(folder)
@@ -197,6 +246,7 @@ def train_stages(config: OneShotConfig, stages: Sequence[Stage], run_dir, resume
                 with atomic_write(done, "w") as handle:
                     json.dump(record, handle, indent=1)
             records.append(record)
+            chosen.update(_choice_of(record, stage_choice(stage, stage_config, folder, dist, trainer.device, data)))
             previous = folder / CHECKPOINT
         if dist.is_main:  # the run folder's own checkpoint: the last stage's, with the full mask back
             state = read_checkpoint(previous)
@@ -217,6 +267,14 @@ def train_stages(config: OneShotConfig, stages: Sequence[Stage], run_dir, resume
     finally:  # the folder's lock is released however training ends
         if run is not None:
             run.release()
+
+
+def _choice_of(record: Dict[str, Any], choice: Optional[Dict[str, Any]]) -> Dict[str, List[str]]:
+    """A stage's choice (none: ``{}``), also noted in its record of the run's summary."""
+    if choice is None:
+        return {}
+    record["chosen"] = choice["chosen"]
+    return choice["chosen"]
 
 
 # --- presets -----------------------------------------------------------------------------------------------
