@@ -25,6 +25,8 @@ CONFIG, JOURNAL, SUMMARY = "config.json", "journal.jsonl", "summary.json"
 #: A parallel run's study as its first invocation ran it: ``{"name", "workers", "storage" (shown without
 #: password), "database" (False: the journal file in the run folder)}``.
 STUDY = "study.json"
+#: a block-wise (BossNAS) search's result: per-block ratings and choices, the final architecture
+BLOCKWISE_RESULT = "bossnas.json"
 
 
 def require_resumable(directory, what: str = "run") -> Path:

@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from nastk.errors import RunError
 from nastk.paths import folder_in_use
-from nastk.run_folder import CONFIG, JOURNAL, SUMMARY, TORN_LAST_LINE, journal_lines
+from nastk.run_folder import BLOCKWISE_RESULT, CONFIG, JOURNAL, SUMMARY, TORN_LAST_LINE, journal_lines
 from nastk.readers import MAX_CONFIG_BYTES, MAX_DOCUMENT_BYTES, read_json
 from nastk.trial import Trial, best_so_far, objective_key
 
@@ -192,9 +192,10 @@ class OneShotView:
 
     @property
     def selected_arch(self) -> Optional[str]:
-        """The architecture the run selected: a few-shot or DARTS-PT selection, a ``supernet select``
-        result (pt before argmax), else the architecture parameters' argmax its last epoch recorded."""
-        for name in (SELECTION, "selection-pt.json", "selection-argmax.json"):
+        """The architecture the run selected: a few-shot or DARTS-PT selection, a block-wise search's
+        result, a ``supernet select`` result (pt before argmax), else the architecture parameters' argmax
+        its last epoch recorded."""
+        for name in (SELECTION, BLOCKWISE_RESULT, "selection-pt.json", "selection-argmax.json"):
             if name in self.selections and self.selections[name].get("arch"):
                 return self.selections[name]["arch"]
         for source in ([self.summary] if self.summary else []) + self.epochs[::-1]:
@@ -409,7 +410,7 @@ def read_oneshot(directory) -> OneShotView:
         view.epochs = _epoch_records(directory / METRICS)
     if (directory / SUMMARY).is_file():
         view.summary = _read_mapping(directory / SUMMARY, "run summary", MAX_DOCUMENT_BYTES)
-    for path in sorted(directory.glob("selection*.json")):
+    for path in sorted(directory.glob("selection*.json")) + sorted(directory.glob(BLOCKWISE_RESULT)):
         view.selections[path.name] = _read_mapping(path, "selection", MAX_DOCUMENT_BYTES)
     return view
 

@@ -160,6 +160,9 @@ def test_block_wise_search_trains_rates_and_fixes_every_block(digits, tmp_path, 
 
     via_supernet = SupernetEvaluator.from_config(space, {"run_dir": str(tmp_path)}, device=None)
     assert isinstance(via_supernet, BossNASEvaluator)  # --evaluator supernet:RUN_DIR scores by the rating too
+    from nastk.run_views import read_oneshot
+
+    assert read_oneshot(tmp_path).selected_arch == summary["arch"]  # runs show / list name the search's choice
 
 
 BLOCKWISE = ["supernet", "train", "--space", "nats-sss", "--step", "bossnas", "--data", "two_views", "--stages",

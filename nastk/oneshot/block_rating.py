@@ -16,6 +16,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from nastk.errors import ConfigError
+from nastk.run_folder import BLOCKWISE_RESULT
 
 #: BossNAS' shift per block (the head's -2 cos per view -> 2 - 2 cos, summed over both views)
 BLOCK_OFFSET = 4.0
@@ -279,7 +280,7 @@ class BossNASEvaluator(_evaluator_base()):
         from nastk.errors import RunError
         from nastk.readers import read_json
 
-        path = Path(run_dir) / "bossnas.json"
+        path = Path(run_dir) / BLOCKWISE_RESULT
         if not path.is_file():
             raise RunError(f"{run_dir} holds no finished BossNAS search (bossnas.json); run one with "
                            f"nastk supernet train --step bossnas --stages blockwise")
@@ -296,7 +297,7 @@ class BossNASEvaluator(_evaluator_base()):
 
         from nastk.paths import sha256_of
 
-        path = Path(config[cls.target]) / "bossnas.json"
+        path = Path(config[cls.target]) / BLOCKWISE_RESULT
         return f"sha256:{sha256_of(path)}" if path.is_file() else None
 
     def evaluate(self, arch):
@@ -316,4 +317,4 @@ def rating_evaluator(space, run_dir) -> Optional["BossNASEvaluator"]:
     weights have no classifier to score with."""
     from pathlib import Path
 
-    return BossNASEvaluator(space, run_dir) if (Path(str(run_dir)) / "bossnas.json").is_file() else None
+    return BossNASEvaluator(space, run_dir) if (Path(str(run_dir)) / BLOCKWISE_RESULT).is_file() else None

@@ -45,6 +45,7 @@ from nastk.errors import ConfigError
 from nastk.oneshot.samplers import PathSampler
 from nastk.oneshot.steps import Batch, StepOutput, TrainingStep
 from nastk.options import Bool, Float, Int, Option, Text
+from nastk.run_folder import BLOCKWISE_RESULT
 
 #: StepContext.rng stream of the step's own draws (K paths when the sampler has no sample_many)
 PATH_STREAM = 13
@@ -471,7 +472,7 @@ def search(config, run_dir, epochs_per_block: Optional[int] = None, resume: bool
     summary = {"blocks": len(records), "ratings": [r["ratings"] for r in records],
                "chosen": [r["chosen"] for r in records], "arch": supernet.space.to_str(supernet.arch_of_path(path))}
     if Distributed.from_env(device).is_main:
-        with atomic_write(Path(run_dir) / "bossnas.json", "w") as handle:
+        with atomic_write(Path(run_dir) / BLOCKWISE_RESULT, "w") as handle:
             json.dump(summary, handle, indent=1)
     return {**summary, "train": trained,
             "rating_wall_s": round(sum(r.get("rating_wall_s", 0.0) for r in records), 3)}
