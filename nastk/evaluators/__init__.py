@@ -25,6 +25,7 @@ EVALUATORS.register("proxy", "nastk.evaluators.proxy:ProxyEvaluator")
 EVALUATORS.register("supernet", "nastk.evaluators.supernet:SupernetEvaluator")
 EVALUATORS.register("parzc", "nastk.evaluators.predictor:ParZCEvaluator")
 EVALUATORS.register("bossnas", "nastk.oneshot.block_rating:BossNASEvaluator")
+EVALUATORS.register("accuracy-predictor", "nastk.evaluators.accuracy_predictor:AccuracyPredictorEvaluator")
 
 
 def evaluator_class(kind: str) -> type:

@@ -108,7 +108,9 @@ def _register_built_ins() -> None:
                 Objective("flops", "flops_m", "minimize", "FLOPs (M)", MILLIONS),
                 # mixed-precision spaces (quant:SPACE): multiply-adds x weight bits x activation bits, weight bits
                 Objective("bitops", "bitops_m", "minimize", "BitOps (M)", MILLIONS),
-                Objective("model_size", "model_size_kb", "minimize", "model size (kB)", "kB")]
+                Objective("model_size", "model_size_kb", "minimize", "model size (kB)", "kB"),
+                # EQ-Net's budget: the mean of the searched layers' weight and activation bits
+                Objective("avg_bits", "avg_bits", "minimize", "average bits", "bits")]
     hardware = {}
     for column in COLUMNS:
         _, unit = units(column)

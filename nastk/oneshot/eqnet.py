@@ -20,8 +20,9 @@ architecture (the base space's largest child by default) in one of three modes:
 
 ``pretrained`` (a float run's folder or checkpoint) gives the starting weights; then every quantizer table is
 calibrated (EQ-Net's init) on the first ``calibration_size`` training images, identical on every rank.
-Children are scored after adaptive BN (:func:`evaluate_configuration`, the kit's
-:func:`~nastk.oneshot.recalibration.recalibrate_bn`).
+Children are scored by the supernet evaluator (``--evaluator supernet:RUN_DIR``, ``nastk supernet rank``): adaptive
+BN through the kit's recalibration, in EQ-Net's search form, which a built supernet starts in and the step restores
+after every batch.
 """
 from __future__ import annotations
 
@@ -224,19 +225,3 @@ def load_weights(supernet, source: str, device) -> None:
     except RuntimeError as error:
         raise RunError(f"pretrained {source!r} does not fit this supernet ({str(error).splitlines()[0]})") from None
 
-
-@torch.no_grad()
-def evaluate_configuration(supernet, path: Sequence[int], calibration: Sequence[torch.Tensor], x: torch.Tensor,
-                           y: torch.Tensor, forms: Optional[list] = None, batch_size: int = 256) -> float:
-    """Top-1 accuracy of one configuration after adaptive BN (running statistics re-estimated on
-    ``calibration`` batches with the kit's recalibration), in EQ-Net's search form unless ``forms``."""
-    from nastk.oneshot.recalibration import recalibrate_bn
-
-    supernet.set_active(tuple(path))
-    supernet.set_forms(forms or search_forms(supernet))
-    recalibrate_bn(supernet, calibration, "cumulative")
-    supernet.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        correct += int((supernet(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-    return correct / max(len(x), 1)

@@ -36,6 +36,18 @@ SEARCH_FORM = {"wform": "tensor_sym", "aform": "asym"}
 
 
 @dataclass(frozen=True)
+class LayerCount:
+    """What one quantized layer runs per sample, whatever its bits: multiply-adds, weight elements, output
+    channels, input elements (its activation quantizer's), and whether it has a bias."""
+
+    macs: int
+    weights: int
+    outputs: int
+    inputs: int
+    bias: bool
+
+
+@dataclass(frozen=True)
 class QuantGroup:
     """One quantization unit: the layers (module names) that share a bit-width decision."""
 
@@ -87,6 +99,11 @@ class QuantizedSupernet(Supernet):
         self.precision_override: Optional[int] = None
         if len(quant) != len(self.free) * len(self.kinds):
             raise ConfigError("the quantized space's choices do not match its supernet's quantization units")
+        fixed = space.fixed_base_arch()
+        if fixed is not None:  # a space over one base network: samplers draw its bits only
+            for d, option in enumerate(base.path_of_arch(fixed)):
+                self.allowed[d] = False
+                self.allowed[d, int(option)] = True
         self.set_uniform(max(self.bit_options), SEARCH_FORM["wform"], SEARCH_FORM["aform"])
 
     # --- the base supernet's behaviour ------------------------------------------------------------------
@@ -128,13 +145,8 @@ class QuantizedSupernet(Supernet):
                 raise ArchitectureError(f"option {value} of decision {self.decisions[d].name!r} is not allowed")
         model = self.space.get_choice_model()
         values = [c.options[int(o)] for c, o in zip(model.choices[self.base_count:], quant)]
-        per_unit = len(self.kinds)
-        for j, g in enumerate(self.free):
-            setting = dict(zip(self.kinds, values[j * per_unit:(j + 1) * per_unit]))
-            self._configure_group(g, setting["wbits"], setting["abits"])
-        for g, group in enumerate(self.groups):
-            if group.fixed:
-                self._configure_group(g, self.fixed_bits, self.fixed_bits)
+        for g, (wbits, abits) in enumerate(self.unit_bits(values)):
+            self._configure_group(g, wbits, abits)
         if self.precision_override == FULL_PRECISION:
             self.set_uniform(FULL_PRECISION)
         elif self.precision_override is not None:
@@ -142,6 +154,17 @@ class QuantizedSupernet(Supernet):
                 self._configure_group(g, self.precision_override, self.precision_override)
         self.mode = self.base.mode
         self.current_path = tuple(self.base.current_path) + tuple(int(v) for v in quant)
+
+    def unit_bits(self, values: Sequence[int]) -> List[Tuple[int, int]]:
+        """``(weight bits, activation bits)`` of every unit (in :attr:`groups` order) for the quantization
+        choices' values (``q0_wbits, q0_abits, q1_wbits, ...``): the free units' from ``values``, the fixed
+        ones at ``fixed_bits``."""
+        if len(values) != len(self.free) * len(self.kinds):
+            raise ArchitectureError(f"expected {len(self.free) * len(self.kinds)} bit values, got {len(values)}")
+        bits = [(self.fixed_bits, self.fixed_bits)] * len(self.groups)
+        for j, g in enumerate(self.free):
+            bits[g] = (int(values[2 * j]), int(values[2 * j + 1]))
+        return bits
 
     def _configure_group(self, g: int, wbits: int, abits: int, wform: Optional[str] = None,
                          aform: Optional[str] = None) -> None:
@@ -182,18 +205,12 @@ class QuantizedSupernet(Supernet):
             for m, mode in modes.items():
                 m.train(mode)
 
-    def unit_costs(self) -> List[Tuple[int, int, int, int]]:
-        """``(macs, weight elements, weight bits, act bits)`` per layer as last run (run a forward first)."""
-        out = []
-        for q in self.layers():
-            out.append((q.macs, q.active_weights, q.weight_bits, q.act_bits))
-        return out
-
     @torch.no_grad()
-    def measure(self, x: torch.Tensor) -> Dict[str, float]:
-        """BitOps (millions), model size (kB) and multiply-adds (millions) of the current path, from one forward of ``x``."""
-        for q in self.layers():
-            q.macs, q.active_weights = 0, 0
+    def count_layers(self, x: torch.Tensor) -> List[LayerCount]:
+        """What every layer (in :meth:`layers` order) of the current base path runs per sample of ``x``'s
+        shape, from one eval-mode forward of ``x[:1]``; the counts do not depend on the bits."""
+        for q in self.layers():  # a layer the path skips (a shallower stage's block) keeps zeros
+            q.macs = q.active_weights = q.active_out = q.input_elements = 0
         modes = {m: m.training for m in self.modules()}
         self.eval()
         try:
@@ -201,26 +218,31 @@ class QuantizedSupernet(Supernet):
         finally:
             for m, mode in modes.items():
                 m.train(mode)
-        bitops = size = macs = 0
-        for q in self.layers():
-            if not q.macs:
-                continue
-            wb = q.weight_bits
-            ab = q.act_bits
-            bitops += q.macs * wb * ab
-            bias = getattr(q.layer, "bias", None)
-            size += q.active_weights * wb + (0 if bias is None else q.active_out * BIAS_BITS)
-            macs += q.macs
-        return {"bitops_m": bitops / 1e6, "model_size_kb": size / 8 / 1024, "quant_macs_m": macs / 1e6}
+        return [LayerCount(q.macs, q.active_weights, q.active_out, q.input_elements,
+                           getattr(q.layer, "bias", None) is not None) for q in self.layers()]
 
-    def average_bits(self) -> Dict[str, float]:
-        """EQ-Net's constraint: parameter-weighted weight bits and feature-map-weighted activation bits over
-        the free units (first / last excluded), as last run."""
-        w = a = nw = na = 0
-        for g in self.free:
-            for q in self.group_layers[g]:
-                w += q.active_weights * q.weight_bits
-                nw += q.active_weights
-                a += q.input_elements * q.act_bits
-                na += q.input_elements
-        return {"avg_wbits": w / max(nw, 1), "avg_abits": a / max(na, 1)}
+    def bit_costs(self, counts: Sequence[LayerCount], unit_bits: Sequence[Tuple[int, int]]) -> Dict[str, float]:
+        """The costs of layers with ``counts`` (:meth:`count_layers`) at ``unit_bits`` (:meth:`unit_bits`):
+        BitOps (multiply-adds x weight bits x activation bits, millions), model size (weights at their bits,
+        biases at 32; kB), the multiply-adds (millions) and EQ-Net's constraint, the average bits of the free
+        units (first / last excluded): parameter-weighted weight bits ``avg_wbits``, feature-map-weighted
+        activation bits ``avg_abits`` and their mean ``avg_bits``."""
+        free = set(self.free)
+        rows = [(g in free, bits) for g, (group, bits) in enumerate(zip(self.groups, unit_bits)) for _ in group.layers]
+        bitops = size = macs = w = a = nw = na = 0
+        for c, (is_free, (wb, ab)) in zip(counts, rows):
+            if not c.macs:
+                continue
+            bitops += c.macs * wb * ab
+            size += c.weights * wb + (c.outputs * BIAS_BITS if c.bias else 0)
+            macs += c.macs
+            if is_free:
+                w, nw, a, na = w + c.weights * wb, nw + c.weights, a + c.inputs * ab, na + c.inputs
+        avg_w, avg_a = w / max(nw, 1), a / max(na, 1)
+        return {"bitops_m": bitops / 1e6, "model_size_kb": size / 8 / 1024, "quant_macs_m": macs / 1e6,
+                "avg_wbits": avg_w, "avg_abits": avg_a, "avg_bits": (avg_w + avg_a) / 2}
+
+    def measure(self, x: torch.Tensor) -> Dict[str, float]:
+        """:meth:`bit_costs` of the current path (its bits as configured), counted on one forward of ``x``."""
+        counts = self.count_layers(x)
+        return self.bit_costs(counts, [(group[0].weight_bits, group[0].act_bits) for group in self.group_layers])
