@@ -87,7 +87,8 @@ def test_cached_rows_and_batches_give_the_same_scores(fitted, nb201):
     batch = evaluator.evaluate_many([data.archs[row] for row in rows])
     single = evaluator.evaluate(data.archs[rows[3]])
     assert {r.protocol["layerwise"] for r in batch} == {"cached"}
-    assert single.metrics == pytest.approx(batch[3].metrics, rel=1e-5)
+    # a batch and a single row run different matrix kernels: the MC spread (~5e-3) differs in its 7th digit
+    assert single.metrics == pytest.approx(batch[3].metrics, rel=1e-5, abs=1e-6)
     mean, _ = load_predictor(path).predict(data.x[rows], data.ops[rows], mc_samples=3, seed=7)
     np.testing.assert_allclose([r.metrics["parzc"] for r in batch], mean, rtol=1e-5, atol=1e-6)
     described = evaluator.describe()
@@ -177,8 +178,11 @@ def test_progress_lines_on_a_non_terminal_and_none_with_no_progress(nastk_data, 
         "layer-wise statistics 1/2 architectures", "layer-wise statistics 2/2 architectures",
         "training parzc 1/2 epochs", "training parzc 2/2 epochs"]
     assert all("left" in err[i] for i in (0, 2)) and all("best " in line for line in err[2:])
+    # Recomputed rows equal the committed ones up to the CPU's float kernels: an AMD EPYC recomputes the committed
+    # pool's SNIP (made on another machine) to within 0.44% (thread count changes nothing); a wrong protocol is far off (seed 43: median 15%,
+    # batch 32: median 46%).
     np.testing.assert_allclose(lw.load_pool(lw.cache_path()).values["snip"][:POOL + 1],
-                               committed.values["snip"][:POOL + 1], rtol=1e-5)
+                               committed.values["snip"][:POOL + 1], rtol=1e-2)
 
     assert main(fit + ["--pool-size", str(POOL + 2), "--no-progress"]) == 0
     err = capsys.readouterr().err
