@@ -11,11 +11,16 @@ exports its winner with the weights it was scored with: the child extracted from
 (:func:`supernet_child`). ``nastk export --run-dir SUPERNET_RUN --arch ARCH`` exports any child of a
 supernet run the same way, without retraining.
 
-A supernet child is ``supernet.extract(arch)``: a stand-alone network of its inherited weights. When
-the supernet's BatchNorm tracks running statistics (the MobileNet spaces; BigNAS trains them with
-momentum 0, so they hold nothing usable), the child's statistics are first recalibrated on the run's
-training images exactly as ``supernet rank`` and the supernet evaluator do
-(:func:`nastk.oneshot.ranking.activate`), so the exported model reproduces the accuracy they report.
+A supernet child is ``supernet.extract(arch)``: a stand-alone network of its inherited weights (the
+MobileNet spaces and QuantNAS' ``sr`` / ``qnas-nb201`` extract the network their space's ``build()`` makes, so
+their state dicts load into it; other supernets a pinned copy, exported as TorchScript). When a classifier
+supernet's BatchNorm tracks running statistics (the MobileNet spaces; BigNAS trains them with momentum 0, so
+they hold nothing usable), the child's statistics are first recalibrated on the run's training images exactly
+as ``supernet rank`` and the supernet evaluator do (:func:`nastk.oneshot.ranking.activate`, one default rule:
+:func:`~nastk.oneshot.ranking.default_bn_calibration`), so the exported model reproduces the score they report;
+super-resolution children keep the supernet's statistics, as the evaluator scores them. A super-resolution
+network takes low-resolution images of any size (``input_shape`` records the training patches it was traced on)
+and has no classes (``num_classes`` None).
 
 Every export goes through :func:`write_model`: TorchScript (the default) is traced on an input of
 the run's images' shape and loaded back with ``torch.jit.load`` to check that it reproduces the
@@ -24,13 +29,14 @@ which the space's ``build(arch, num_classes, **build)`` loads.
 """
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from nastk.devices import HOST
-from nastk.errors import ConfigError, NastkError, RunError
+from nastk.errors import CapabilityError, ConfigError, NastkError, RunError
 from nastk.paths import atomic_write, check_writable
 from nastk.run_views import OneShotView, RunView
 
@@ -73,10 +79,8 @@ def winner_model(run: RunView, arch_text: Optional[str] = None, objective: Optio
     space.require("build")  # a space without networks has nothing to export
     arch = space.from_str(arch_text)
     dataset = evaluator.get("dataset") or "cifar10"
-    if dataset not in DATASETS:
-        raise ConfigError(f"unknown input shape for dataset {dataset!r}; known: {', '.join(DATASETS)}")
-    input_shape, classes = DATASETS[dataset]
     build = dict(evaluator.get("build") or {})
+    input_shape, classes = _network_io(space, dataset, build)
     model = space.build(arch, classes, **build)
     weights = "initialised (the run's evaluator did not retrain the winner)"
     saved = run.directory / WINNER
@@ -109,6 +113,22 @@ def winner_model(run: RunView, arch_text: Optional[str] = None, objective: Optio
     return model, info
 
 
+def _network_io(space, dataset: str, build: Dict[str, Any]) -> Tuple[Tuple[int, ...], Optional[int]]:
+    """(input shape, classes) of the network a search built for ``dataset``: the table's (:data:`DATASETS`) for
+    image classifiers; for a space with its own training data (sr), what the train evaluator's data module feeds
+    the network (low-resolution patches) and no classes."""
+    if space.TRAINING_DATA:
+        from nastk.evaluators.from_scratch import TrainingEvaluator
+        from nastk.oneshot.ranking import network_input
+
+        trained = TrainingEvaluator(space, dataset, build_options=build, device=HOST)
+        classes = int(trained.data.num_classes) if trained.labelled else None
+        return tuple(network_input(trained.data_module, trained.data.x_train[:1]).shape[1:]), classes
+    if dataset not in DATASETS:
+        raise ConfigError(f"unknown input shape for dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[dataset]
+
+
 def _retrains_winner(kind) -> bool:
     from nastk.evaluators import evaluator_class
 
@@ -122,13 +142,18 @@ def supernet_child(run_dir, arch: str, bn_calibration: Optional[int] = None, bn_
                    *, device, space: Optional[str] = None):
     """The child ``arch`` (an architecture string) of the supernet run in ``run_dir`` as a stand-alone
     network with its inherited weights, BatchNorm statistics recalibrated on ``bn_calibration`` batches
-    of the run's training images (None: :func:`~nastk.oneshot.ranking.default_bn_calibration`, OFA's
-    2000 images when the BatchNorm tracks statistics, else none); returns (model, description).
+    of the run's training images (None: :func:`~nastk.oneshot.ranking.default_bn_calibration`, the rule the
+    supernet evaluator and ``supernet rank`` follow: OFA's 2000 images when a classifier's BatchNorm tracks
+    statistics, else none); returns (model, description). ``build`` in the description is what the space's
+    ``build()`` takes to make the model (the supernet's ``child_build_options()`` where it extracts such
+    networks), ``input_shape`` what the network takes (image pairs: the low-resolution patches).
     ``space``: the space a search run searched (its winner must come from that supernet's space).
     ``device``: where the supernet is loaded and recalibrated (exports pass :data:`nastk.devices.HOST`)."""
     from nastk.errors import ArchitectureError, CapabilityError
     from nastk.datasets import downsample, load_dataset
-    from nastk.oneshot.ranking import activate, calibration_batches, default_bn_calibration, tracks_bn_statistics
+    from nastk.oneshot.datamodules import make_data_module
+    from nastk.oneshot.ranking import (activate, calibration_batches, default_bn_calibration, network_input,
+                                       tracks_bn_statistics)
     from nastk.oneshot.recalibration import RECIPES
     from nastk.oneshot.trainer import load_trained
 
@@ -153,6 +178,10 @@ def supernet_child(run_dir, arch: str, bn_calibration: Optional[int] = None, bn_
         supernet.space.require("build")
         model = supernet.space.build(child, int(data.num_classes), **dict(config.supernet)).eval()
         inherited = f"a fresh, untrained network: the supernet cannot extract this child ({error})"
+    child_build = getattr(supernet, "child_build_options", None)
+    build = child_build() if inherited is None and child_build is not None else dict(config.supernet)
+    classes = getattr(supernet, "num_classes", int(data.num_classes))
+    taken = network_input(make_data_module(config.data, config.data_options), data.x_train[:1]).shape[1:]
     images = sum(len(batch) for batch in calibration)
     if calibration:
         statistics = (f"BatchNorm statistics recalibrated on {images} of its training images "
@@ -161,8 +190,8 @@ def supernet_child(run_dir, arch: str, bn_calibration: Optional[int] = None, bn_
         statistics = "BatchNorm statistics as the supernet left them (not recalibrated)"
     else:
         statistics = "BatchNorm uses batch statistics (nothing to recalibrate)"
-    info = {"space": supernet.space.name, "arch": child.to_str(), "build": dict(config.supernet),
-            "num_classes": int(data.num_classes), "input_shape": list(data.x_train.shape[1:]),
+    info = {"space": supernet.space.name, "arch": child.to_str(), "build": build,
+            "num_classes": None if classes is None else int(classes), "input_shape": list(taken),
             "dataset": config.dataset, "image_size": config.image_size,
             "weights": inherited or f"inherited from the supernet {run_dir} (epoch {epoch}, not retrained); {statistics}",
             "supernet": str(run_dir), "epoch": epoch,
@@ -282,9 +311,17 @@ def write_model(model, info: Dict[str, Any], out, fmt: str = "torchscript") -> D
         # torch >= 2.10 marks TorchScript deprecated in favour of torch.export; it is still the format
         # that loads with a bare `torch.jit.load`, so it stays the default while torch ships it.
         warnings.simplefilter("ignore", DeprecationWarning)
-        traced = torch.jit.trace(model, example)
+        try:
+            traced = torch.jit.trace(model, example)
+            buffer = io.BytesIO()
+            torch.jit.save(traced, buffer, _extra_files={"nastk.json": json.dumps(info)})
+        except RuntimeError as error:  # a layer torch.jit cannot record (a Python autograd Function, say)
+            alternative = "; --out-format state-dict writes its weights" if _rebuilds(model, info) else ""
+            reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            raise CapabilityError(f"this {info['space']} network does not trace as TorchScript: "
+                                  f"{reason.split('. ')[0][:200]}{alternative}") from None
         with atomic_write(out, "wb") as handle:
-            torch.jit.save(traced, handle, _extra_files={"nastk.json": json.dumps(info)})
+            handle.write(buffer.getvalue())
         loaded = torch.jit.load(str(out), map_location=HOST)
         difference = float((loaded(example) - model(example)).abs().max())
     return {**info, "file": str(out), "format": fmt, "check_max_abs_difference": difference}
@@ -294,6 +331,14 @@ def _check_rebuilds(model, info: Dict[str, Any]) -> None:
     """A state dict is only useful if ``space.build(arch, num_classes, **build)`` takes it: checked
     before anything is written (a generic supernet child, a pinned copy of the whole supernet, is not
     such a network)."""
+    if not _rebuilds(model, info):
+        raise ConfigError(f"--format state-dict: the weights of this {info['space']} network do not load into the "
+                          f"network the space's build() makes (a generic supernet child is a pinned copy of the whole "
+                          f"supernet); export it as torchscript")
+
+
+def _rebuilds(model, info: Dict[str, Any]) -> bool:
+    """Whether ``model``'s state dict loads into the network ``space.build(arch, num_classes, **build)`` makes."""
     from nastk.space import get_space
 
     space = get_space(info["space"])
@@ -302,6 +347,5 @@ def _check_rebuilds(model, info: Dict[str, Any]) -> None:
         rebuilt = space.build(space.from_str(info["arch"]), info["num_classes"], **info["build"])
         rebuilt.load_state_dict(model.state_dict())
     except Exception:
-        raise ConfigError(f"--format state-dict: the weights of this {space.name} network do not load into the network "
-                          f"the space's build() makes (a generic supernet child is a pinned copy of the whole "
-                          f"supernet); export it as torchscript") from None
+        return False
+    return True

@@ -104,14 +104,22 @@ class QuantNB201Space(SearchSpace):
         """Six categorical edges named ``"1<-0"`` ... ``"3<-2"`` (NB201's order), each over :func:`edge_options`."""
         return ChoiceModel([Categorical(f"{to}<-{source}", edge_options()) for to, source in EDGES])
 
-    def build(self, arch, num_classes: int = 10, C: int = 16, N: int = 5):
+    def build(self, arch, num_classes: int = 10, C: int = 16, N: int = 5, affine: bool = True,
+              track_running_stats: bool = True):
         """The stand-alone quantized network of ``arch`` (what a child trains as): NB201's network with each
-        edge's convolution at its bits (real LSQ + HWGQ), the fixed layers at 8 bits, tracked affine BatchNorms."""
+        edge's convolution at its bits (real LSQ + HWGQ), the fixed layers at 8 bits, tracked affine BatchNorms.
+        ``affine`` / ``track_running_stats`` False: every BatchNorm the supernet's kind (no affine, batch
+        statistics), as a supernet child is scored and exported (:meth:`QuantNB201Supernet.extract`)."""
         from nastk.quantization.quantnas import QuantizationState, quantize_convs
         from search_spaces.nb201.network import NB201Network
 
         chosen = [op_and_bits(option) for option in self.choices_of(arch).values()]
-        net = NB201Network([op for op, _ in chosen], num_classes=num_classes, C=C, N=N)
+        net = NB201Network([op for op, _ in chosen], num_classes=num_classes, C=C, N=N, affine=affine,
+                           track_running_stats=track_running_stats)
+        if not (affine and track_running_stats):  # NB201's network keeps stem and head BatchNorms affine, tracking
+            net.stem[1] = nn.BatchNorm2d(C, affine=affine, track_running_stats=track_running_stats)
+            net.head[0] = nn.BatchNorm2d(net.head[0].num_features, affine=affine,
+                                         track_running_stats=track_running_stats)
         state = QuantizationState()
         for cell in net.cells:
             if isinstance(cell, NB201Cell):
@@ -152,6 +160,8 @@ class QuantNB201Supernet(Supernet):
         bits = search_bits(bits)  # checked before anything is built
         super().__init__(space, decisions_of(space))
         self.bits = bits
+        self.num_classes, self.C, self.N = num_classes, C, N
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
         self.quantization = QuantizationState()  # mode and noise distribution: set by the quantnas step
 
         def edge(decision: int, channels: int) -> OpBitsChoice:
@@ -173,6 +183,18 @@ class QuantNB201Supernet(Supernet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.head(self.cells(self.stem(x))).flatten(1))
+
+    def child_build_options(self) -> Dict[str, object]:
+        """The keywords of ``space.build`` that make the networks :meth:`extract` returns (this supernet's
+        BatchNorm kind: a child runs as the supernet scores it)."""
+        return {"C": self.C, "N": self.N, "affine": self.affine, "track_running_stats": self.track_running_stats}
+
+    def extract(self, arch) -> nn.Module:
+        """``space.build(arch)`` (each edge's op at its bits) holding this path's inherited weights and LSQ steps
+        (:func:`~nastk.quantization.quantnas.extract_child`)."""
+        from nastk.quantization.quantnas import extract_child
+
+        return extract_child(self, arch, self)
 
     def search_flops(self, input_size: int = 32):
         """``(flops, bits)``, each ``(decisions, options)``: FLOPs (2 MACs) of every (op, bits) option over the 3N

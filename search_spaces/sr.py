@@ -14,6 +14,7 @@ supernet / build options. Every convolution takes a ReLU'd HWGQ-quantized input 
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -65,6 +66,22 @@ def check_network_options(scale: int, C: int) -> None:
         raise ConfigError(f"the sr space's C must be a multiple of 4 of at least 4, got {C!r}")
 
 
+def _pool(c1: torch.Tensor) -> torch.Tensor:
+    """ESA's 7x7 max pooling, stride 3; a map smaller than 7 (a small training patch) is pooled whole."""
+    return F.max_pool2d(c1, kernel_size=min(7, c1.shape[-2], c1.shape[-1]), stride=3)
+
+
+@functools.lru_cache(maxsize=None)
+def _scripted_pool():
+    return torch.jit.script(_pool)
+
+
+def _traceable_pool(c1: torch.Tensor) -> torch.Tensor:
+    """:func:`_pool` as TorchScript (scripted when first traced), so a traced network keeps the size rule instead
+    of the kernel of the traced input's size: an exported network runs on images of any size."""
+    return _scripted_pool()(c1)
+
+
 class ESA(nn.Module):
     """RFDN's enhanced spatial attention (fixed 8-bit convs, ``C/4`` channels inside)."""
 
@@ -79,7 +96,7 @@ class ESA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c1_ = self.conv1(x)
         c1 = self.conv2(c1_)
-        pooled = F.max_pool2d(c1, kernel_size=min(7, c1.shape[-2], c1.shape[-1]), stride=3)
+        pooled = (_traceable_pool if torch.jit.is_tracing() else _pool)(c1)
         c3 = self.conv3_(self.conv3(self.conv_max(pooled)))
         c3 = F.interpolate(c3, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return x * torch.sigmoid(self.conv4(c3 + self.conv_f(c1_)))
@@ -208,6 +225,7 @@ class SRSupernet(Supernet):
         super().__init__(space, decisions_of(space))
         self.quantization = QuantizationState()  # mode and noise distribution: set by the quantnas step
         self.adq, self.scale, self.C = bool(adq), scale, C
+        self.num_classes = None  # an image-to-image network
 
         def layer(name, c_in, c_out):
             return QuantMixedOp(name, ops_of(name), BITS, c_in, c_out, C, self.quantization, shared_lsq)
@@ -217,6 +235,17 @@ class SRSupernet(Supernet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def child_build_options(self) -> Dict[str, object]:
+        """The keywords of ``space.build`` that make the networks :meth:`extract` returns."""
+        return {"scale": self.scale, "C": self.C, "adq": self.adq}
+
+    def extract(self, arch) -> nn.Module:
+        """``space.build(arch)`` (one op at one bit-width per layer) holding this path's inherited weights, LSQ steps
+        and ADQ statistics (:func:`~nastk.quantization.quantnas.extract_child`)."""
+        from nastk.quantization.quantnas import extract_child
+
+        return extract_child(self, arch, self.net)
 
     def search_flops(self, lr_size: int = BITOPS_LR_SIZE):
         """``(flops, bits)``, each ``(decisions, options)``: FLOPs (2 MACs) of every (op, bits) option on an

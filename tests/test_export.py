@@ -105,3 +105,27 @@ def test_tampered_winner_weights_are_refused(trained_run, capsys, tmp_path):
     (copy / "winner.pt").write_bytes(b"not a checkpoint")
     assert main(["export", "--run-dir", str(copy)]) == 2
     assert "cannot load the winner's weights" in capsys.readouterr().err
+
+
+def test_a_network_that_does_not_trace_is_one_line_and_writes_nothing(tmp_path):
+    from nastk.errors import CapabilityError
+    from nastk.export import write_model
+
+    class Doubled(torch.autograd.Function):  # a Python autograd Function: torch.jit cannot save it
+        @staticmethod
+        def forward(ctx, x):
+            return 2 * x
+
+        @staticmethod
+        def backward(ctx, grad):
+            return 2 * grad
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            return Doubled.apply(x)
+
+    info = {"space": "nb201", "arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "build": {},
+            "num_classes": 10, "input_shape": [3, 4, 4]}
+    with pytest.raises(CapabilityError, match="does not trace as TorchScript") as error:
+        write_model(Net(), info, tmp_path / "m.pt")
+    assert "\n" not in str(error.value) and not list(tmp_path.iterdir())

@@ -33,8 +33,9 @@ def register(subparsers) -> None:
                              "state-dict: the architecture string, build options and weights")
     parser.add_argument("--bn-calibration", type=Int(minimum=0), help="supernet children: recalibrate tracked "
                         "BatchNorm statistics on this many batches of the supernet run's training images (0: none; "
-                        "default: a search's supernet evaluator's setting, else enough batches for 2000 images when "
-                        "the supernet's BatchNorm tracks running statistics)")
+                        "default: a search's supernet evaluator's setting, else the evaluator's rule: enough batches "
+                        "for 2000 images when a classifier supernet's BatchNorm tracks running statistics, none for "
+                        "image pairs)")
     parser.add_argument("--bn-recipe", choices=["cumulative", "exact"], help="supernet children: cumulative (BigNAS) "
                         "or exact (OFA) recalibration (default: a search's supernet evaluator's setting, else cumulative)")
     parser.add_argument("--format", dest="format", choices=("text", "json") + MODEL_FORMATS, default=None,
@@ -126,8 +127,9 @@ def _report(written, args) -> None:
         return
     for item in written:
         rank = f"#{item['rank']} " if "rank" in item else ""
+        output = "image to image" if item["num_classes"] is None else f"{item['num_classes']} classes"
         print(f"exported {rank}{item['arch']} ({item['space']}, input {'x'.join(map(str, item['input_shape']))}, "
-              f"{item['num_classes']} classes) to {item['file']} as {item['format']}")
+              f"{output}) to {item['file']} as {item['format']}")
         if "selected" in item:
             print(f"selected: {item['selected']}")
         print(f"weights: {item['weights']}")

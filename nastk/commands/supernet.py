@@ -535,6 +535,13 @@ def run_rank(args) -> int:
     if rated:
         x, calibration = (), []
         ranking = ranking_of(archs, [rating.evaluate(arch).value for arch in archs], truth, protocol)
+    elif config.data != "labelled":  # srexport: scored as the supernet evaluator scores (image pairs: PSNR)
+        from nastk.oneshot.ranking import evaluator_ranking
+
+        ranking, scored = evaluator_ranking(space, args.run_dir, archs, truth, protocol, split=args.split,
+                                            eval_size=args.eval_size, bn_calibration=args.bn_calibration,
+                                            bn_recipe=args.bn_recipe, device=args.device, progress=not args.no_progress)
+        x, calibration = scored["images"], scored["calibration"]
     else:
         data = downsample(load_dataset(config.dataset), config.image_size)
         if args.split == "test":
@@ -546,13 +553,13 @@ def run_rank(args) -> int:
         ranking = rank(supernet, archs, x, y, truth, protocol, device=args.device, batch_size=args.batch_size,
                        calibration=calibration, recipe=args.bn_recipe, progress=not args.no_progress)
     out = {"run_dir": str(args.run_dir), "epoch": epoch, "sampler": config.sampler, "seed": args.seed,
-           "score": "bossnas_score (minus the summed block rating)" if rated else "inherited-weight accuracy",
+           "score": "bossnas_score (minus the summed block rating)" if rated else ranking.score_text,
            "split": args.split, "eval_images": len(x), "bn_calibration_batches": len(calibration),
            "bn_calibration_images": sum(len(b) for b in calibration),
            "bn_recipe": args.bn_recipe if calibration else None, **ranking.to_dict()}
     if truth is None:
         out["note"] = (f"space {space.name} has no benchmark: architectures are ranked by their inherited-weight "
-                       f"accuracy alone (no ground truth, Kendall tau, Spearman rho or precision@k)")
+                       f"{ranking.score} alone (no ground truth, Kendall tau, Spearman rho or precision@k)")
     stem = Path(args.archs).stem if args.archs else f"sample{len(archs)}-seed{args.seed}"
     name = f"ranking-{stem}{'' if args.split == 'test' else '-' + args.split}.json"
     with atomic_write(Path(args.run_dir) / name, "w") as handle:
@@ -564,17 +571,17 @@ def run_rank(args) -> int:
                     if calibration and tracks_bn_statistics(supernet) else "")
     if truth is None:
         print(f"{out['n']} architectures, epoch {epoch}, {len(x)} {args.split} images{recalibrated}: ranked by the "
-              f"supernet's own accuracy")
+              f"supernet's own {ranking.score}")
         print(f"note: {out['note']}")
         for row in out["ranking"][:10]:
-            print(f"{row['rank']:4d}  {row['supernet_accuracy']:6.2f}  {row['arch']}")
+            print(f"{row['rank']:4d}  {row[ranking.score_key]:6.2f}  {row['arch']}")
         return 0
     scored = (f"ranked by the BossNAS rating of {args.run_dir}" if rated
               else f"{len(x)} {args.split} images{recalibrated}")
     print(f"{out['n']} architectures, epoch {epoch}, {scored}: Kendall tau "
           f"{out['kendall']:.4f}, Spearman rho {out['spearman']:.4f}, " + ", ".join(f"P@{k} {v:.2f}" for k, v in out["precision_at"].items()))
     for row in out["ranking"][:10]:
-        print(f"{row['rank']:4d}  {row['supernet_accuracy']:6.2f}  true {row['true_accuracy']:6.2f} "
+        print(f"{row['rank']:4d}  {row[ranking.score_key]:6.2f}  true {row['true_accuracy']:6.2f} "
               f"(#{row['true_rank']})  {row['arch']}")
     return 0
 

@@ -98,9 +98,8 @@ class SupernetEvaluator(Evaluator):
             self.held_out_set, self.test_set = whole or self._patches(data, eval_size)
             self.scored_set = self.test_set if split == "test" else self.held_out_set
             self.images, self.test_images = len(self.scored_set), len(self.test_set)
+        # as the network takes them: the low-resolution copies of image pairs
         calibration = calibration_batches(self.config, data, bn_calibration) if bn_calibration else []
-        if not self.labelled:  # the network's input is the low-resolution copy the data module makes
-            calibration = [self.data_module.monitor(batch, None)[0] for batch in calibration]
         self.calibration = calibration or None
 
     def _data(self):
@@ -243,9 +242,10 @@ class SupernetEvaluator(Evaluator):
 
 
 def default_calibration(supernet, config) -> int:
-    """Recalibration batches a child gets by default: OFA's (:func:`~nastk.oneshot.ranking.default_bn_calibration`)
-    for labelled images; none for image pairs (QuantNAS scores a child with the supernet's own statistics)."""
+    """Recalibration batches a child gets by default (:func:`~nastk.oneshot.ranking.default_bn_calibration`, the
+    rule ``supernet rank`` and ``nastk export`` follow too): OFA's for labelled images; none for image pairs
+    (QuantNAS scores a child with the supernet's own statistics)."""
     from nastk.oneshot.ranking import default_bn_calibration
 
-    return default_bn_calibration(supernet, config) if config.data == "labelled" else 0
+    return default_bn_calibration(supernet, config)
 

@@ -3,13 +3,15 @@
 This is how one-shot methods are judged (PA&DA, methods.md 1.2): each architecture runs as a single
 path of the trained supernet on held-out images, and the resulting order is compared with the
 benchmark's ground truth by Kendall tau-b, Spearman rho and precision@k (:mod:`nastk.metrics`). A
-space without a benchmark (the MobileNet spaces) is ranked by the supernet's own scores alone.
+space without a benchmark (the MobileNet spaces, the ``sr`` space) is ranked by the supernet's own scores alone.
+A run whose data module scores something other than labels (image pairs: PSNR) is ranked by that score, exactly
+as the supernet evaluator scores a search's children (:func:`evaluator_ranking`).
 
 Supernets whose BatchNorm tracks running statistics have them recalibrated per architecture on
 training batches first (:mod:`nastk.oneshot.recalibration`): by default on
-:func:`default_bn_calibration` batches (OFA's 2000 images), the same for ``supernet rank``, the
-supernet evaluator and ``nastk export``, which all activate a child through :func:`activate`.
-PA&DA's supernet uses batch statistics and needs none.
+:func:`default_bn_calibration` batches (OFA's 2000 images for classifiers, none for image pairs), the same
+for ``supernet rank``, the supernet evaluator and ``nastk export``, which all activate a child through
+:func:`activate`. PA&DA's supernet uses batch statistics and needs none.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ DEFAULT_BN_IMAGES = 2000
 @dataclass
 class Ranking:
     """Architectures, their inherited-weight scores and, when the space has a benchmark, its truth
-    (``truth`` None: ranked by the scores alone, no correlation)."""
+    (``truth`` None: ranked by the scores alone, no correlation). ``score``: what the scores measure (the run's
+    data module's ``score_name``: accuracy, psnr), each row's ``supernet_<score>``; ``score_text`` says it in words."""
 
     archs: List[Architecture]
     scores: np.ndarray
@@ -44,19 +47,25 @@ class Ranking:
     kendall: Optional[float]
     spearman: Optional[float]
     precision: Dict[int, float]
+    score: str = "accuracy"
+    score_text: str = "inherited-weight accuracy"
+
+    @property
+    def score_key(self) -> str:
+        return f"supernet_{self.score}"
 
     def to_dict(self) -> Dict:
         order = np.argsort(-self.scores, kind="stable")
         if self.truth is None:
             return {"n": len(self.archs), "truth": None,
-                    "ranking": [{"rank": rank, "arch": self.archs[i].to_str(), "supernet_accuracy": float(self.scores[i])}
+                    "ranking": [{"rank": rank, "arch": self.archs[i].to_str(), self.score_key: float(self.scores[i])}
                                 for rank, i in enumerate(order, start=1)]}
         true_rank = np.empty(len(self.truth), dtype=int)
         true_rank[np.argsort(-self.truth, kind="stable")] = np.arange(1, len(self.truth) + 1)
         return {
             "n": len(self.archs), "kendall": self.kendall, "spearman": self.spearman,
             "precision_at": {str(k): v for k, v in self.precision.items()}, "truth": self.truth_protocol,
-            "ranking": [{"rank": rank, "arch": self.archs[i].to_str(), "supernet_accuracy": float(self.scores[i]),
+            "ranking": [{"rank": rank, "arch": self.archs[i].to_str(), self.score_key: float(self.scores[i]),
                          "true_accuracy": float(self.truth[i]), "true_rank": int(true_rank[i])}
                         for rank, i in enumerate(order, start=1)],
         }
@@ -88,23 +97,36 @@ def tracks_bn_statistics(supernet) -> bool:
 
 
 def default_bn_calibration(supernet, config) -> int:
-    """Recalibration batches (of the run's ``batch_size``) a child gets by default: enough for
-    :data:`DEFAULT_BN_IMAGES` training images when the supernet's BatchNorm tracks running statistics
-    (a BigNAS supernet trained with momentum 0 holds none worth using), else 0."""
-    if not tracks_bn_statistics(supernet):
+    """Recalibration batches (of the run's ``batch_size``) a child gets by default, the one rule ``supernet rank``,
+    the supernet evaluator and ``nastk export`` follow: for labelled images, enough for :data:`DEFAULT_BN_IMAGES`
+    training images when the supernet's BatchNorm tracks running statistics (a BigNAS supernet trained with
+    momentum 0 holds none worth using), else 0; for any other data (image pairs: QuantNAS scores a child with the
+    supernet's own statistics) 0."""
+    if config.data != "labelled" or not tracks_bn_statistics(supernet):
         return 0
     return -(-DEFAULT_BN_IMAGES // int(config.batch_size))
 
 
 def calibration_batches(config, data, batches: int) -> List[torch.Tensor]:
     """The first ``batches`` batches (the run's ``batch_size``) of the images a supernet run trained its
-    weights on (:func:`nastk.oneshot.splits.split_images`): what a child's BatchNorm is recalibrated on."""
+    weights on (:func:`nastk.oneshot.splits.split_images`) as the network takes them (the run's data module's
+    input: the low-resolution copies of image pairs): what a child's BatchNorm is recalibrated on."""
+    from nastk.oneshot.datamodules import make_data_module
     from nastk.oneshot.splits import split_images
 
     if not batches:
         return []
     (x_train, _), _ = split_images(config, data)
-    return list(x_train[: int(batches) * int(config.batch_size)].split(int(config.batch_size)))
+    module = make_data_module(config.data, config.data_options)
+    images = x_train[: int(batches) * int(config.batch_size)].split(int(config.batch_size))
+    return [network_input(module, batch) for batch in images]
+
+
+def network_input(data_module, images: torch.Tensor) -> torch.Tensor:
+    """What a network trained through ``data_module`` takes for ``images`` (labelled: the images; image pairs:
+    their low-resolution copies; a module that monitors nothing: the images)."""
+    pair = data_module.monitor(images, None)
+    return images if pair is None else pair[0]
 
 
 @torch.no_grad()
@@ -156,13 +178,40 @@ def rank(supernet, archs: Sequence[Architecture], x: torch.Tensor, y: torch.Tens
 
 
 def ranking_of(archs: Sequence[Architecture], scores: np.ndarray, truth: Optional[np.ndarray] = None,
-               truth_protocol: Optional[str] = "", ks: Sequence[int] = DEFAULT_KS) -> Ranking:
+               truth_protocol: Optional[str] = "", ks: Sequence[int] = DEFAULT_KS, **score) -> Ranking:
     """``archs`` ranked by any per-architecture ``scores`` (higher = better; inherited-weight accuracies,
-    a BossNAS rating), compared with ``truth`` when there is one."""
+    a BossNAS rating), compared with ``truth`` when there is one; ``score``: the Ranking's ``score`` and
+    ``score_text`` (default: accuracy)."""
     scores = np.asarray(scores, dtype=float)
     if truth is None:
-        return Ranking(list(archs), scores, None, None, None, None, {})
+        return Ranking(list(archs), scores, None, None, None, None, {}, **score)
     truth = np.asarray(truth, dtype=float)
     precision = {k: precision_at_k(scores, truth, k) for k in ks if k <= len(archs)}
     return Ranking(list(archs), scores, truth, truth_protocol, kendall_tau(scores, truth),
-                   spearman_rho(scores, truth), precision)
+                   spearman_rho(scores, truth), precision, **score)
+
+
+def evaluator_ranking(space: SearchSpace, run_dir, archs: Sequence[Architecture], truth: Optional[np.ndarray] = None,
+                      truth_protocol: Optional[str] = "", *, split: str = "test", eval_size: Optional[int] = None,
+                      bn_calibration: Optional[int] = None, bn_recipe: str = "cumulative", device=None,
+                      progress: bool = False) -> Tuple[Ranking, Dict]:
+    """``archs`` ranked by what the supernet run's data module scores, exactly as the supernet evaluator
+    (``--evaluator supernet:RUN_DIR``) scores a search's children: a super-resolution run's PSNR on whole
+    images (``split`` held_out: the images selection reads; test: the test images), one image at a time, BatchNorm
+    by the one default rule (:func:`default_bn_calibration`). Returns the ranking and what it scored (``images``:
+    their names, or the images; ``calibration`` batches). A run whose data module defines no score is refused in
+    one line by the evaluator."""
+    from nastk.evaluators.supernet import SupernetEvaluator
+
+    evaluator = SupernetEvaluator(space, run_dir, eval_size=eval_size, split=split, bn_calibration=bn_calibration,
+                                  bn_recipe=bn_recipe, device=device)
+    scores = np.zeros(len(archs))
+    bar = Progress(len(archs), "ranking", "architectures", enabled=progress)
+    for i, arch in enumerate(archs):
+        scores[i] = evaluator.evaluate(arch).value
+        bar.update(best=float(scores[: i + 1].max()))
+    bar.close()
+    ranking = ranking_of(archs, scores, truth, truth_protocol, score=evaluator.objective,
+                         score_text=evaluator.describe()["objective"])
+    images = evaluator.x if evaluator.labelled else [name for name, _ in evaluator.scored_set]
+    return ranking, {"images": images, "calibration": list(evaluator.calibration or [])}

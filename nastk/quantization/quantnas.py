@@ -20,6 +20,10 @@ The pieces, each what the released code does unless said otherwise:
   mixture every op runs once, a quantized one on the bit mixture of its own probabilities and scaled by their
   sum; a single path runs one op at one bit-width with real quantization. :class:`QuantMixedOp` is the SR space's
   (every candidate a :class:`QuantOp`); :func:`option_flops` measures any such supernet's search-time FLOPs.
+* :func:`extract_child` / :func:`inherit_path` -- a supernet's child as the network the space's ``build()`` makes,
+  holding the path's inherited weights and the LSQ rows of its bit-widths: what the (op, bits) supernets' ``extract``
+  gives, so ``nastk export`` writes a state dict that loads into ``build()``. :func:`hwgq` runs as plain ops where no
+  gradient is taken, so such a network also traces (TorchScript).
 * :class:`ADQ` -- ``out = f(BN(x)) phi(std(s)) + s`` around a residual function (``phi`` a 1x1 conv on the
   per-sample standard deviation of the skip input, weight 1.5, bias 0).
 * :func:`entropy_weight` / :func:`arch_entropy` -- the entropy regulariser and its schedule.
@@ -86,9 +90,15 @@ class _HWGQ(torch.autograd.Function):
 
 
 def hwgq(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """HWGQ activation quantization: clip to ``[0, step (2^b - 1)]``, round to the fixed step, straight through."""
+    """HWGQ activation quantization: clip to ``[0, step (2^b - 1)]``, round to the fixed step, straight through.
+
+    Where no gradient is taken (inference, a traced export) the same values come from plain ops: the custom
+    backward is not needed there, and ``torch.jit.trace`` cannot save a Python autograd Function."""
     step = HWGQ_STEPS[bits]
-    return _HWGQ.apply(x, step, step * (2 ** bits - 1))
+    top = step * (2 ** bits - 1)
+    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and x.requires_grad):
+        return torch.round(x.clamp(0.0, top) / step) * step
+    return _HWGQ.apply(x, step, top)
 
 
 def lsq_initial_steps(weight: torch.Tensor, bits: int) -> torch.Tensor:
@@ -327,6 +337,81 @@ class QuantMixedOp(OpBitsChoice):
         bits = check_bits_options(bits)
         super().__init__(decision, [QuantOp(op, c_in, c_out, C, bits, state, shared_lsq) for op in ops], bits)
         self.ops = tuple(ops)
+
+
+# --- a supernet's child as the network build() makes ------------------------------------------------------
+def extract_child(supernet, arch, network: nn.Module) -> nn.Module:
+    """``supernet.space.build(arch, supernet.num_classes, **supernet.child_build_options())`` holding the inherited
+    weights of the path ``arch`` (an Architecture or one option per decision) of ``network`` (the supernet's module
+    that build() mirrors): what ``extract`` gives for the (op, bits) spaces, so a child's state dict loads into
+    build() and its output equals the supernet's for that path. The supernet's own path is kept."""
+    from nastk.architecture import Architecture
+
+    previous = supernet.current_path
+    choices = supernet.set_active(arch)
+    try:
+        child_arch = arch if isinstance(arch, Architecture) else supernet.arch_of_path(choices)
+        child = supernet.space.build(child_arch, supernet.num_classes, **supernet.child_build_options())
+        child.to(next(network.parameters()).device)
+        inherit_path(child, network, ignore=supernet.arch_parameters())
+    finally:
+        if previous:
+            supernet.set_path(previous)
+    return child.train(supernet.training)
+
+
+@torch.no_grad()
+def inherit_path(child: nn.Module, parent: nn.Module, ignore: Sequence[torch.Tensor] = ()) -> None:
+    """Copy every weight and buffer of ``parent``'s current single path into ``child``, the stand-alone network of
+    that path: a searched layer (:class:`OpBitsChoice`) gives its active candidate's weights, a :class:`QuantConv`
+    its weights and the LSQ row of the child's bit-width, any other module its own tensors by name (but those in
+    ``ignore``: architecture parameters). Refused (CapabilityError) where the two do not match or a tensor of
+    ``child`` is left unset."""
+    written: set = set()
+    _inherit(child, parent, "", written, {id(t) for t in ignore})
+    unset = [name for name, tensor in child.state_dict(keep_vars=True).items() if id(tensor) not in written]
+    if unset:
+        raise CapabilityError(f"the supernet's path left {', '.join(unset[:3])} of the child unset")
+
+
+def _inherit(child: nn.Module, parent: nn.Module, where: str, written: set, ignore: set,
+             bits: Optional[int] = None) -> None:
+    def mismatch(what: str):
+        return CapabilityError(f"the supernet's path does not match the child at {where or 'the top'}: {what}")
+
+    if isinstance(parent, OpBitsChoice):
+        if isinstance(parent.value, torch.Tensor):
+            raise mismatch("the supernet runs a mixture, not one path")
+        o, j = parent.options[int(parent.value)]
+        return _inherit(child, parent.candidates[o], where, written, ignore, None if j is None else parent.bits[j])
+    if isinstance(parent, QuantConv):
+        same = isinstance(child, QuantConv) and child.conv.weight.shape == parent.conv.weight.shape
+        if not same or len(child.bits) != 1:
+            raise mismatch(f"{type(child).__name__} is not a one-bit-width QuantConv of the same shape")
+        (width,) = child.bits
+        if (bits is not None and bits != width) or width not in parent.bits:
+            raise mismatch(f"the child runs {width} bits, the path {bits}")
+        row, source, target = parent.bits.index(width), parent.lsq, child.lsq
+        child.conv.weight.copy_(parent.conv.weight)
+        for name in ("step", "offset", "initialized"):
+            getattr(target, name)[0] = getattr(source, name)[row]
+        target.signed_flag.copy_(source.signed_flag)
+        written.update(id(t) for t in (child.conv.weight, target.step, target.offset, target.initialized,
+                                       target.signed_flag))
+        return
+    mine = {**dict(child.named_parameters(recurse=False)), **dict(child.named_buffers(recurse=False))}
+    theirs = {name: tensor for name, tensor in [*parent.named_parameters(recurse=False),
+                                                 *parent.named_buffers(recurse=False)] if id(tensor) not in ignore}
+    if set(mine) != set(theirs) or any(mine[k].shape != theirs[k].shape for k in mine):
+        raise mismatch(f"tensors {sorted(mine)} vs the supernet's {sorted(theirs)}")
+    for name, tensor in mine.items():
+        tensor.copy_(theirs[name])
+        written.add(id(tensor))
+    children = dict(child.named_children())
+    for name, module in parent.named_children():
+        if name not in children:
+            raise mismatch(f"no submodule {name!r}")
+        _inherit(children[name], module, f"{where}.{name}".lstrip("."), written, ignore, bits)
 
 
 class ADQ(nn.Module):
