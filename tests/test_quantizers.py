@@ -4,11 +4,12 @@ import torch
 from torch import nn
 
 from nastk.errors import ConfigError
+from nastk.quantization import quantizers
 from nastk.quantization.bitops import conv_bitops, model_size_bits
 from nastk.quantization.layers import QConv2d, QLinear
-from nastk.quantization.quantizers import (ACTIVATION_FORMS, WEIGHT_FORMS, ElasticQuantizer, LSQQuantizer,
-                                           UniformQuantizer, calibrating, lsq_round, quantization_noise_std,
-                                           round_ste)
+from nastk.quantization.quantizers import (ACTIVATION_FORMS, STEP_EPS, WEIGHT_FORMS, ElasticQuantizer,
+                                           LSQQuantizer, UniformQuantizer, calibrating, lsq_round,
+                                           integer_range, quantization_noise_std, round_ste, scale_gradient)
 
 
 def test_noise_std_is_range_over_twice_the_levels():
@@ -145,3 +146,97 @@ def test_uniform_quantizer_levels():
     out = asym(y)
     assert all(len(torch.unique(row)) <= 8 for row in out)
     assert float((out - y).abs().max()) <= float((y.max(1).values - y.min(1).values).max()) / 7 / 2 + 1e-6
+
+
+def _reference_tables(q: LSQQuantizer, x: torch.Tensor):
+    """The active step and offset broadcast to ``x``, with LSQ's gradient scale (by ``scale_gradient``)."""
+    r, (n, p) = q.row(), q.levels()
+    if q.per_channel:
+        g = 2.0 / (p * x.numel() / x.shape[q.channel_axis]) ** 0.5
+    else:
+        g = 1.0 / (p * x.numel()) ** 0.5
+    step = scale_gradient(q.step[r], g).abs() + STEP_EPS
+    off = q.offset[r]
+    if isinstance(q.offset, nn.Parameter):
+        off = scale_gradient(off, g)
+        off = off.abs() if q.abs_offset else off
+    shape = [1] * x.dim()
+    shape[q.channel_axis] = -1
+    return (step.reshape(shape), off.reshape(shape)) if q.per_channel else (step.reshape(()), off.reshape(()))
+
+
+def _reference_quantize(q: LSQQuantizer, x: torch.Tensor) -> torch.Tensor:
+    """LSQQuantizer.quantize written the straightforward way (methods.md 11B, EQ-Net's base_lsq): autograd
+    through ``clamp(round_ste((x - b) / s), n, p) s + b``."""
+    n, p = q.levels()
+    step, off = _reference_tables(q, x)
+    return torch.clamp(round_ste((x - off) / step), n, p) * step + off
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("per_channel,symmetric,signed,abs_offset,chunked", [
+    (False, True, True, False, False), (False, False, False, False, False), (False, False, True, True, False),
+    (False, True, True, False, True), (False, False, False, False, True),
+    (True, True, True, False, False), (True, False, True, False, False), (True, False, False, True, False)])
+def test_fast_lsq_equals_the_straightforward_reference(per_channel, symmetric, signed, abs_offset, chunked, dtype,
+                                                       monkeypatch):
+    """The fast forward / hand-written backward: outputs and every gradient (input, step table, offset table)
+    equal autograd through the reference on random data, with elements clamped on both sides; also for a
+    channels_last input (the per-tensor reductions flatten in memory order), with a gradient of another layout,
+    for an input that needs no gradient, and per tensor with the kernels run chunk by chunk (``chunked``: chunks
+    of 100 elements, the last one short)."""
+    if chunked:
+        monkeypatch.setattr(quantizers, "CHUNK_ELEMENTS", 100)
+    torch.manual_seed(4)
+    shape = (6, 5, 7, 9)
+    assert (quantizers._chunked_order(torch.zeros(shape), torch.tensor(1.0), None) is not None) == chunked
+    q = LSQQuantizer(4, symmetric=symmetric, per_channel=per_channel, channels=shape[0], signed=signed,
+                     abs_offset=abs_offset).to(dtype)
+    data = torch.randn(shape, dtype=dtype) * 2 + (0 if signed else 1.5)
+    q.calibrate(data)
+    with torch.no_grad():  # tables moved off their calibrated values; outliers that clamp on both sides
+        q.step.mul_(0.5 + torch.rand_like(q.step))
+        if not symmetric:
+            q.offset.add_(0.3 * torch.randn_like(q.offset))
+        data[:, :, 0, :2] = torch.tensor([50.0, -50.0], dtype=dtype)
+    plain, last = torch.contiguous_format, torch.channels_last
+    for layout, grad_layout in [(plain, plain), (last, last), (last, plain)]:
+        for input_grad in (True, False):
+            x = data.contiguous(memory_format=layout).requires_grad_(input_grad)
+            upstream = torch.randn(shape, dtype=dtype).contiguous(memory_format=grad_layout)
+            results = []
+            for quantize in (q.quantize, lambda t: _reference_quantize(q, t)):
+                q.zero_grad(set_to_none=True)
+                x.grad = None
+                out = quantize(x)
+                (out * upstream).sum().backward()
+                grads = [x.grad, q.step.grad, q.offset.grad if isinstance(q.offset, nn.Parameter) else None]
+                results.append([out.detach()] + grads)
+            fast, reference = results
+            tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+            for name, a, b in zip(("output", "x", "step", "offset"), fast, reference):
+                assert (a is None) == (b is None), name
+                if a is not None:
+                    assert torch.allclose(a, b, **tol), (name, float((a - b).abs().max()))
+            assert torch.count_nonzero(fast[1] if input_grad else fast[0]) > 0
+    # the data reached below and above the levels of the active bit-width
+    n, p = q.levels()
+    with torch.no_grad():
+        step, off = _reference_tables(q, data)
+        rounded = torch.round((data - off) / step)
+    assert bool((rounded < n).any()) and bool((rounded > p).any())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_straight_through_region_at_exact_ties(dtype):
+    """Rounding breaks ties to even, so ``v = n - 0.5`` is inside ``[n, p]`` when ``n`` is even and ``v = p + 0.5``
+    when ``p`` is; the fast backward's open bounds reproduce ``round(v) == clamp(round(v))`` exactly at every tie
+    (signed and unsigned levels, odd and even ends: 1-bit signed is ``[-1, 0]``)."""
+    for bits, signed in [(1, True), (2, True), (3, False), (4, True), (8, True), (8, False)]:
+        n, p = integer_range(bits, signed)
+        v = torch.arange(2 * n - 6, 2 * p + 7, dtype=dtype) / 2  # every half-integer and integer around [n, p]
+        x = (v * 0.25).requires_grad_()  # step 0.25: (x - 0) / step is v exactly
+        lsq_round(x, torch.tensor(0.25, dtype=dtype), None, n, p).backward(torch.ones_like(x))
+        expected = (torch.round(v) == torch.round(v).clamp(n, p)).to(dtype)
+        assert torch.equal(x.grad, expected), (bits, signed)
+        assert float(expected[v == n - 0.5]) == float(n % 2 == 0) and float(expected[v == p + 0.5]) == float(p % 2 == 0)

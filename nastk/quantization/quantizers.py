@@ -17,6 +17,7 @@ optimiser is built and before DDP wraps the model (DDP then broadcasts rank 0's 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from typing import Iterable, Optional, Sequence, Tuple
 
@@ -37,6 +38,10 @@ INIT_ERROR_POWER = 2.4
 CALIBRATION_ELEMENTS = 1024
 #: stride of the coarse pass of the per-tensor shrink search
 COARSE_STRIDE = 8
+#: elements per chunk of the eager per-tensor LSQ kernels (1 MiB of float32: a chunk and its temporary stay in cache)
+CHUNK_ELEMENTS = 1 << 18
+#: compiled kernel variants (shapes x layouts x bit-widths) kept by :func:`use_compiled_kernels`
+COMPILED_SHAPES = 256
 
 
 def check_bits(bits, options: Optional[Sequence[int]] = None, what: str = "bits") -> int:
@@ -65,58 +70,161 @@ def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
     return x * scale + (x - x * scale).detach()
 
 
-def _lsq_forward(x, step, offset, n: int, p: int):
-    v = (x - offset) / step
-    q = torch.round(v).clamp(n, p)
-    return q * step + offset, v, q
+def _scaled(x, step, offset, out=None):
+    """``v = (x - offset) / step`` (``offset`` None: zero), into ``out`` (None: a fresh tensor)."""
+    return torch.div(x, step, out=out) if offset is None else torch.sub(x, offset, out=out).div_(step)
 
 
-def _lsq_backward_per_tensor(grad, v, q):
-    """``(grad_x, grad_step, grad_offset)`` for a scalar step and offset."""
-    grad_x = grad * (torch.round(v) == q)  # the clamp follows the rounding (EQ-Net's base_lsq)
-    return grad_x, (grad * q).sum() - (grad_x * v).sum(), grad.sum() - grad_x.sum()
+def _memory_order(t: torch.Tensor):
+    """``t``'s dimensions from the outermost in memory to the innermost."""
+    return sorted(range(t.dim()), key=lambda d: -t.stride(d))
+
+
+def _chunked_order(x, step, offset):
+    """:func:`_memory_order` of ``x`` when the eager kernels run it in chunks: a per-tensor quantizer, ``x`` on the
+    CPU, dense and at least two :data:`CHUNK_ELEMENTS` long; else None. Chunks of the memory-order flattening are
+    then quantized one after the other: every pass after a chunk's first finds its data in cache, and the
+    backward's temporary is one chunk, reused, not a fresh full-size tensor (on a CPU, the in-place passes over a
+    whole activation and the page faults of a fresh one cost about as much as the arithmetic; an accelerator would
+    only pay more launches)."""
+    if step.dim() or (offset is not None and offset.dim()) or not x.is_floating_point() \
+            or x.device.type != "cpu" or x.numel() < 2 * CHUNK_ELEMENTS:
+        return None
+    order = _memory_order(x)
+    return order if x.permute(order).is_contiguous() else None
+
+
+def _chunks(order, *tensors):
+    """Matching chunks of the ``order``-flattenings of ``tensors`` (views where a tensor has ``order``'s layout)."""
+    flat = [t.permute(order).reshape(-1) for t in tensors]
+    return [[f[i:i + CHUNK_ELEMENTS] for f in flat] for i in range(0, flat[0].numel(), CHUNK_ELEMENTS)]
+
+
+def _lsq_forward(x, step, offset, n: int, p: int, out=None):
+    """``clamp(round(v), n, p) step + offset``: the first pass into ``out`` (None: a fresh tensor), the others in
+    place on it."""
+    out = _scaled(x, step, offset, out).round_().clamp_(n, p).mul_(step)
+    return out if offset is None else out.add_(offset)
+
+
+def _lsq_forward_in_chunks(x, step, offset, n: int, p: int):
+    """:func:`_lsq_forward`, chunk by chunk where :func:`_chunked_order` says so."""
+    order = _chunked_order(x, step, offset)
+    if order is None:
+        return _lsq_forward(x, step, offset, n, p)
+    out = torch.empty_like(x)  # x's layout: its order-flattening is a view
+    for x_part, out_part in _chunks(order, x, out):
+        _lsq_forward(x_part, step, offset, n, p, out_part)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _open_bounds(n: int, p: int, dtype: torch.dtype) -> Tuple[float, float]:
+    """``(lo, hi)`` in ``dtype`` with ``lo < v < hi`` exactly when ``n <= round(v) <= p``; ``round`` breaks ties
+    to even, so a tie ``n - 0.5`` (``p + 0.5``) is inside when ``n`` (``p``) is even: the bound then moves one
+    representable value outwards."""
+    lo, hi = torch.tensor(n - 0.5, dtype=dtype), torch.tensor(p + 0.5, dtype=dtype)
+    if torch.round(lo) >= n:
+        lo = torch.nextafter(lo, torch.tensor(-math.inf, dtype=dtype))
+    if torch.round(hi) <= p:
+        hi = torch.nextafter(hi, torch.tensor(math.inf, dtype=dtype))
+    return float(lo), float(hi)
+
+
+def _sum_of_products(a, b, shape):
+    """``sum(a b)`` reduced to ``shape`` (the broadcast shape of a step or offset). For a scalar, a dot product of
+    the two flattened in ``b``'s memory order: no temporary, and a view, not a copy, when the two share a layout
+    (channels_last, say)."""
+    if len(shape) > 0:
+        return _reduce_to(a * b, shape)
+    if not b.is_contiguous():
+        order = _memory_order(b)
+        a, b = a.permute(order), b.permute(order)
+    return torch.dot(a.reshape(-1), b.reshape(-1))
+
+
+def _lsq_backward(grad, x, step, offset, n: int, p: int, lo: float, hi: float, step_shape, offset_shape,
+                  needs_step: bool, needs_offset: bool, grad_x=None):
+    """``(grad_x, grad_step, grad_offset)``: ``grad`` straight through where ``round(v)`` lies in ``[n, p]``
+    (EQ-Net's base_lsq: the clamp follows the rounding), i.e. where ``lo < v < hi`` (:func:`_open_bounds`), in one
+    pass by torch's hardtanh backward (into ``grad_x`` when given); the step's gradient is ``c - v`` there and
+    ``c`` outside, i.e. ``sum(grad c) - sum(grad_x v)``; the offset's is 1 outside, i.e. ``sum(grad) - sum(grad_x)``
+    (each reduced to its parameter's shape; None where not needed)."""
+    v = _scaled(x, step, offset)
+    if grad_x is None:
+        grad_x = torch.ops.aten.hardtanh_backward(grad, v, lo, hi)
+    else:
+        torch.ops.aten.hardtanh_backward.grad_input(grad, v, lo, hi, grad_input=grad_x)
+    grad_step = grad_offset = None
+    if needs_step:
+        inside = _sum_of_products(grad_x, v, step_shape)
+        grad_step = _sum_of_products(grad, v.round_().clamp_(n, p), step_shape) - inside  # v is c from here on
+    if needs_offset:
+        grad_offset = _reduce_to(grad, offset_shape) - _reduce_to(grad_x, offset_shape)
+    return grad_x, grad_step, grad_offset
+
+
+def _lsq_backward_in_chunks(grad, x, step, offset, n: int, p: int, lo: float, hi: float, step_shape,
+                            offset_shape, needs_step: bool, needs_offset: bool):
+    """:func:`_lsq_backward`, chunk by chunk where :func:`_chunked_order` says so, the reductions summed."""
+    order = _chunked_order(x, step, offset)
+    if order is None:
+        return _lsq_backward(grad, x, step, offset, n, p, lo, hi, step_shape, offset_shape, needs_step, needs_offset)
+    grad_x = torch.empty_like(x)
+    parts = [_lsq_backward(grad_part, x_part, step, offset, n, p, lo, hi, step_shape, offset_shape, needs_step,
+                           needs_offset, grad_x_part)[1:]
+             for grad_part, x_part, grad_x_part in _chunks(order, grad, x, grad_x)]
+    return (grad_x, torch.stack([part[0] for part in parts]).sum() if needs_step else None,
+            torch.stack([part[1] for part in parts]).sum() if needs_offset else None)
 
 
 class _Kernels:
     """The elementwise bodies of :class:`_LSQRound`, eager or compiled (:func:`use_compiled_kernels`)."""
 
-    forward = staticmethod(_lsq_forward)
-    backward_per_tensor = staticmethod(_lsq_backward_per_tensor)
+    forward = staticmethod(_lsq_forward_in_chunks)
+    backward = staticmethod(_lsq_backward_in_chunks)
 
 
 def use_compiled_kernels(enabled: bool = True) -> None:
-    """Fuse the per-tensor LSQ forward and backward with ``torch.compile`` (one pass each instead of about six;
-    the first call of each shape family compiles, about a minute on a busy CPU). Off by default."""
+    """Fuse the LSQ forward and backward with ``torch.compile`` (``dynamic=False``: one compilation per input
+    shape, layout and bit-width, a few seconds each on a CPU, so the first steps of a network compile all of its
+    layers; dynamo's recompile limit is raised to :data:`COMPILED_SHAPES` to hold them). Off by default."""
     if enabled:
-        _Kernels.forward = staticmethod(torch.compile(_lsq_forward, dynamic=True))
-        _Kernels.backward_per_tensor = staticmethod(torch.compile(_lsq_backward_per_tensor, dynamic=True))
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, COMPILED_SHAPES)
+        _Kernels.forward = staticmethod(torch.compile(_lsq_forward, dynamic=False))
+        _Kernels.backward = staticmethod(torch.compile(_lsq_backward, dynamic=False))
     else:
-        _Kernels.forward = staticmethod(_lsq_forward)
-        _Kernels.backward_per_tensor = staticmethod(_lsq_backward_per_tensor)
+        _Kernels.forward = staticmethod(_lsq_forward_in_chunks)
+        _Kernels.backward = staticmethod(_lsq_backward_in_chunks)
 
 
 class _LSQRound(torch.autograd.Function):
     """``clamp(round((x - b) / s), n, p) s + b`` with LSQ's gradients written out (straight through where the
-    rounded value lies in ``[n, p]``; step: ``round(v) - v`` there, ``n`` / ``p`` outside; offset: 0 / 1), so a
-    training step runs a few elementwise passes instead of autograd's graph of about twelve."""
+    rounded value lies in ``[n, p]``; step: ``round(v) - v`` there, ``n`` / ``p`` outside; offset: 0 / 1; both
+    times ``grad_scale``), so a training step runs a few elementwise passes instead of autograd's graph of about
+    twelve. It keeps nothing but its inputs (which the network keeps anyway) and recomputes ``v`` and the levels
+    in the backward, bit for bit: one tensor fewer written per pass and none held between them (so ``x`` must
+    not be modified in place before the backward; autograd checks)."""
 
     @staticmethod
-    def forward(ctx, x, step, offset, n: int, p: int):
-        out, v, q = _Kernels.forward(x, step, offset, n, p)
-        ctx.save_for_backward(v, q, step, offset)
+    def forward(ctx, x, step, offset, n: int, p: int, grad_scale: float):
+        out = _Kernels.forward(x, step, offset, n, p)
+        ctx.save_for_backward(x, step, offset)
+        ctx.levels, ctx.grad_scale = (n, p), grad_scale
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        v, q, step, offset = ctx.saved_tensors
-        if step.dim() == 0 and offset.dim() == 0:
-            grad_x, grad_step, grad_offset = _Kernels.backward_per_tensor(grad, v, q)
-        else:
-            grad_x = grad * (torch.round(v) == q)
-            grad_step = _reduce_to(grad * q, step.shape) - _reduce_to(grad_x * v, step.shape)
-            grad_offset = _reduce_to(grad, offset.shape) - _reduce_to(grad_x, offset.shape)
-        return (grad_x if ctx.needs_input_grad[0] else None, grad_step if ctx.needs_input_grad[1] else None,
-                grad_offset if ctx.needs_input_grad[2] else None, None, None)
+        x, step, offset = ctx.saved_tensors
+        needs_x, needs_step, needs_offset = ctx.needs_input_grad[:3]
+        lo, hi = _open_bounds(*ctx.levels, grad.dtype)
+        grad_x, grad_step, grad_offset = _Kernels.backward(grad, x, step, offset, *ctx.levels, lo, hi, step.shape,
+                                                           None if offset is None else offset.shape, needs_step,
+                                                           needs_offset)
+        if ctx.grad_scale != 1:
+            grad_step = None if grad_step is None else grad_step * ctx.grad_scale
+            grad_offset = None if grad_offset is None else grad_offset * ctx.grad_scale
+        return grad_x if needs_x else None, grad_step, grad_offset, None, None, None
 
 
 def _reduce_to(t: torch.Tensor, shape) -> torch.Tensor:
@@ -129,9 +237,12 @@ def _reduce_to(t: torch.Tensor, shape) -> torch.Tensor:
     return t.sum(dim=dims, keepdim=True)
 
 
-def lsq_round(x: torch.Tensor, step: torch.Tensor, offset: torch.Tensor, n: int, p: int) -> torch.Tensor:
-    """LSQ's fake quantization ``clamp(round((x - offset) / step), n, p) step + offset`` (broadcast step / offset)."""
-    return _LSQRound.apply(x, step, offset, n, p)
+def lsq_round(x: torch.Tensor, step: torch.Tensor, offset: Optional[torch.Tensor], n: int, p: int,
+              grad_scale: float = 1.0) -> torch.Tensor:
+    """LSQ's fake quantization ``clamp(round((x - offset) / step), n, p) step + offset`` (step / offset broadcast
+    to ``x``; ``offset`` None: zero), the step's and offset's gradients multiplied by ``grad_scale`` (LSQ's
+    gradient scale)."""
+    return _LSQRound.apply(x, step, offset, n, p, grad_scale)
 
 
 def integer_range(bits: int, signed: bool) -> Tuple[int, int]:
@@ -303,16 +414,16 @@ class LSQQuantizer(SwitchableBits, nn.Module):
             g = 2.0 / math.sqrt(p * per_channel_numel) if p > 0 else 1.0
         else:
             g = 1.0 / math.sqrt(max(p, 1) * x.numel())
-        step = scale_gradient(self.step[r], g).abs() + STEP_EPS
-        off = self.offset[r]
-        if isinstance(self.offset, nn.Parameter):
-            off = scale_gradient(off, g)
-            off = off.abs() if self.abs_offset else off
+        step = self.step[r].abs() + STEP_EPS
+        off = None if self.symmetric else self.offset[r]  # a symmetric quantizer's offset stays 0: skipped
+        if self.abs_offset and isinstance(self.offset, nn.Parameter):
+            off = off.abs()
         if self.per_channel:
-            step, off = _per_channel_view(step, x, self.channel_axis), _per_channel_view(off, x, self.channel_axis)
+            step = _per_channel_view(step, x, self.channel_axis)
+            off = None if off is None else _per_channel_view(off, x, self.channel_axis)
         else:
-            step, off = step.reshape(()), off.reshape(())
-        return lsq_round(x, step, off, n, p)
+            step, off = step.reshape(()), None if off is None else off.reshape(())
+        return lsq_round(x, step, off, n, p, grad_scale=g)
 
     def extra_repr(self) -> str:
         return (f"bits={self.bits}, options={self.bit_options}, symmetric={self.symmetric}, "
