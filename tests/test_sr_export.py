@@ -20,9 +20,6 @@ from nastk.space import get_space
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DATA_OPTIONS = {"scale": 2, "downscale": "bicubic", "psnr": "y", "border": 4}
-#: what keeps the TorchScript form from tracing: nastk/quantization/quantizers.py is helper qspeed's to change
-LSQ_FUNCTION = ("lsq_round applies the custom autograd Function _LSQRound also under tracing / without gradients, "
-                "and torch.jit cannot save a Python Function (the change is in docs/notes/26-srexport.md)")
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +91,6 @@ def test_an_sr_child_state_dict_loads_into_build_and_computes_the_supernet_path(
         assert torch.equal(model(x), path_output(sr_run, arch, x))
 
 
-@pytest.mark.xfail(strict=False, reason=LSQ_FUNCTION)
 def test_an_sr_child_torchscript_runs_any_image_size_as_the_supernet_path(sr_run, capsys, tmp_path):
     arch = sample("sr", 1)
     written = export(capsys, "--run-dir", str(sr_run), "--arch", arch, "--out", str(tmp_path / "c.pt"))
@@ -125,7 +121,6 @@ def test_an_sr_search_winner_exports_with_the_psnr_the_search_reported(sr_search
                                                                               abs=1e-9)
 
 
-@pytest.mark.xfail(strict=False, reason=LSQ_FUNCTION)
 def test_an_sr_search_winner_exports_as_torchscript(sr_search, capsys, tmp_path):
     folder, summary = sr_search
     export(capsys, "--run-dir", str(folder), "--out", str(tmp_path / "w.pt"))
@@ -214,7 +209,6 @@ def test_a_qnas_nb201_child_state_dict_loads_into_build_and_computes_the_superne
         assert torch.equal(model(x), path_output(nb201_run, arch, x))
 
 
-@pytest.mark.xfail(strict=False, reason=LSQ_FUNCTION)
 def test_a_qnas_nb201_child_exports_as_torchscript(nb201_run, capsys, tmp_path):
     arch = sample("qnas-nb201", 1, allowed=(3, 8))
     export(capsys, "--run-dir", str(nb201_run), "--arch", arch, "--out", str(tmp_path / "c.pt"))
@@ -249,8 +243,8 @@ def test_an_eqnet_child_state_dict_is_refused_in_one_line(tmp_path):
 
 
 @pytest.mark.slow  # a failing trace of the C = 16, N = 5 network takes about 11 s here (4 s once it traces)
-@pytest.mark.xfail(strict=False, reason=LSQ_FUNCTION + "; and nastk/quantization/layers.py substitutes the quantized "
-                   "weight with torch.func.functional_call, which torch.jit refuses (see the note)")
+@pytest.mark.xfail(strict=False, reason="nastk/quantization/layers.py substitutes the quantized weight with "
+                   "torch.func.functional_call, which torch.jit refuses")
 def test_an_eqnet_child_exports_as_torchscript(eqnet_child, tmp_path):
     from nastk.export import write_model
 

@@ -241,7 +241,12 @@ def lsq_round(x: torch.Tensor, step: torch.Tensor, offset: Optional[torch.Tensor
               grad_scale: float = 1.0) -> torch.Tensor:
     """LSQ's fake quantization ``clamp(round((x - offset) / step), n, p) step + offset`` (step / offset broadcast
     to ``x``; ``offset`` None: zero), the step's and offset's gradients multiplied by ``grad_scale`` (LSQ's
-    gradient scale)."""
+    gradient scale). Without a gradient to compute (inference) or under ``torch.jit`` tracing (an export, which
+    cannot save a Python autograd Function) it runs the same forward in plain ops."""
+    if torch.jit.is_tracing():
+        return _lsq_forward(x, step, offset, n, p)
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, step, offset))):
+        return _lsq_forward_in_chunks(x, step, offset, n, p)
     return _LSQRound.apply(x, step, offset, n, p, grad_scale)
 
 
