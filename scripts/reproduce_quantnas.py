@@ -67,7 +67,7 @@ def data_options(args) -> dict:
 def search(args, method: str, seed: int) -> dict:
     import torch
 
-    from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer
+    from nastk.oneshot.trainer import OneShotConfig
 
     torch.set_num_threads(1)
     folder = Path(args.work, args.tag, f"search-{method}-seed{seed}")
@@ -80,13 +80,21 @@ def search(args, method: str, seed: int) -> dict:
         train_size=args.train_size, batch_size=args.batch_size, valid_size=64, eval_batch_size=64, augment=False,
         step_options={**step_options, "arch_warmup_epochs": args.arch_warmup, "arch_lr": args.arch_lr,
                       "bitops_penalty": args.bitops_penalty})
-    trainer = OneShotTrainer(config, folder, device=args.device, progress=False)
+    return run_search(config, folder, args.device, method=method, seed=seed, adq=supernet_options["adq"])
+
+
+def run_search(config, folder: Path, device, **labels) -> dict:
+    """Train a QuantNAS supernet (resuming from ``folder``) and record its argmax architecture in result.json,
+    with ``labels`` (method, seed, ...) first."""
+    from nastk.oneshot.trainer import OneShotTrainer
+
+    trainer = OneShotTrainer(config, folder, device=device, progress=False)
     trainer.load_checkpoint()
     history = trainer.fit()
     arch = trainer.supernet.export()
-    result = {"method": method, "seed": seed, "arch": arch.to_str(), "search_s": round(sum(r["epoch_s"] for r in history), 1),
+    result = {**labels, "arch": arch.to_str(), "search_s": round(sum(r["epoch_s"] for r in history), 1),
               "final_entropy": history[-1]["arch_entropy_sum"], "expected_bitops_ratio": history[-1].get("train_bitops_ratio"),
-              "adq": supernet_options["adq"]}
+              "final_train_acc": history[-1].get("train_acc")}
     (folder / "result.json").write_text(json.dumps(result, indent=1))
     return result
 

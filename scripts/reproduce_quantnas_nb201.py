@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_quantnas import METHODS, pareto  # noqa: E402  (the SR searches' step options, the front)
+from reproduce_quantnas import METHODS, pareto, run_search  # noqa: E402  (the SR searches' step options, the front)
 
 SPACE = "qnas-nb201"
 #: search methods (without ADQ: NB201 ops end in BatchNorm) and what they mean
@@ -84,7 +84,7 @@ def images(args):
 def search(args, method: str, seed: int) -> dict:
     import torch
 
-    from nastk.oneshot.trainer import OneShotConfig, OneShotTrainer
+    from nastk.oneshot.trainer import OneShotConfig
 
     torch.set_num_threads(1)
     folder = Path(args.work, f"search-{method}-seed{seed}")
@@ -97,15 +97,7 @@ def search(args, method: str, seed: int) -> dict:
         train_size=args.train_size, batch_size=args.batch_size, valid_size=0,
         step_options={**step_options, "arch_warmup_epochs": args.arch_warmup, "arch_lr": args.arch_lr,
                       "bitops_penalty": args.bitops_penalty})
-    trainer = OneShotTrainer(config, folder, device=args.device, progress=False)
-    trainer.load_checkpoint()
-    history = trainer.fit()
-    arch = trainer.supernet.export()
-    result = {"method": method, "seed": seed, "arch": arch.to_str(), "search_s": round(sum(r["epoch_s"] for r in history), 1),
-              "final_entropy": history[-1]["arch_entropy_sum"], "expected_bitops_ratio": history[-1].get("train_bitops_ratio"),
-              "final_train_acc": history[-1].get("train_acc")}
-    (folder / "result.json").write_text(json.dumps(result, indent=1))
-    return result
+    return run_search(config, folder, args.device, method=method, seed=seed)
 
 
 def retrain(args, name: str, arch_str: str, seed: int) -> dict:
