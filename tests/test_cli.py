@@ -107,6 +107,7 @@ def _journal_lines(path):
     return path.read_text().count("\n") if path.exists() else 0
 
 
+@pytest.mark.slow  # moved out of the default run to keep it under 5 minutes on 2 cores
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
     """A real process killed with SIGKILL, resumed, ends as an uninterrupted run, re-evaluating nothing."""
     config = tmp_path / "c.yaml"

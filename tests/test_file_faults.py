@@ -512,6 +512,7 @@ def _can_mount_tmpfs(folder: Path) -> bool:
     return done.returncode == 0 and not (folder / "x").exists()  # mounted in a namespace of its own, gone with it
 
 
+@pytest.mark.slow  # moved out of the default run to keep it under 5 minutes on 2 cores
 def test_a_real_full_and_read_only_tmpfs(straight_search, tmp_path):
     """A 12 KiB tmpfs (in a mount namespace that dies with the shell) fills up during a search: one line,
     whole journal lines, and after the file system grows the resumed run equals the uninterrupted one;

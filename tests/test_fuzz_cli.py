@@ -501,6 +501,7 @@ def _file_fault(capsys, tmp_path_factory, read_only, case):
                                                                               if after.get(k, 0) != before.get(k, 0)))
 
 
+@pytest.mark.slow  # moved out of the default run to keep it under 5 minutes on 2 cores
 @pytest.mark.usefixtures("one_torch_thread")
 @settings(max_examples=CASES, **SETTINGS)
 @given(case=file_faults())

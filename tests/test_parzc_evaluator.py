@@ -207,6 +207,7 @@ def test_predict_prints_a_progress_line_per_architecture(fitted, capsys):
     assert main(["proxies", "predict", str(fitted[0]), ARCH, other, "--mc-samples", "2", "--no-progress"]) == 0
     assert "architectures" not in capsys.readouterr().err
 
+@pytest.mark.slow  # moved out of the default run to keep it under 5 minutes on 2 cores
 def test_a_search_scores_with_the_saved_predictor_and_resumes(fitted, tmp_path, capsys, monkeypatch, nb201):
     """``nastk search --evaluator parzc:PATH``: any strategy searches by the learned proxy; the winner is
     reported with NB201's ground truth, and the run resumes by replay."""
@@ -236,6 +237,7 @@ def weight_norm_sq(p):
     return per_layer(w.pow(2).sum() for w in p.weights)
 
 
+@pytest.mark.slow  # moved out of the default run to keep it under 5 minutes on 2 cores
 def test_a_predictor_fitted_on_a_users_statistic_scores_with_it(nastk_data, nb201, tmp_path, monkeypatch):
     """``--statistics`` takes any per-layer proxy (here one defined in this module): the pool is computed
     in a cache file of its own, the saved predictor records its statistics and the evaluator uses them."""

@@ -142,6 +142,7 @@ def test_proxy_table_reader(nastk_data, tmp_path):
         read_proxy_table(tmp_path / "bad.csv")
 
 
+@pytest.mark.slow  # moved out of the default run to keep it under 5 minutes on 2 cores
 def test_cli_on_the_suite_zero_table(capsys, nastk_data, tmp_path):
     from nastk.cli import main
 

@@ -44,6 +44,7 @@ def test_pt_decides_every_edge_once_and_records_evidence(darts_run, tmp_path):
     assert len(journal) == 6
 
 
+@pytest.mark.slow  # moved out of the default run to keep it under 5 minutes on 2 cores
 def test_pt_resumes_exactly_after_a_kill(darts_run, tmp_path):
     whole = select_pt(darts_run, tmp_path / "whole", interval=1, progress=False)
     selection = PerturbationSelection(darts_run, tmp_path / "killed", PTOptions(interval=1), progress=False)
@@ -102,7 +103,7 @@ def test_gradient_distances_are_cosine_distances_and_leave_the_supernet_alone():
         gradient_distances(OneShotTrainer(tiny("single_path"), None, progress=False), 0, mode="soft")
 
 
-@pytest.mark.parametrize("step", ["darts", "single_path"])
+@pytest.mark.parametrize("step", [pytest.param("darts", marks=pytest.mark.slow), "single_path"])  # darts: 46 s
 def test_gm_run_resumes_to_the_uninterrupted_result(step, tmp_path):
     schedule = SplitSchedule("gm", [1, 2], 1, batches=2, select_archs=5)
     whole = train_fewshot(tiny(step), schedule, tmp_path / "whole", progress=False)
