@@ -199,6 +199,7 @@ def test_predict_command_prints_scores(fitted, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.slow  # moved out of the default run to keep it under 5 minutes on 2 cores
 def test_predict_prints_a_progress_line_per_architecture(fitted, capsys):
     other = "|skip_connect~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|skip_connect~1|none~2|"
     assert main(["proxies", "predict", str(fitted[0]), ARCH, other, "--mc-samples", "2"]) == 0
