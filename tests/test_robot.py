@@ -201,6 +201,7 @@ def test_published_robot_numbers_are_one_nb201_architecture(nastk_data):
     assert [m["idx"] for m in match] == [9930] and match[0]["objective_rank"] == 2
 
 
+@pytest.mark.slow  # moved out of the default run to keep it under 5 minutes on 2 cores
 def test_library_maximize_loop_matches_the_strategy(nb201):
     """scripts/robot_bo_versions.py's loop (the library's own maximize) and nastk's ask/tell RoBoT agree."""
     loop = _script("robot_bo_versions")
